@@ -1,0 +1,183 @@
+//! Evaluation: policies answer the held-out prompt sets with shared sampling seeds, the frozen
+//! judge scores every answer, and the reward models are measured on held-out pairs.
+//! Win rates, intervals and tables are derived from these rows by `report` (a pure function of
+//! the CSVs, so `make figures` can redo them without training).
+
+use crate::data::RefusalDetector;
+use crate::model::Lm;
+use crate::model::generate::{GenConfig, generate};
+use crate::reward::{DivergenceRule, divergence_rewards, first_divergence, scalar_scores, seq2seq_teacher_forced};
+use crate::text::{self, EOS, PAD, Text};
+use crate::train::PairIds;
+use crate::util::SplitMix64;
+use burn::prelude::*;
+
+/// A held-out prompt, identified across policies and seeds by `(set, id)`.
+#[derive(Clone, Debug)]
+pub struct EvalPrompt {
+    pub set: String,
+    pub id: usize,
+    pub text: String,
+    pub ids: Vec<u32>,
+}
+
+/// One row of `generations.csv` (without the run-level columns).
+#[derive(Clone, Debug)]
+pub struct GenRow {
+    pub policy: String,
+    pub set: String,
+    pub prompt_id: usize,
+    pub prompt: String,
+    pub response: String,
+    pub length_tokens: usize,
+    pub truncated: bool,
+    pub refused: bool,
+    pub judge_score: f32,
+}
+
+pub struct EvalCtx<'a> {
+    pub judge: &'a Lm,
+    pub text: &'a Text,
+    pub refusal: &'a RefusalDetector,
+    pub max_prompt: usize,
+    pub max_new_tokens: usize,
+    pub batch: usize,
+    pub device: &'a Device,
+}
+
+/// `policy` answers every prompt; prompt `(set, id)` is sampled with the same seed whatever the
+/// policy, so policies differ only by what they are.
+pub fn answer(ctx: &EvalCtx, policy_name: &str, policy: &Lm, prompts: &[EvalPrompt], seed: u64) -> Vec<GenRow> {
+    let cfg = GenConfig { max_new_tokens: ctx.max_new_tokens, eos: EOS, pad: PAD, greedy: false };
+    let mut rows = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(ctx.batch.max(1)) {
+        let prefixes: Vec<Vec<u32>> = chunk.iter().map(|p| text::policy_prefix(&p.ids, ctx.max_prompt)).collect();
+        let seeds: Vec<u64> = chunk
+            .iter()
+            .map(|p| SplitMix64::derive(seed ^ set_salt(&p.set), p.id as u64).next_u64())
+            .collect();
+        let out = generate(policy, &prefixes, &seeds, &cfg, ctx.device);
+        let raw: Vec<Vec<u32>> = chunk.iter().map(|p| p.ids.clone()).collect();
+        let scores = scalar_scores(ctx.judge, &raw, &out.tokens, ctx.max_prompt, ctx.device);
+        for (k, p) in chunk.iter().enumerate() {
+            let response = ctx.text.decode(&out.tokens[k]);
+            rows.push(GenRow {
+                policy: policy_name.to_string(),
+                set: p.set.clone(),
+                prompt_id: p.id,
+                prompt: p.text.clone(),
+                refused: ctx.refusal.is_refusal(&response),
+                response,
+                length_tokens: out.tokens[k].iter().filter(|&&t| t != EOS).count(),
+                truncated: !out.finished[k],
+                judge_score: scores[k],
+            });
+        }
+    }
+    rows
+}
+
+fn set_salt(set: &str) -> u64 {
+    set.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Pearson correlation (0 when either side is constant).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let mx = x.iter().sum::<f64>() / n as f64;
+    let my = y.iter().sum::<f64>() / n as f64;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        sxy += (x[i] - mx) * (y[i] - my);
+        sxx += (x[i] - mx).powi(2);
+        syy += (y[i] - my).powi(2);
+    }
+    if sxx == 0.0 || syy == 0.0 { 0.0 } else { sxy / (sxx * syy).sqrt() }
+}
+
+/// Held-out measurements of a scalar RM (or the judge): pair accuracy (ties count ½) and the
+/// correlation of its score with response length. Returns `(metric, value)` rows.
+pub fn scalar_rm_metrics(model: &Lm, pairs: &[PairIds], max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
+    let (mut acc, mut scores, mut lens) = (0.0, Vec::new(), Vec::new());
+    for chunk in pairs.chunks(batch.max(1)) {
+        let prompts: Vec<Vec<u32>> = chunk.iter().flat_map(|p| [p.prompt.clone(), p.prompt.clone()]).collect();
+        let resp: Vec<Vec<u32>> = chunk
+            .iter()
+            .flat_map(|p| [text::response_target(&p.chosen, max_response), text::response_target(&p.rejected, max_response)])
+            .collect();
+        let s = scalar_scores(model, &prompts, &resp, max_prompt, device);
+        for k in 0..chunk.len() {
+            acc += outcome(s[2 * k] as f64, s[2 * k + 1] as f64);
+        }
+        scores.extend(s.iter().map(|&v| v as f64));
+        lens.extend(resp.iter().map(|r| r.len() as f64));
+    }
+    let n = pairs.len().max(1) as f64;
+    let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
+    let std = (scores.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / scores.len().max(1) as f64).sqrt();
+    vec![
+        ("pair_accuracy".into(), acc / n),
+        ("length_score_corr".into(), pearson(&lens, &scores)),
+        ("score_mean".into(), mean),
+        ("score_std".into(), std),
+    ]
+}
+
+/// 1 if a > b, ½ on a tie, 0 otherwise.
+pub fn outcome(a: f64, b: f64) -> f64 {
+    if (a - b).abs() <= 1e-9 { 0.5 } else if a > b { 1.0 } else { 0.0 }
+}
+
+/// Held-out measurements of the seq2seq RM: pair accuracy of its summed divergence rewards, the
+/// exact-copy rate on chosen responses (the RM's argmax reproduces every token), mean summed
+/// reward of chosen and rejected, and the position of the first divergence on rejected ones.
+pub fn seq2seq_rm_metrics(model: &Lm, pairs: &[PairIds], rule: &DivergenceRule, max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
+    let (mut acc, mut copies, mut sum_c, mut sum_r, mut ll_acc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for chunk in pairs.chunks(batch.max(1)) {
+        let prompts: Vec<Vec<u32>> = chunk.iter().flat_map(|p| [p.prompt.clone(), p.prompt.clone()]).collect();
+        let resp: Vec<Vec<u32>> = chunk
+            .iter()
+            .flat_map(|p| [text::response_target(&p.chosen, max_response), text::response_target(&p.rejected, max_response)])
+            .collect();
+        let (argmax, lps) = seq2seq_teacher_forced(model, &prompts, &resp, max_prompt, max_response, device);
+        for k in 0..chunk.len() {
+            let (c, r) = (2 * k, 2 * k + 1);
+            let rc: f64 = divergence_rewards(&resp[c], &argmax[c], rule).iter().map(|&v| v as f64).sum();
+            let rr: f64 = divergence_rewards(&resp[r], &argmax[r], rule).iter().map(|&v| v as f64).sum();
+            acc += outcome(rc, rr);
+            sum_c += rc;
+            sum_r += rr;
+            if first_divergence(&resp[c], &argmax[c]) == resp[c].len() {
+                copies += 1.0;
+            }
+            let mean_lp = |v: &Vec<f32>| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
+            ll_acc += outcome(mean_lp(&lps[c]), mean_lp(&lps[r]));
+        }
+    }
+    let n = pairs.len().max(1) as f64;
+    vec![
+        ("pair_accuracy".into(), acc / n),
+        ("copy_rate".into(), copies / n),
+        ("mean_reward_chosen".into(), sum_c / n),
+        ("mean_reward_rejected".into(), sum_r / n),
+        ("pair_accuracy_mean_logprob".into(), ll_acc / n),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pearson_and_outcome() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-12);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
+        assert_eq!(outcome(1.0, 0.0), 1.0);
+        assert_eq!(outcome(0.0, 1.0), 0.0);
+        assert_eq!(outcome(0.3, 0.3), 0.5);
+    }
+}

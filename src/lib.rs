@@ -1,0 +1,14 @@
+//! s2rm — a reproduction harness for *Sequence to Sequence Reward Modeling: Improving RLHF by
+//! Language Feedback* (Zhou et al., AAAI 2025). One module per pipeline stage; see README.md.
+
+pub mod data;
+pub mod device;
+pub mod eval;
+pub mod model;
+pub mod report;
+pub mod reward;
+pub mod runner;
+pub mod spec;
+pub mod text;
+pub mod train;
+pub mod util;

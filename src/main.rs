@@ -1,0 +1,93 @@
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use s2rm::{report, runner, spec};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Reproduction harness for "Sequence to Sequence Reward Modeling" (AAAI 2025): runs a scalar-RM
+/// versus seq2seq-RM RLHF comparison from a TOML experiment spec and writes CSV tables, figures
+/// and a report.
+#[derive(Parser)]
+#[command(name = "s2rm", version, after_help = "Examples:\n  s2rm run experiments/safety.toml                 # default profile, best device\n  s2rm run experiments/safety.toml --profile smoke --device cpu\n  s2rm report results/safety                       # re-render tables, figures, REPORT.md\n  s2rm validate experiments/*.toml")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run an experiment end to end: data, tokenizer, base LM, SFT, judge, both RMs, two PPO runs
+    /// per seed, evaluation, report.
+    Run {
+        /// Experiment spec (TOML), e.g. experiments/safety.toml.
+        spec: PathBuf,
+        /// Profile: smoke (seconds), default (minutes on a 2-core CPU) or gpu.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// auto (a real GPU through wgpu if present, else CPU), cpu or wgpu. Overrides experiment.device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Output directory (overrides experiment.output_dir).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Folder with the datasets (overrides experiment.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Seeds, comma-separated (overrides experiment.seeds), e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Override any spec field: --set ppo.kl_coef=0.05 (repeatable; value is TOML).
+        #[arg(long = "set")]
+        sets: Vec<String>,
+    },
+    /// Re-render metrics.csv, win_rates.csv, figures and REPORT.md from a results directory's CSVs
+    /// (no training).
+    Report {
+        /// Results directory, e.g. results/safety.
+        dir: PathBuf,
+    },
+    /// Check specs (every profile) without running anything.
+    Validate {
+        /// Spec files.
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets } => {
+            if let Some(seeds) = seeds {
+                let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+                sets.push(format!("experiment.seeds=[{}]", list.join(",")));
+            }
+            let resolved = spec::load(&file, &profile, &sets)?;
+            let opts = runner::RunOptions { output, data_dir, device };
+            runner::run(&resolved, &opts)?;
+        }
+        Cmd::Report { dir } => {
+            report::render(&dir)?;
+            println!("rendered {}", dir.join("REPORT.md").display());
+        }
+        Cmd::Validate { specs } => {
+            for file in specs {
+                for profile in ["smoke", "default", "gpu"] {
+                    spec::load(&file, profile, &[])?;
+                }
+                println!("{}: ok (smoke, default, gpu)", file.display());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The causal transformer LM shared by every role in the pipeline (policy, reference, scalar RM,
+//! seq2seq RM, judge), its KV-cache generation and the batch layout every stage uses.
+//!
+//! One layout serves training and generation alike (see [`pack`]): each row is
+//! `[pad.. | prefix | continuation | pad..]`, the prefix left-padded to a common width `P` and the
+//! continuation right-padded. Positions count real tokens only, and attention never looks at pads,
+//! so a row's numbers do not depend on how much padding its batch mates forced on it. Generation
+//! builds exactly this layout token by token, which is why log-probs recorded while sampling equal
+//! those of the training forward pass (tested below).
+
+pub mod generate;
+
+use burn::nn::{
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, log_softmax, softmax};
+use serde::{Deserialize, Serialize};
+
+/// Additive attention bias for keys that must not be seen. Finite, so that a fully masked row
+/// (a left pad acting as query) gives a uniform softmax instead of NaN; such rows are never read.
+pub const MASKED: f32 = -1.0e9;
+
+/// Shape of the transformer. `preset` names the size in every results table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmConfig {
+    pub preset: String,
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    pub max_seq_len: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    ln1: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    n_heads: usize,
+}
+
+/// Decoder-only LM with three heads: next-token logits, a scalar score (reward models, judge) and a
+/// value estimate (PPO critic). A role uses the heads it needs; unused heads get no gradient.
+#[derive(Module, Debug)]
+pub struct Lm {
+    tok_emb: Embedding,
+    pos_emb: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    lm_head: Linear,
+    score_head: Linear,
+    value_head: Linear,
+}
+
+/// Keys and values of every layer for the tokens seen so far: `[B, H, T_seen, d_head]`.
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize) -> Self {
+        Self { layers: (0..n_layers).map(|_| None).collect() }
+    }
+}
+
+impl LmConfig {
+    pub fn init(&self, device: &Device) -> Lm {
+        let small = Initializer::Normal { mean: 0.0, std: 0.02 };
+        let d = self.d_model;
+        let blocks = (0..self.n_layers)
+            .map(|_| Block {
+                ln1: LayerNormConfig::new(d).init(device),
+                qkv: LinearConfig::new(d, 3 * d).with_initializer(small.clone()).init(device),
+                proj: LinearConfig::new(d, d).with_initializer(small.clone()).init(device),
+                ln2: LayerNormConfig::new(d).init(device),
+                fc1: LinearConfig::new(d, self.d_ff).with_initializer(small.clone()).init(device),
+                fc2: LinearConfig::new(self.d_ff, d).with_initializer(small.clone()).init(device),
+                n_heads: self.n_heads,
+            })
+            .collect();
+        Lm {
+            tok_emb: EmbeddingConfig::new(self.vocab_size, d)
+                .with_initializer(small.clone())
+                .init(device),
+            pos_emb: EmbeddingConfig::new(self.max_seq_len, d)
+                .with_initializer(small.clone())
+                .init(device),
+            blocks,
+            ln_f: LayerNormConfig::new(d).init(device),
+            lm_head: LinearConfig::new(d, self.vocab_size)
+                .with_bias(false)
+                .with_initializer(small)
+                .init(device),
+            // Zero-initialised heads: every score and value starts at exactly 0.
+            score_head: LinearConfig::new(d, 1).with_initializer(Initializer::Zeros).init(device),
+            value_head: LinearConfig::new(d, 1).with_initializer(Initializer::Zeros).init(device),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.d_model == 0 || self.n_layers == 0 || self.n_heads == 0 || self.d_ff == 0 {
+            return Err("d_model, n_layers, n_heads and d_ff must all be > 0".into());
+        }
+        if self.d_model % self.n_heads != 0 {
+            return Err(format!(
+                "d_model ({}) must be divisible by n_heads ({})",
+                self.d_model, self.n_heads
+            ));
+        }
+        if self.vocab_size < 64 {
+            return Err(format!("vocab_size ({}) must be at least 64", self.vocab_size));
+        }
+        if self.max_seq_len < 8 {
+            return Err(format!("max_seq_len ({}) must be at least 8", self.max_seq_len));
+        }
+        Ok(())
+    }
+}
+
+impl Block {
+    /// `x`: `[B, T, D]`; `bias`: `[B, 1, T, T_past + T]`; the cache (if any) gets this chunk's keys
+    /// and values appended.
+    fn forward(&self, x: Tensor<3>, bias: Tensor<4>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let h = self.n_heads;
+        let dh = d / h;
+        let qkv = self.qkv.forward(self.ln1.forward(x.clone()));
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * d, d)
+                .reshape([b, t, h, dh])
+                .swap_dims(1, 2)
+        };
+        let (q, mut k, mut v) = (split(0), split(1), split(2));
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.take() {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()) + bias;
+        let att = softmax(scores, 3);
+        let ctx = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        let x = x + self.proj.forward(ctx);
+        let m = self.fc2.forward(gelu(self.fc1.forward(self.ln2.forward(x.clone()))));
+        x + m
+    }
+}
+
+impl Lm {
+    /// Final hidden states `[B, T, D]` of a packed batch.
+    pub fn hidden(&self, tokens: Tensor<2, Int>, positions: Tensor<2, Int>, bias: Tensor<4>) -> Tensor<3> {
+        let mut x = self.tok_emb.forward(tokens) + self.pos_emb.forward(positions);
+        for block in &self.blocks {
+            x = block.forward(x, bias.clone(), None);
+        }
+        self.ln_f.forward(x)
+    }
+
+    /// Same as [`Lm::hidden`] for a chunk of new tokens, attending to (and extending) the cache.
+    pub fn hidden_cached(
+        &self,
+        tokens: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        bias: Tensor<4>,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let mut x = self.tok_emb.forward(tokens) + self.pos_emb.forward(positions);
+        for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(x, bias.clone(), Some(slot));
+        }
+        self.ln_f.forward(x)
+    }
+
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.lm_head.forward(hidden)
+    }
+
+    /// Scalar score at every position `[B, T]`.
+    pub fn scores(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [b, t, _] = hidden.dims();
+        self.score_head.forward(hidden).reshape([b, t])
+    }
+
+    /// Value estimate at every position `[B, T]`.
+    pub fn values(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [b, t, _] = hidden.dims();
+        self.value_head.forward(hidden).reshape([b, t])
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Parameters of the trunk and the LM head (the two small scalar heads excluded).
+    pub fn lm_params(&self) -> usize {
+        self.num_params() - self.score_head.num_params() - self.value_head.num_params()
+    }
+}
+
+/// A batch in the shared layout, on the host. `t = p + c`.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub b: usize,
+    pub t: usize,
+    /// Width of the left-padded prefix block.
+    pub p: usize,
+    pub tokens: Vec<i64>,
+    pub positions: Vec<i64>,
+    pub attn: Vec<bool>,
+    pub prefix_lens: Vec<usize>,
+    pub cont_lens: Vec<usize>,
+}
+
+/// Packs `(prefix, continuation)` rows. Pads use token `pad`.
+pub fn pack(prefixes: &[Vec<u32>], conts: &[Vec<u32>], pad: u32) -> Packed {
+    assert_eq!(prefixes.len(), conts.len(), "pack: prefixes and continuations differ in count");
+    let b = prefixes.len();
+    let p = prefixes.iter().map(Vec::len).max().unwrap_or(0);
+    let c = conts.iter().map(Vec::len).max().unwrap_or(0);
+    let t = p + c;
+    let mut tokens = vec![pad as i64; b * t];
+    let mut attn = vec![false; b * t];
+    for (row, (pre, cont)) in prefixes.iter().zip(conts).enumerate() {
+        let base = row * t;
+        let start = p - pre.len();
+        for (i, &tok) in pre.iter().enumerate() {
+            tokens[base + start + i] = tok as i64;
+            attn[base + start + i] = true;
+        }
+        for (j, &tok) in cont.iter().enumerate() {
+            tokens[base + p + j] = tok as i64;
+            attn[base + p + j] = true;
+        }
+    }
+    let positions = positions_from_attn(&attn, b, t);
+    Packed {
+        b,
+        t,
+        p,
+        tokens,
+        positions,
+        attn,
+        prefix_lens: prefixes.iter().map(Vec::len).collect(),
+        cont_lens: conts.iter().map(Vec::len).collect(),
+    }
+}
+
+/// Position of a token = number of real tokens before it in its row (pads get 0; never read).
+pub fn positions_from_attn(attn: &[bool], b: usize, t: usize) -> Vec<i64> {
+    let mut pos = vec![0i64; b * t];
+    for row in 0..b {
+        let mut n = 0i64;
+        for i in 0..t {
+            if attn[row * t + i] {
+                pos[row * t + i] = n;
+                n += 1;
+            }
+        }
+    }
+    pos
+}
+
+/// Causal + key-padding bias `[B, 1, T, T]` (0 where attention is allowed, [`MASKED`] elsewhere).
+pub fn causal_bias(attn: &[bool], b: usize, t: usize) -> Vec<f32> {
+    let mut bias = vec![MASKED; b * t * t];
+    for row in 0..b {
+        for i in 0..t {
+            for j in 0..=i {
+                if attn[row * t + j] {
+                    bias[(row * t + i) * t + j] = 0.0;
+                }
+            }
+        }
+    }
+    bias
+}
+
+impl Packed {
+    pub fn tokens_tensor(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(TensorData::new(self.tokens.clone(), [self.b, self.t]), device)
+    }
+    pub fn positions_tensor(&self, device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(TensorData::new(self.positions.clone(), [self.b, self.t]), device)
+    }
+    pub fn bias_tensor(&self, device: &Device) -> Tensor<4> {
+        Tensor::from_data(
+            TensorData::new(causal_bias(&self.attn, self.b, self.t), [self.b, 1, self.t, self.t]),
+            device,
+        )
+    }
+
+    /// Index (in the length-`t` row) of continuation token `j`.
+    pub fn cont_index(&self, j: usize) -> usize {
+        self.p + j
+    }
+
+    /// Targets `[B, T-1]` for next-token prediction (token at i+1) and a mask `[B, T-1]` that is 1
+    /// exactly where the target is a real continuation token with a real token before it.
+    pub fn continuation_targets(&self) -> (Vec<i64>, Vec<f32>) {
+        let tm = self.t.saturating_sub(1);
+        let mut targets = vec![0i64; self.b * tm];
+        let mut mask = vec![0f32; self.b * tm];
+        for row in 0..self.b {
+            for i in 0..tm {
+                targets[row * tm + i] = self.tokens[row * self.t + i + 1];
+            }
+            for j in 0..self.cont_lens[row] {
+                let idx = self.p + j; // target index in the row
+                if idx >= 1 && self.attn[row * self.t + idx - 1] {
+                    mask[row * tm + idx - 1] = 1.0;
+                }
+            }
+        }
+        (targets, mask)
+    }
+
+    /// Row-major index of the last real continuation token of each row (the prefix's last token
+    /// when the continuation is empty). This is where a scalar score is read.
+    pub fn last_real_index(&self) -> Vec<usize> {
+        (0..self.b)
+            .map(|row| {
+                let n = self.cont_lens[row];
+                if n > 0 { self.p + n - 1 } else { self.p.saturating_sub(1) }
+            })
+            .collect()
+    }
+}
+
+/// Log-probability of each next token: `logits [B, T, V]`, `targets [B, T-1]` → `[B, T-1]`, where
+/// entry `i` is `log p(token_{i+1} | tokens_{<=i})`.
+pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let [b, t, v] = logits.dims();
+    let lp = log_softmax(logits.narrow(1, 0, t - 1), 2);
+    let _ = v;
+    lp.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t - 1])
+}
+
+/// Entropy of the next-token distribution at each position `[B, T-1]`.
+pub fn next_token_entropy(logits: Tensor<3>) -> Tensor<2> {
+    let [_, t, _] = logits.dims();
+    let lp = log_softmax(logits.narrow(1, 0, t - 1), 2);
+    let p = lp.clone().exp();
+    (p * lp).sum_dim(2).squeeze_dim::<2>(2).neg()
+}
+
+/// Reads a 2-D float tensor into a host `Vec<f32>` (row-major).
+pub fn to_vec_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float tensor readback")
+}
+
+pub fn to_vec_i64<const D: usize>(t: Tensor<D, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().try_into_vec::<i64>().expect("int tensor readback")
+}
+
+pub fn f32_tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+pub fn i64_tensor<const D: usize>(v: Vec<i64>, shape: [usize; D], device: &Device) -> Tensor<D, Int> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_left_pads_prefixes_and_right_pads_continuations() {
+        let p = pack(&[vec![7, 8, 9], vec![5]], &[vec![20], vec![30, 31, 32]], 0);
+        assert_eq!((p.b, p.p, p.t), (2, 3, 6));
+        assert_eq!(p.tokens, vec![7, 8, 9, 20, 0, 0, 0, 0, 5, 30, 31, 32]);
+        assert_eq!(p.attn, vec![true, true, true, true, false, false, false, false, true, true, true, true]);
+        // Positions count real tokens only.
+        assert_eq!(p.positions, vec![0, 1, 2, 3, 0, 0, 0, 0, 0, 1, 2, 3]);
+        assert_eq!(p.last_real_index(), vec![3, 5]);
+    }
+
+    #[test]
+    fn continuation_mask_covers_only_target_tokens() {
+        let p = pack(&[vec![7, 8, 9], vec![5]], &[vec![20], vec![30, 31, 32]], 0);
+        let (targets, mask) = p.continuation_targets();
+        // Row 0 predicts 20 from index 2; row 1 predicts 30, 31, 32 from indices 2, 3, 4.
+        assert_eq!(mask, vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(&targets[0..5], &[8, 9, 20, 0, 0]);
+        assert_eq!(&targets[5..10], &[0, 5, 30, 31, 32]);
+    }
+
+    #[test]
+    fn causal_bias_masks_future_and_padding() {
+        let attn = vec![false, true, true];
+        let bias = causal_bias(&attn, 1, 3);
+        // Query 2 sees keys 1 and 2 (key 0 is a pad); query 1 sees key 1 only.
+        assert_eq!(&bias[6..9], &[MASKED, 0.0, 0.0]);
+        assert_eq!(&bias[3..6], &[MASKED, 0.0, MASKED]);
+        // A pad query sees nothing (uniform softmax, never read).
+        assert_eq!(&bias[0..3], &[MASKED, MASKED, MASKED]);
+    }
+}

@@ -1,0 +1,573 @@
+//! `REPORT.md`: the human-readable summary of a results directory.
+
+use super::figures::FIGURES;
+use super::inputs::{PPO_METRICS, RefusalSanity, RunInfo};
+use super::stats::{Verdict, verdict};
+use super::tables::{
+    Group, MetricRow, PpoFinal, RefusalDiff, RmSummary, SeedKey, TrainFinal, WinRow, pooled_metric,
+    pooled_win, rank,
+};
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// The paper's headline: average win rate of the seq2seq-RM policy over the scalar-RM policy.
+pub const PAPER_WIN_RATE: f64 = 0.769;
+const STAGE_TIME_ORDER: [&str; 10] = [
+    "pretrain",
+    "sft",
+    "scalar_rm",
+    "seq2seq_rm",
+    "judge",
+    "ppo_scalar",
+    "ppo_seq2seq",
+    "generate",
+    "eval",
+    "report",
+];
+
+/// Everything the report shows; built by `render` from the inputs and derived tables.
+pub struct ReportData<'a> {
+    pub info: &'a RunInfo,
+    pub groups: &'a [Group],
+    pub metrics: &'a [MetricRow],
+    pub wins: &'a [WinRow],
+    pub refusal: &'a [RefusalDiff],
+    pub rm: &'a [RmSummary],
+    pub ppo: &'a [PpoFinal],
+    pub train: &'a [TrainFinal],
+    pub sanity: &'a [RefusalSanity],
+}
+
+/// Three decimals, `n/a` for missing values.
+fn f3(x: f64) -> String {
+    if x.is_finite() {
+        let s = format!("{x:.3}");
+        if s == "-0.000" { "0.000".into() } else { s }
+    } else {
+        "n/a".into()
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", 100.0 * x)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn opt3(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), f3)
+}
+
+/// Keep user text from breaking a table row.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        out.push_str("_No rows in the input._\n\n");
+        return;
+    }
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(
+        out,
+        "|{}|",
+        header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+    out.push('\n');
+}
+
+/// Sub-heading per group, only when the directory holds several (experiment, size) groups.
+fn group_heading(out: &mut String, groups: &[Group], g: &Group) {
+    if groups.len() > 1 {
+        let _ = writeln!(out, "#### `{}` / size `{}`\n", g.experiment, g.size);
+    }
+}
+
+/// The headline verdict row pieces: (measurement, verdict) for seq2seq vs scalar on all prompts.
+pub fn headline(wins: &[WinRow], g: &Group) -> (String, Verdict) {
+    match pooled_win(wins, g, "ppo_seq2seq", "ppo_scalar", "all") {
+        Some(r) => (
+            format!(
+                "{} [{}, {}] (n = {} prompts)",
+                pct(r.win_rate),
+                pct(r.ci_low),
+                pct(r.ci_high),
+                r.n_prompts
+            ),
+            verdict(r.ci_low, r.ci_high, 0.5),
+        ),
+        None => (
+            "not measured (policies missing)".into(),
+            Verdict::NotMeasured,
+        ),
+    }
+}
+
+/// Where the paper's 76.9% falls relative to our interval, as a short clause.
+fn paper_vs_interval(wins: &[WinRow], g: &Group) -> &'static str {
+    match pooled_win(wins, g, "ppo_seq2seq", "ppo_scalar", "all") {
+        Some(r) if r.ci_high < PAPER_WIN_RATE => ", above our interval",
+        Some(r) if r.ci_low > PAPER_WIN_RATE => ", below our interval",
+        Some(r) if r.ci_low.is_finite() => ", inside our interval",
+        _ => "",
+    }
+}
+
+pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group) -> (String, Verdict) {
+    match refusal.iter().find(|r| &r.group == g) {
+        Some(r) => (
+            format!(
+                "{} − {} = {:+.3} [{:+.3}, {:+.3}] (n = {} benign prompts)",
+                f3(r.scalar_rate),
+                f3(r.seq2seq_rate),
+                r.diff,
+                r.ci_low,
+                r.ci_high,
+                r.n_prompts
+            ),
+            verdict(r.ci_low, r.ci_high, 0.0),
+        ),
+        None => (
+            "not measured (no benign prompts for both PPO policies)".into(),
+            Verdict::NotMeasured,
+        ),
+    }
+}
+
+pub fn render_markdown(d: &ReportData) -> String {
+    let info = d.info;
+    let mut o = String::new();
+    let title = if info.title.is_empty() {
+        let base = "Seq2seq reward modeling reproduction".to_string();
+        if info.experiment.is_empty() {
+            base
+        } else {
+            format!("{base}: {}", info.experiment)
+        }
+    } else {
+        info.title.clone()
+    };
+    let _ = writeln!(o, "# {}\n", title.replace('\n', " "));
+
+    // ---- summary
+    let seeds: Vec<String> = seed_list(d);
+    let _ = write!(
+        o,
+        "Experiment `{}` (profile `{}`, {} seed(s): {}, device: {}). PPO policies trained against a scalar \
+         Bradley–Terry reward model (`ppo_scalar`) and a sequence-to-sequence reward model (`ppo_seq2seq`) are \
+         compared with each other and with the SFT policy by a held-out judge model.",
+        info.experiment,
+        info.profile,
+        seeds.len(),
+        seeds.join(", "),
+        if info.device.is_empty() {
+            "unknown"
+        } else {
+            &info.device
+        },
+    );
+    for g in d.groups {
+        let (m, v) = headline(d.wins, g);
+        let (rm, rv) = refusal_headline(d.refusal, g);
+        let label = if d.groups.len() > 1 {
+            format!(" Size `{}`:", g.size)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            o,
+            "{label} Pooled over seeds, `ppo_seq2seq` beats `ppo_scalar` with a win rate of {m} (paper: {}{}; \
+             verdict: **{}**). The benign-prompt refusal rate of `ppo_scalar` minus that of `ppo_seq2seq` is {rm} \
+             (verdict: **{}**).",
+            pct(PAPER_WIN_RATE),
+            paper_vs_interval(d.wins, g),
+            v.as_str(),
+            rv.as_str()
+        );
+    }
+    o.push_str("\n\n");
+
+    // ---- claim vs measurement
+    o.push_str("## Claim vs measurement\n\n");
+    if !info.claim.is_empty() {
+        let _ = writeln!(
+            o,
+            "> **Paper's claim:** {}\n",
+            info.claim.replace('\n', " ")
+        );
+    }
+    let mut rows = Vec::new();
+    for g in d.groups {
+        let sfx = if d.groups.len() > 1 {
+            format!(" [{}]", g.size)
+        } else {
+            String::new()
+        };
+        let (m, v) = headline(d.wins, g);
+        rows.push(vec![
+            format!("Win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts{sfx}"),
+            format!("{} average win rate", pct(PAPER_WIN_RATE)),
+            m,
+            format!("**{}**", v.as_str()),
+        ]);
+        let (m, v) = refusal_headline(d.refusal, g);
+        rows.push(vec![
+            format!("Benign refusal rate, `ppo_scalar` − `ppo_seq2seq`{sfx}"),
+            "> 0: the seq2seq RM reduces refusal-to-response on benign prompts".into(),
+            m,
+            format!("**{}**", v.as_str()),
+        ]);
+    }
+    if d.groups.is_empty() {
+        rows.push(vec![
+            "Win rate and benign refusal".into(),
+            format!("{} average win rate", pct(PAPER_WIN_RATE)),
+            "generations.csv has no rows".into(),
+            format!("**{}**", Verdict::NotMeasured.as_str()),
+        ]);
+    }
+    table(
+        &mut o,
+        &["Measurement", "Paper", "Ours (pooled, 95% CI)", "Verdict"],
+        &rows,
+    );
+    o.push_str(
+        "Verdict rule: **reproduced** if the 95% bootstrap interval lies entirely on the paper's side \
+         (win rate > 0.5; refusal difference > 0), **not reproduced** if it lies entirely on the other side, \
+         **inconclusive** otherwise.\n\n",
+    );
+
+    // ---- win rates
+    o.push_str("## Win rates\n\n");
+    let _ = writeln!(
+        o,
+        "Judge-score comparison per prompt (win = 1, tie = 0.5, loss = 0), averaged over prompts. `pooled` averages \
+         each prompt's outcome over seeds first (prompts present in every seed). 95% percentile bootstrap over \
+         prompts, {} resamples.\n",
+        info.n_bootstrap
+    );
+    for g in d.groups {
+        group_heading(&mut o, d.groups, g);
+        let rows: Vec<Vec<String>> = d
+            .wins
+            .iter()
+            .filter(|r| &r.group == g)
+            .map(|r| {
+                let seed = match r.seed {
+                    SeedKey::Pooled => "**pooled**".to_string(),
+                    s => s.to_string(),
+                };
+                vec![
+                    format!("`{}` vs `{}`", r.policy_a, r.policy_b),
+                    r.prompt_set.clone(),
+                    seed,
+                    r.n_prompts.to_string(),
+                    pct(r.win_rate),
+                    format!("[{}, {}]", pct(r.ci_low), pct(r.ci_high)),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &[
+                "Pair (A vs B)",
+                "Prompt set",
+                "Seed",
+                "n",
+                "Win rate of A",
+                "95% CI",
+            ],
+            &rows,
+        );
+    }
+
+    // ---- generation metrics
+    o.push_str("## Generation metrics (pooled over seeds)\n\n");
+    for g in d.groups {
+        group_heading(&mut o, d.groups, g);
+        let cells: Vec<(String, String)> = {
+            let mut seen = Vec::new();
+            for r in d
+                .metrics
+                .iter()
+                .filter(|r| &r.group == g && r.seed == SeedKey::Pooled)
+            {
+                let c = (r.policy.clone(), r.prompt_set.clone());
+                if !seen.contains(&c) {
+                    seen.push(c);
+                }
+            }
+            // order by policy first (metrics.csv is ordered by policy then set already)
+            seen
+        };
+        let rows: Vec<Vec<String>> = cells
+            .iter()
+            .map(|(p, s)| {
+                let m = |name| pooled_metric(d.metrics, g, p, s, name);
+                vec![
+                    format!("`{p}`"),
+                    s.clone(),
+                    opt3(m("refusal_rate")),
+                    opt3(m("mean_length_tokens")),
+                    opt3(m("truncation_rate")),
+                    opt3(m("judge_score_mean")),
+                    m("n_prompts").map_or("n/a".into(), |n| format!("{n:.1}")),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &[
+                "Policy",
+                "Prompt set",
+                "Refusal rate",
+                "Mean length (tokens)",
+                "Truncation rate",
+                "Judge score",
+                "n prompts",
+            ],
+            &rows,
+        );
+    }
+
+    // ---- reward models
+    o.push_str("## Reward models\n\n");
+    o.push_str(
+        "From `rm_eval.csv` on held-out preference pairs: `pair_accuracy` (chosen scored above rejected; the judge's \
+         row is its own accuracy), `length_score_corr` (correlation of score with response length), `copy_rate` \
+         (seq2seq RM output copying its input), and others as logged. Mean over seeds, then each seed.\n\n",
+    );
+    for g in log_groups_of_rm(d.rm) {
+        group_heading(&mut o, d.groups, &g);
+        let rm: Vec<&RmSummary> = d.rm.iter().filter(|r| r.group == g).collect();
+        let seeds: BTreeSet<i64> = rm.iter().flat_map(|r| r.per_seed.keys().copied()).collect();
+        let mut header: Vec<String> = vec!["Model".into(), "Metric".into(), "Mean".into()];
+        header.extend(seeds.iter().map(|s| format!("seed {s}")));
+        let rows: Vec<Vec<String>> = rm
+            .iter()
+            .map(|r| {
+                let mut row = vec![format!("`{}`", r.model), r.metric.clone(), f3(r.mean)];
+                row.extend(seeds.iter().map(|s| opt3(r.per_seed.get(s).copied())));
+                row
+            })
+            .collect();
+        table(
+            &mut o,
+            &header.iter().map(String::as_str).collect::<Vec<_>>(),
+            &rows,
+        );
+    }
+    if d.rm.is_empty() {
+        table(&mut o, &[], &[]);
+    }
+
+    // ---- refusal sanity
+    o.push_str("## Refusal detector sanity check\n\n");
+    o.push_str(
+        "Refusal rate of the preference data's own responses, as seen by the refusal detector.\n\n",
+    );
+    let mut sanity: Vec<&RefusalSanity> = d.sanity.iter().collect();
+    sanity.sort_by(|a, b| {
+        (&a.source, rank(&["chosen", "rejected"], &a.response_kind))
+            .cmp(&(&b.source, rank(&["chosen", "rejected"], &b.response_kind)))
+    });
+    let rows: Vec<Vec<String>> = sanity
+        .iter()
+        .map(|r| {
+            vec![
+                cell(&r.source),
+                cell(&r.response_kind),
+                r.n.map_or("n/a".into(), |n| format!("{n:.0}")),
+                opt3(r.refusal_rate),
+            ]
+        })
+        .collect();
+    table(
+        &mut o,
+        &["Source", "Response kind", "n", "Refusal rate"],
+        &rows,
+    );
+
+    // ---- PPO end of training
+    o.push_str("## PPO at the end of training\n\n");
+    o.push_str("Each seed's last logged step, averaged over seeds.\n\n");
+    let mut header: Vec<&str> = vec!["RM", "Seeds", "Last step"];
+    header.extend(PPO_METRICS);
+    let rows: Vec<Vec<String>> = d
+        .ppo
+        .iter()
+        .map(|p| {
+            let rm = if d.groups.len() > 1 {
+                format!("`{}` [{}]", p.rm, p.group.size)
+            } else {
+                format!("`{}`", p.rm)
+            };
+            let mut row = vec![rm, p.n_seeds.to_string(), p.last_step.to_string()];
+            row.extend(p.values.iter().map(|v| f3(*v)));
+            row
+        })
+        .collect();
+    table(&mut o, &header, &rows);
+
+    // ---- training losses
+    o.push_str("## Training losses\n\n");
+    let rows: Vec<Vec<String>> = d
+        .train
+        .iter()
+        .map(|t| {
+            let stage = if d.groups.len() > 1 {
+                format!("{} [{}]", t.stage, t.group.size)
+            } else {
+                t.stage.clone()
+            };
+            vec![
+                cell(&stage),
+                t.n_seeds.to_string(),
+                t.last_step.to_string(),
+                f3(t.first_loss),
+                f3(t.final_loss),
+            ]
+        })
+        .collect();
+    table(
+        &mut o,
+        &["Stage", "Seeds", "Last step", "First loss", "Final loss"],
+        &rows,
+    );
+
+    // ---- run facts
+    o.push_str("## Run facts\n\n");
+    let _ = writeln!(o, "- experiment: `{}`", info.experiment);
+    let _ = writeln!(o, "- profile: `{}`", info.profile);
+    let _ = writeln!(
+        o,
+        "- device: {}",
+        if info.device.is_empty() {
+            "unknown"
+        } else {
+            &info.device
+        }
+    );
+    let _ = writeln!(
+        o,
+        "- seeds: {}",
+        info.seeds
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        o,
+        "- bootstrap: {} resamples, seed {}",
+        info.n_bootstrap, info.bootstrap_seed
+    );
+    if !info.spec_file.is_empty() {
+        let _ = writeln!(o, "- spec file: `{}`", info.spec_file);
+    }
+    let _ = writeln!(o, "- total wall time: {:.1} s\n", info.total_seconds);
+    if !info.param_counts.is_empty() {
+        let rows: Vec<Vec<String>> = info
+            .param_counts
+            .iter()
+            .map(|(k, v)| vec![format!("`{}`", cell(k)), format_count(*v)])
+            .collect();
+        table(&mut o, &["Model", "Parameters"], &rows);
+    }
+    if !info.stage_seconds.is_empty() {
+        let mut stages: Vec<(&String, &f64)> = info.stage_seconds.iter().collect();
+        stages.sort_by_key(|(k, _)| rank(&STAGE_TIME_ORDER, k));
+        let rows: Vec<Vec<String>> = stages
+            .iter()
+            .map(|(k, v)| vec![cell(k), format!("{v:.1}")])
+            .collect();
+        table(&mut o, &["Stage", "Seconds"], &rows);
+    }
+
+    // ---- notes
+    if !info.notes.is_empty() {
+        o.push_str("## Notes\n\n");
+        for n in &info.notes {
+            let _ = writeln!(o, "- {}", n.replace('\n', " "));
+        }
+        o.push('\n');
+    }
+
+    // ---- figures
+    o.push_str("## Figures\n\n");
+    for (name, caption) in FIGURES {
+        let _ = writeln!(
+            o,
+            "**{caption}** ([svg](figures/{name}.svg))\n\n![{name}](figures/{name}.png)\n"
+        );
+    }
+
+    // ---- regenerate
+    o.push_str("## Regenerating\n\n");
+    o.push_str(
+        "The tables (`metrics.csv`, `win_rates.csv`), the figures and this file are derived only from the inputs \
+         in this directory (`generations.csv`, `ppo_log.csv`, `rm_eval.csv`, `train_log.csv`, \
+         `refusal_sanity.csv`, `run_info.json`). Rebuild them with\n\n```sh\ns2rm report <dir>\n# or\nmake figures\n```\n",
+    );
+    o
+}
+
+fn seed_list(d: &ReportData) -> Vec<String> {
+    if !d.info.seeds.is_empty() {
+        return d.info.seeds.iter().map(|s| s.to_string()).collect();
+    }
+    let s: BTreeSet<i64> = d
+        .metrics
+        .iter()
+        .filter_map(|r| match r.seed {
+            SeedKey::Seed(s) => Some(s),
+            SeedKey::Pooled => None,
+        })
+        .collect();
+    s.into_iter().map(|s| s.to_string()).collect()
+}
+
+fn log_groups_of_rm(rm: &[RmSummary]) -> Vec<Group> {
+    let mut v: Vec<Group> = Vec::new();
+    for r in rm {
+        if !v.contains(&r.group) {
+            v.push(r.group.clone());
+        }
+    }
+    v
+}
+
+/// 1234567 -> "1,234,567".
+fn format_count(v: i64) -> String {
+    let s = v.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(format_count(1234567), "1,234,567");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(-1000), "-1,000");
+        assert_eq!(pct(0.769), "76.9%");
+        assert_eq!(f3(f64::NAN), "n/a");
+        assert_eq!(f3(-0.0001), "0.000");
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+}

@@ -1,0 +1,976 @@
+//! The derived tables (`metrics.csv`, `win_rates.csv`) and the aggregates the report and figures
+//! share (refusal difference, PPO curves and end values, reward-model summaries).
+//!
+//! Everything is keyed by [`Group`] = (experiment, size), so a directory holding several presets
+//! still gives one coherent set of tables. All maps are `BTreeMap`s and all rows are sorted by
+//! explicit keys, which is what makes the outputs byte-identical between runs.
+
+use super::inputs::{Generation, PPO_METRICS, PpoStep, RmEval, TrainStep};
+use super::stats::{
+    CELL_METRICS, CellStats, Response, bootstrap_ci, finite_mean, mean, pool_over_seeds,
+    win_outcome,
+};
+use crate::util::SplitMix64;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Policies in display order; unknown names sort after these, alphabetically.
+pub const POLICY_ORDER: [&str; 3] = ["sft", "ppo_scalar", "ppo_seq2seq"];
+/// Prompt sets in display order; `all` (the union, added by us) always comes last.
+pub const SET_ORDER: [&str; 2] = ["benign", "harmful"];
+pub const ALL_SETS: &str = "all";
+/// Reward models in display order, for `rm_eval.csv` and `ppo_log.csv`.
+pub const MODEL_ORDER: [&str; 3] = ["scalar_rm", "seq2seq_rm", "judge"];
+pub const RM_ORDER: [&str; 2] = ["scalar", "seq2seq"];
+pub const RM_METRIC_ORDER: [&str; 4] = [
+    "pair_accuracy",
+    "length_score_corr",
+    "copy_rate",
+    "mean_token_reward_chosen",
+];
+pub const STAGE_ORDER: [&str; 5] = ["pretrain", "sft", "scalar_rm", "seq2seq_rm", "judge"];
+const SIZE_ORDER: [&str; 8] = [
+    "nano", "micro", "tiny", "small", "base", "medium", "large", "xl",
+];
+
+/// The compared pairs (a, b), in output order: a is the first-named policy.
+pub const PAIRS: [(&str, &str); 3] = [
+    ("ppo_seq2seq", "ppo_scalar"),
+    ("ppo_seq2seq", "sft"),
+    ("ppo_scalar", "sft"),
+];
+
+/// Bootstrap streams for the refusal difference start here so they never collide with the
+/// win-rate streams (which are row positions in `win_rates.csv`).
+const REFUSAL_STREAM_BASE: u64 = 1 << 32;
+
+/// Sort key for a name with a preferred order: known names by position, the rest alphabetically.
+pub fn rank(order: &[&str], name: &str) -> (usize, String) {
+    let pos = order.iter().position(|o| *o == name).unwrap_or(order.len());
+    (
+        pos,
+        if pos < order.len() {
+            String::new()
+        } else {
+            name.to_string()
+        },
+    )
+}
+
+fn set_rank(name: &str) -> (usize, usize, String) {
+    let (p, s) = rank(&SET_ORDER, name);
+    ((name == ALL_SETS) as usize, p, s)
+}
+
+/// One (experiment, size) block of results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub experiment: String,
+    pub size: String,
+}
+
+impl Group {
+    fn key(&self) -> (&str, (usize, String)) {
+        (&self.experiment, rank(&SIZE_ORDER, &self.size))
+    }
+}
+
+impl Ord for Group {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.key().cmp(&o.key())
+    }
+}
+impl PartialOrd for Group {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+fn group(experiment: &str, size: &str) -> Group {
+    Group {
+        experiment: experiment.to_string(),
+        size: size.to_string(),
+    }
+}
+
+/// A seed, or the row pooled over seeds (which sorts last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SeedKey {
+    Seed(i64),
+    Pooled,
+}
+
+impl fmt::Display for SeedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SeedKey::Seed(s) => write!(f, "{s}"),
+            SeedKey::Pooled => write!(f, "pooled"),
+        }
+    }
+}
+
+/// Fixed-precision float for the CSVs (no `-0.000000`, so equal values always print equally).
+pub fn fmt6(x: f64) -> String {
+    let s = format!("{x:.6}");
+    if s == "-0.000000" {
+        "0.000000".to_string()
+    } else {
+        s
+    }
+}
+
+/// All groups present in the generations, sorted.
+pub fn groups_of(gens: &[Generation]) -> Vec<Group> {
+    let set: BTreeSet<Group> = gens.iter().map(|g| group(&g.experiment, &g.size)).collect();
+    set.into_iter().collect()
+}
+
+/// Policies present in a group, display-ordered.
+pub fn policies_of(gens: &[Generation], grp: &Group) -> Vec<String> {
+    let mut v: Vec<String> = in_group(gens, grp)
+        .map(|g| g.policy.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    v.sort_by_key(|p| rank(&POLICY_ORDER, p));
+    v
+}
+
+/// Real prompt sets present in a group (without `all`), display-ordered.
+pub fn sets_of(gens: &[Generation], grp: &Group) -> Vec<String> {
+    let mut v: Vec<String> = in_group(gens, grp)
+        .map(|g| g.prompt_set.clone())
+        .filter(|s| s != ALL_SETS)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    v.sort_by_key(|s| set_rank(s));
+    v
+}
+
+fn in_group<'a>(gens: &'a [Generation], grp: &'a Group) -> impl Iterator<Item = &'a Generation> {
+    gens.iter()
+        .filter(move |g| g.experiment == grp.experiment && g.size == grp.size)
+}
+
+// ---------------------------------------------------------------------------------------------
+// metrics.csv
+
+pub const METRICS_HEADER: [&str; 7] = [
+    "experiment",
+    "size",
+    "seed",
+    "policy",
+    "prompt_set",
+    "metric",
+    "value",
+];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricRow {
+    pub group: Group,
+    pub seed: SeedKey,
+    pub policy: String,
+    pub prompt_set: String,
+    pub metric: &'static str,
+    pub value: f64,
+}
+
+/// Per (seed, policy, prompt set) summaries plus `all` (the union of sets) and a `pooled` row per
+/// (policy, set) that is the mean over seeds of the per-seed values.
+pub fn compute_metrics(gens: &[Generation]) -> Vec<MetricRow> {
+    type Cell = (Group, String, String); // group, policy, prompt set
+    let mut cells: BTreeMap<Cell, BTreeMap<i64, Vec<Response>>> = BTreeMap::new();
+    for g in gens {
+        let row = (g.length_tokens, g.truncated, g.refused, g.judge_score);
+        let grp = group(&g.experiment, &g.size);
+        for set in [g.prompt_set.as_str(), ALL_SETS] {
+            cells
+                .entry((grp.clone(), g.policy.clone(), set.to_string()))
+                .or_default()
+                .entry(g.seed)
+                .or_default()
+                .push(row);
+            if g.prompt_set == ALL_SETS {
+                break; // a set literally named "all" is already the union; don't count it twice
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((grp, policy, set), by_seed) in cells {
+        let per_seed: Vec<[f64; 5]> = by_seed
+            .values()
+            .map(|rows| CellStats::from_rows(rows).values())
+            .collect();
+        let mut push = |seed: SeedKey, values: [f64; 5]| {
+            for (metric, value) in CELL_METRICS.iter().zip(values) {
+                out.push(MetricRow {
+                    group: grp.clone(),
+                    seed,
+                    policy: policy.clone(),
+                    prompt_set: set.clone(),
+                    metric,
+                    value,
+                });
+            }
+        };
+        for (seed, values) in by_seed.keys().zip(&per_seed) {
+            push(SeedKey::Seed(*seed), *values);
+        }
+        let mut pooled = [0.0; 5];
+        for (i, p) in pooled.iter_mut().enumerate() {
+            *p = mean(&per_seed.iter().map(|v| v[i]).collect::<Vec<_>>());
+        }
+        push(SeedKey::Pooled, pooled);
+    }
+    out.sort_by(|x, y| metric_sort_key(x).cmp(&metric_sort_key(y)));
+    out
+}
+
+fn metric_sort_key(r: &MetricRow) -> impl Ord + '_ {
+    (
+        &r.group,
+        r.seed,
+        rank(&POLICY_ORDER, &r.policy),
+        set_rank(&r.prompt_set),
+        CELL_METRICS.iter().position(|m| *m == r.metric),
+    )
+}
+
+pub fn metrics_records(rows: &[MetricRow]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| {
+            vec![
+                r.group.experiment.clone(),
+                r.group.size.clone(),
+                r.seed.to_string(),
+                r.policy.clone(),
+                r.prompt_set.clone(),
+                r.metric.to_string(),
+                fmt6(r.value),
+            ]
+        })
+        .collect()
+}
+
+/// Look up one pooled metric value.
+pub fn pooled_metric(
+    rows: &[MetricRow],
+    grp: &Group,
+    policy: &str,
+    set: &str,
+    metric: &str,
+) -> Option<f64> {
+    rows.iter()
+        .find(|r| {
+            r.seed == SeedKey::Pooled
+                && &r.group == grp
+                && r.policy == policy
+                && r.prompt_set == set
+                && r.metric == metric
+        })
+        .map(|r| r.value)
+}
+
+/// min and max over seeds of one metric (for error bars).
+pub fn seed_range(
+    rows: &[MetricRow],
+    grp: &Group,
+    policy: &str,
+    set: &str,
+    metric: &str,
+) -> Option<(f64, f64)> {
+    let v: Vec<f64> = rows
+        .iter()
+        .filter(|r| {
+            matches!(r.seed, SeedKey::Seed(_))
+                && &r.group == grp
+                && r.policy == policy
+                && r.prompt_set == set
+                && r.metric == metric
+        })
+        .map(|r| r.value)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    Some((
+        v.iter().copied().fold(f64::INFINITY, f64::min),
+        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// win_rates.csv
+
+pub const WIN_HEADER: [&str; 10] = [
+    "experiment",
+    "size",
+    "seed",
+    "policy_a",
+    "policy_b",
+    "prompt_set",
+    "n_prompts",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WinRow {
+    pub group: Group,
+    pub seed: SeedKey,
+    pub policy_a: String,
+    pub policy_b: String,
+    pub prompt_set: String,
+    pub n_prompts: usize,
+    pub win_rate: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+/// Prompt key: (prompt set, prompt id). Ids are meant to be unique already; the set makes sure.
+type PromptKey = (String, i64);
+/// One policy's responses in one seed: (group, seed, policy).
+type PolicyRun = (Group, i64, String);
+
+/// Mean judge score per prompt for every (group, seed, policy). Duplicate rows for one prompt
+/// (several samples) are averaged.
+fn judge_by_prompt(gens: &[Generation]) -> BTreeMap<PolicyRun, BTreeMap<PromptKey, f64>> {
+    // (sum, count) per prompt, for averaging duplicate samples
+    let mut sums: BTreeMap<PolicyRun, BTreeMap<PromptKey, (f64, usize)>> = BTreeMap::new();
+    for g in gens {
+        let e = sums
+            .entry((group(&g.experiment, &g.size), g.seed, g.policy.clone()))
+            .or_default()
+            .entry((g.prompt_set.clone(), g.prompt_id))
+            .or_insert((0.0, 0));
+        e.0 += g.judge_score;
+        e.1 += 1;
+    }
+    sums.into_iter()
+        .map(|(k, m)| {
+            (
+                k,
+                m.into_iter().map(|(p, (s, n))| (p, s / n as f64)).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Per-prompt outcomes of a vs b for the prompts both answered (restricted to `set` unless `all`).
+pub fn outcomes(
+    a: &BTreeMap<PromptKey, f64>,
+    b: &BTreeMap<PromptKey, f64>,
+    set: &str,
+) -> BTreeMap<PromptKey, f64> {
+    a.iter()
+        .filter(|(k, _)| set == ALL_SETS || k.0 == set)
+        .filter_map(|(k, sa)| b.get(k).map(|sb| (k.clone(), win_outcome(*sa, *sb))))
+        .collect()
+}
+
+/// Win rates per seed and pooled, with percentile-bootstrap 95% intervals. The bootstrap stream of
+/// a row is its position in the sorted output, so each row's interval is reproducible on its own.
+pub fn compute_win_rates(gens: &[Generation], n_boot: usize, boot_seed: u64) -> Vec<WinRow> {
+    let scores = judge_by_prompt(gens);
+    // (sort key, prompt set, per-prompt outcomes); the key is (group, pair index, set rank, seed)
+    type Entry = (
+        (Group, usize, (usize, usize, String), SeedKey),
+        String,
+        Vec<f64>,
+    );
+    let mut entries: Vec<Entry> = Vec::new();
+    for grp in groups_of(gens) {
+        let seeds: BTreeSet<i64> = in_group(gens, &grp).map(|g| g.seed).collect();
+        let mut sets = sets_of(gens, &grp);
+        sets.push(ALL_SETS.to_string());
+        for (pi, (pa, pb)) in PAIRS.iter().enumerate() {
+            for set in &sets {
+                let per_seed: Vec<(i64, BTreeMap<PromptKey, f64>)> = seeds
+                    .iter()
+                    .filter_map(|&s| {
+                        let a = scores.get(&(grp.clone(), s, pa.to_string()))?;
+                        let b = scores.get(&(grp.clone(), s, pb.to_string()))?;
+                        let o = outcomes(a, b, set);
+                        (!o.is_empty()).then_some((s, o))
+                    })
+                    .collect();
+                if per_seed.is_empty() {
+                    continue;
+                }
+                let key = |seed| (grp.clone(), pi, set_rank(set), seed);
+                for (s, o) in &per_seed {
+                    entries.push((
+                        key(SeedKey::Seed(*s)),
+                        set.clone(),
+                        o.values().copied().collect(),
+                    ));
+                }
+                let maps: Vec<&BTreeMap<PromptKey, f64>> =
+                    per_seed.iter().map(|(_, o)| o).collect();
+                let pooled = pool_over_seeds(&maps);
+                if !pooled.is_empty() {
+                    entries.push((
+                        key(SeedKey::Pooled),
+                        set.clone(),
+                        pooled.into_values().collect(),
+                    ));
+                }
+            }
+        }
+    }
+    entries.sort_by(|x, y| x.0.cmp(&y.0));
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(idx, ((grp, pi, _, seed), set, values))| {
+            let mut rng = SplitMix64::derive(boot_seed, idx as u64);
+            let (ci_low, ci_high) = bootstrap_ci(&values, n_boot, &mut rng);
+            WinRow {
+                group: grp,
+                seed,
+                policy_a: PAIRS[pi].0.to_string(),
+                policy_b: PAIRS[pi].1.to_string(),
+                prompt_set: set,
+                n_prompts: values.len(),
+                win_rate: mean(&values),
+                ci_low,
+                ci_high,
+            }
+        })
+        .collect()
+}
+
+pub fn win_records(rows: &[WinRow]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| {
+            vec![
+                r.group.experiment.clone(),
+                r.group.size.clone(),
+                r.seed.to_string(),
+                r.policy_a.clone(),
+                r.policy_b.clone(),
+                r.prompt_set.clone(),
+                r.n_prompts.to_string(),
+                fmt6(r.win_rate),
+                fmt6(r.ci_low),
+                fmt6(r.ci_high),
+            ]
+        })
+        .collect()
+}
+
+/// The pooled row for one comparison, if measured.
+pub fn pooled_win<'a>(
+    rows: &'a [WinRow],
+    grp: &Group,
+    a: &str,
+    b: &str,
+    set: &str,
+) -> Option<&'a WinRow> {
+    rows.iter().find(|r| {
+        r.seed == SeedKey::Pooled
+            && &r.group == grp
+            && r.policy_a == a
+            && r.policy_b == b
+            && r.prompt_set == set
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusal difference on benign prompts
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefusalDiff {
+    pub group: Group,
+    pub n_prompts: usize,
+    pub scalar_rate: f64,
+    pub seq2seq_rate: f64,
+    /// scalar minus seq2seq: positive means the seq2seq-RM policy refuses benign prompts less.
+    pub diff: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+/// Per prompt, the mean refusal over a policy's seeds (prompts present in all its seeds).
+fn pooled_refusal(gens: &[Generation], grp: &Group, policy: &str, set: &str) -> BTreeMap<i64, f64> {
+    let mut by_seed: BTreeMap<i64, BTreeMap<i64, (f64, usize)>> = BTreeMap::new();
+    for g in in_group(gens, grp).filter(|g| g.policy == policy && g.prompt_set == set) {
+        let e = by_seed
+            .entry(g.seed)
+            .or_default()
+            .entry(g.prompt_id)
+            .or_insert((0.0, 0));
+        e.0 += g.refused as u8 as f64;
+        e.1 += 1;
+    }
+    let maps: Vec<BTreeMap<i64, f64>> = by_seed
+        .into_values()
+        .map(|m| m.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect())
+        .collect();
+    pool_over_seeds(&maps.iter().collect::<Vec<_>>())
+}
+
+/// Pure core of the refusal difference: per-prompt pooled refusal of the scalar and seq2seq
+/// policies -> (n, scalar rate, seq2seq rate, diff, ci_low, ci_high) over the shared prompts.
+pub fn refusal_diff_of(
+    scalar: &BTreeMap<i64, f64>,
+    seq2seq: &BTreeMap<i64, f64>,
+    n_boot: usize,
+    rng: &mut SplitMix64,
+) -> (usize, f64, f64, f64, f64, f64) {
+    let shared: Vec<(f64, f64)> = scalar
+        .iter()
+        .filter_map(|(k, a)| seq2seq.get(k).map(|b| (*a, *b)))
+        .collect();
+    let diffs: Vec<f64> = shared.iter().map(|(a, b)| a - b).collect();
+    let (lo, hi) = bootstrap_ci(&diffs, n_boot, rng);
+    (
+        diffs.len(),
+        mean(&shared.iter().map(|p| p.0).collect::<Vec<_>>()),
+        mean(&shared.iter().map(|p| p.1).collect::<Vec<_>>()),
+        mean(&diffs),
+        lo,
+        hi,
+    )
+}
+
+/// Benign refusal rate of ppo_scalar minus ppo_seq2seq per group, with a bootstrap interval over
+/// prompts. Groups lacking either policy or benign prompts are skipped.
+pub fn compute_refusal_diffs(
+    gens: &[Generation],
+    n_boot: usize,
+    boot_seed: u64,
+) -> Vec<RefusalDiff> {
+    let mut out = Vec::new();
+    for (gi, grp) in groups_of(gens).into_iter().enumerate() {
+        let scalar = pooled_refusal(gens, &grp, "ppo_scalar", "benign");
+        let seq = pooled_refusal(gens, &grp, "ppo_seq2seq", "benign");
+        let mut rng = SplitMix64::derive(boot_seed, REFUSAL_STREAM_BASE + gi as u64);
+        let (n, scalar_rate, seq2seq_rate, diff, ci_low, ci_high) =
+            refusal_diff_of(&scalar, &seq, n_boot, &mut rng);
+        if n > 0 {
+            out.push(RefusalDiff {
+                group: grp,
+                n_prompts: n,
+                scalar_rate,
+                seq2seq_rate,
+                diff,
+                ci_low,
+                ci_high,
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// PPO logs, reward-model evaluation, training losses
+
+/// Groups of a log, sorted.
+pub fn log_groups<'a>(keys: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<Group> {
+    keys.map(|(e, s)| group(e, s))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Reward models present in a group's PPO log, display-ordered.
+pub fn rms_of(ppo: &[PpoStep], grp: &Group) -> Vec<String> {
+    let mut v: Vec<String> = ppo
+        .iter()
+        .filter(|p| p.experiment == grp.experiment && p.size == grp.size)
+        .map(|p| p.rm.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    v.sort_by_key(|r| rank(&RM_ORDER, r));
+    v
+}
+
+/// One point of a PPO curve: step, mean over seeds, min and max over seeds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CurvePoint {
+    pub step: i64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Mean / min / max over seeds at each logged step (seeds that did not log the metric are skipped).
+pub fn ppo_curve(ppo: &[PpoStep], grp: &Group, rm: &str, metric: &str) -> Vec<CurvePoint> {
+    let mut by_step: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for p in ppo
+        .iter()
+        .filter(|p| p.experiment == grp.experiment && p.size == grp.size && p.rm == rm)
+    {
+        if let Some(v) = p.metric(metric) {
+            by_step.entry(p.step).or_default().push(v);
+        }
+    }
+    by_step
+        .into_iter()
+        .map(|(step, v)| CurvePoint {
+            step,
+            mean: mean(&v),
+            min: v.iter().copied().fold(f64::INFINITY, f64::min),
+            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+        .collect()
+}
+
+/// End-of-training PPO numbers for one reward model: each seed's last logged step, averaged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PpoFinal {
+    pub group: Group,
+    pub rm: String,
+    pub n_seeds: usize,
+    pub last_step: i64,
+    /// In [`PPO_METRICS`] order.
+    pub values: Vec<f64>,
+}
+
+pub fn ppo_finals(ppo: &[PpoStep]) -> Vec<PpoFinal> {
+    let mut out = Vec::new();
+    for grp in log_groups(ppo.iter().map(|p| (p.experiment.as_str(), p.size.as_str()))) {
+        for rm in rms_of(ppo, &grp) {
+            // last row per seed (the highest step; a later row for the same step wins)
+            let mut last: BTreeMap<i64, &PpoStep> = BTreeMap::new();
+            for p in ppo
+                .iter()
+                .filter(|p| p.experiment == grp.experiment && p.size == grp.size && p.rm == rm)
+            {
+                match last.get(&p.seed) {
+                    Some(q) if q.step > p.step => {}
+                    _ => {
+                        last.insert(p.seed, p);
+                    }
+                }
+            }
+            let values = PPO_METRICS
+                .iter()
+                .map(|m| finite_mean(last.values().filter_map(|p| p.metric(m))))
+                .collect();
+            out.push(PpoFinal {
+                group: grp.clone(),
+                rm,
+                n_seeds: last.len(),
+                last_step: last.values().map(|p| p.step).max().unwrap_or(0),
+                values,
+            });
+        }
+    }
+    out
+}
+
+/// One reward-model metric: mean over seeds and the per-seed values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RmSummary {
+    pub group: Group,
+    pub model: String,
+    pub metric: String,
+    pub mean: f64,
+    pub per_seed: BTreeMap<i64, f64>,
+}
+
+pub fn rm_summaries(rows: &[RmEval]) -> Vec<RmSummary> {
+    let mut cells: BTreeMap<(Group, String, String), BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    for r in rows {
+        if let Some(v) = r.value.filter(|v| v.is_finite()) {
+            cells
+                .entry((
+                    group(&r.experiment, &r.size),
+                    r.model.clone(),
+                    r.metric.clone(),
+                ))
+                .or_default()
+                .entry(r.seed)
+                .or_default()
+                .push(v);
+        }
+    }
+    let mut out: Vec<RmSummary> = cells
+        .into_iter()
+        .map(|((grp, model, metric), by_seed)| {
+            let per_seed: BTreeMap<i64, f64> =
+                by_seed.into_iter().map(|(s, v)| (s, mean(&v))).collect();
+            RmSummary {
+                group: grp,
+                model,
+                metric,
+                mean: mean(&per_seed.values().copied().collect::<Vec<_>>()),
+                per_seed,
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        (
+            &x.group,
+            rank(&MODEL_ORDER, &x.model),
+            rank(&RM_METRIC_ORDER, &x.metric),
+        )
+            .cmp(&(
+                &y.group,
+                rank(&MODEL_ORDER, &y.model),
+                rank(&RM_METRIC_ORDER, &y.metric),
+            ))
+    });
+    out
+}
+
+/// Final training loss per stage: each seed's last logged step, averaged over seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainFinal {
+    pub group: Group,
+    pub stage: String,
+    pub n_seeds: usize,
+    pub last_step: i64,
+    pub first_loss: f64,
+    pub final_loss: f64,
+}
+
+pub fn train_finals(train: &[TrainStep]) -> Vec<TrainFinal> {
+    // (group, stage) -> seed -> (first (step, loss), last (step, loss))
+    type Ends = ((i64, f64), (i64, f64));
+    let mut cells: BTreeMap<(Group, String), BTreeMap<i64, Ends>> = BTreeMap::new();
+    for t in train {
+        let Some(loss) = t.loss.filter(|l| l.is_finite()) else {
+            continue;
+        };
+        let e = cells
+            .entry((group(&t.experiment, &t.size), t.stage.clone()))
+            .or_default()
+            .entry(t.seed)
+            .or_insert(((t.step, loss), (t.step, loss)));
+        if t.step < e.0.0 {
+            e.0 = (t.step, loss);
+        }
+        if t.step >= e.1.0 {
+            e.1 = (t.step, loss);
+        }
+    }
+    let mut out: Vec<TrainFinal> = cells
+        .into_iter()
+        .map(|((grp, stage), by_seed)| TrainFinal {
+            group: grp,
+            n_seeds: by_seed.len(),
+            last_step: by_seed.values().map(|e| e.1.0).max().unwrap_or(0),
+            first_loss: mean(&by_seed.values().map(|e| e.0.1).collect::<Vec<_>>()),
+            final_loss: mean(&by_seed.values().map(|e| e.1.1).collect::<Vec<_>>()),
+            stage,
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        (&x.group, rank(&STAGE_ORDER, &x.stage)).cmp(&(&y.group, rank(&STAGE_ORDER, &y.stage)))
+    });
+    out
+}
+
+/// Loss curve of one stage: mean over seeds per step.
+pub fn train_curve(train: &[TrainStep], grp: &Group, stage: &str) -> Vec<CurvePoint> {
+    let mut by_step: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    for t in train
+        .iter()
+        .filter(|t| t.experiment == grp.experiment && t.size == grp.size && t.stage == stage)
+    {
+        if let Some(l) = t.loss.filter(|l| l.is_finite()) {
+            by_step.entry(t.step).or_default().push(l);
+        }
+    }
+    by_step
+        .into_iter()
+        .map(|(step, v)| CurvePoint {
+            step,
+            mean: mean(&v),
+            min: v.iter().copied().fold(f64::INFINITY, f64::min),
+            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        seed: i64,
+        policy: &str,
+        set: &str,
+        id: i64,
+        len: f64,
+        trunc: bool,
+        refused: bool,
+        judge: f64,
+    ) -> Generation {
+        Generation {
+            experiment: "e".into(),
+            size: "tiny".into(),
+            seed,
+            policy: policy.into(),
+            prompt_set: set.into(),
+            prompt_id: id,
+            length_tokens: len,
+            truncated: trunc,
+            refused,
+            judge_score: judge,
+        }
+    }
+
+    fn metric(rows: &[MetricRow], seed: SeedKey, policy: &str, set: &str, m: &str) -> f64 {
+        rows.iter()
+            .find(|r| r.seed == seed && r.policy == policy && r.prompt_set == set && r.metric == m)
+            .unwrap_or_else(|| panic!("no {seed} {policy} {set} {m}"))
+            .value
+    }
+
+    #[test]
+    fn metrics_on_a_literal_table() {
+        let gens = vec![
+            row(0, "sft", "benign", 1, 10.0, false, true, 0.0),
+            row(0, "sft", "benign", 2, 20.0, true, false, 1.0),
+            row(0, "sft", "harmful", 3, 30.0, false, true, 2.0),
+            row(1, "sft", "benign", 1, 40.0, false, false, 3.0),
+            row(1, "sft", "benign", 2, 60.0, false, false, 5.0),
+            row(1, "sft", "harmful", 3, 50.0, true, true, -1.0),
+        ];
+        let rows = compute_metrics(&gens);
+        use SeedKey::*;
+        // seed 0 benign: refusal 1/2, length 15, truncation 1/2, judge 0.5, n 2
+        assert_eq!(metric(&rows, Seed(0), "sft", "benign", "refusal_rate"), 0.5);
+        assert_eq!(
+            metric(&rows, Seed(0), "sft", "benign", "mean_length_tokens"),
+            15.0
+        );
+        assert_eq!(
+            metric(&rows, Seed(0), "sft", "benign", "truncation_rate"),
+            0.5
+        );
+        assert_eq!(
+            metric(&rows, Seed(0), "sft", "benign", "judge_score_mean"),
+            0.5
+        );
+        assert_eq!(metric(&rows, Seed(0), "sft", "benign", "n_prompts"), 2.0);
+        // seed 1 benign: refusal 0, length 50 -> pooled benign refusal 0.25, length 32.5
+        assert_eq!(metric(&rows, Pooled, "sft", "benign", "refusal_rate"), 0.25);
+        assert_eq!(
+            metric(&rows, Pooled, "sft", "benign", "mean_length_tokens"),
+            32.5
+        );
+        // "all" for seed 0: lengths 10,20,30 -> 20; refusals 2/3
+        assert_eq!(
+            metric(&rows, Seed(0), "sft", "all", "mean_length_tokens"),
+            20.0
+        );
+        assert!((metric(&rows, Seed(0), "sft", "all", "refusal_rate") - 2.0 / 3.0).abs() < 1e-12);
+        // pooled "all" judge: seed 0 mean 1.0, seed 1 mean 7/3 -> 5/3
+        assert!(
+            (metric(&rows, Pooled, "sft", "all", "judge_score_mean") - 5.0 / 3.0).abs() < 1e-12
+        );
+        // 3 cells (benign, harmful, all) x 3 seed keys x 5 metrics
+        assert_eq!(rows.len(), 45);
+        // sorted: seed 0 first, pooled last; benign < harmful < all within a seed
+        assert_eq!(rows[0].seed, Seed(0));
+        assert_eq!(
+            (rows[0].prompt_set.as_str(), rows[0].metric),
+            ("benign", "refusal_rate")
+        );
+        assert_eq!(rows[10].prompt_set, "all");
+        assert_eq!(rows.last().unwrap().seed, Pooled);
+    }
+
+    #[test]
+    fn win_rates_per_seed_and_pooled_by_hand() {
+        // Two seeds, prompts 1..3 benign. Outcomes (seq2seq vs scalar):
+        //   seed 0: p1 win, p2 tie, p3 loss     -> 0.5
+        //   seed 1: p1 win, p2 win, (p3 missing) -> 1.0
+        // pooled uses only p1, p2 (present in both): p1 = 1, p2 = (0.5 + 1)/2 = 0.75 -> 0.875
+        let mut gens = vec![
+            row(0, "ppo_seq2seq", "benign", 1, 5.0, false, false, 1.0),
+            row(0, "ppo_scalar", "benign", 1, 5.0, false, false, 0.0),
+            row(0, "ppo_seq2seq", "benign", 2, 5.0, false, false, 0.3),
+            row(0, "ppo_scalar", "benign", 2, 5.0, false, false, 0.3),
+            row(0, "ppo_seq2seq", "benign", 3, 5.0, false, false, -1.0),
+            row(0, "ppo_scalar", "benign", 3, 5.0, false, false, 0.0),
+            row(1, "ppo_seq2seq", "benign", 1, 5.0, false, false, 2.0),
+            row(1, "ppo_scalar", "benign", 1, 5.0, false, false, 1.0),
+            row(1, "ppo_seq2seq", "benign", 2, 5.0, false, false, 2.0),
+            row(1, "ppo_scalar", "benign", 2, 5.0, false, false, 1.0),
+            row(1, "ppo_seq2seq", "benign", 3, 5.0, false, false, 2.0),
+        ];
+        let rows = compute_win_rates(&gens, 500, 9);
+        // only the seq2seq-vs-scalar pair exists; sets: benign, all; seeds 0, 1, pooled
+        assert_eq!(rows.len(), 6);
+        let get = |set: &str, seed| {
+            rows.iter()
+                .find(|r| r.prompt_set == set && r.seed == seed)
+                .unwrap()
+        };
+        assert_eq!(get("benign", SeedKey::Seed(0)).win_rate, 0.5);
+        assert_eq!(get("benign", SeedKey::Seed(0)).n_prompts, 3);
+        assert_eq!(get("benign", SeedKey::Seed(1)).win_rate, 1.0);
+        assert_eq!(get("benign", SeedKey::Seed(1)).n_prompts, 2);
+        let pooled = get("benign", SeedKey::Pooled);
+        assert_eq!(pooled.n_prompts, 2);
+        assert!((pooled.win_rate - 0.875).abs() < 1e-12);
+        assert!(pooled.ci_low <= pooled.win_rate && pooled.win_rate <= pooled.ci_high);
+        // "all" equals benign here (same prompts) but uses another bootstrap stream
+        assert_eq!(get("all", SeedKey::Pooled).win_rate, pooled.win_rate);
+        assert_eq!(rows, compute_win_rates(&gens, 500, 9), "deterministic");
+        // Adding sft creates the other two pairs, ordered after seq2seq-vs-scalar.
+        gens.push(row(0, "sft", "benign", 1, 5.0, false, false, 0.0));
+        let rows = compute_win_rates(&gens, 50, 9);
+        assert_eq!(rows[0].policy_b, "ppo_scalar");
+        assert_eq!(rows.last().unwrap().policy_a, "ppo_scalar");
+        assert_eq!(rows.last().unwrap().policy_b, "sft");
+    }
+
+    #[test]
+    fn refusal_diff_by_hand() {
+        // per-prompt pooled refusal: scalar {1: 1.0, 2: 0.5, 3: 1.0}, seq2seq {1: 0.0, 2: 0.5, 4: 0.0}
+        let scalar: BTreeMap<i64, f64> = [(1, 1.0), (2, 0.5), (3, 1.0)].into();
+        let seq: BTreeMap<i64, f64> = [(1, 0.0), (2, 0.5), (4, 0.0)].into();
+        let (n, s, q, d, lo, hi) = refusal_diff_of(&scalar, &seq, 200, &mut SplitMix64::new(3));
+        assert_eq!((n, s, q, d), (2, 0.75, 0.25, 0.5));
+        assert!(lo <= d && d <= hi && lo >= 0.0 && hi <= 1.0);
+
+        // end to end through generations: two seeds, benign
+        let gens = vec![
+            row(0, "ppo_scalar", "benign", 1, 1.0, false, true, 0.0),
+            row(1, "ppo_scalar", "benign", 1, 1.0, false, true, 0.0),
+            row(0, "ppo_scalar", "benign", 2, 1.0, false, true, 0.0),
+            row(1, "ppo_scalar", "benign", 2, 1.0, false, false, 0.0),
+            row(0, "ppo_seq2seq", "benign", 1, 1.0, false, false, 0.0),
+            row(1, "ppo_seq2seq", "benign", 1, 1.0, false, false, 0.0),
+            row(0, "ppo_seq2seq", "benign", 2, 1.0, false, false, 0.0),
+            row(1, "ppo_seq2seq", "benign", 2, 1.0, false, true, 0.0),
+            row(0, "ppo_seq2seq", "harmful", 3, 1.0, false, true, 0.0),
+        ];
+        let d = compute_refusal_diffs(&gens, 100, 1);
+        assert_eq!(d.len(), 1);
+        // scalar per prompt: p1 1.0, p2 0.5 -> 0.75; seq2seq: p1 0.0, p2 0.5 -> 0.25
+        assert_eq!(
+            (
+                d[0].n_prompts,
+                d[0].scalar_rate,
+                d[0].seq2seq_rate,
+                d[0].diff
+            ),
+            (2, 0.75, 0.25, 0.5)
+        );
+    }
+
+    #[test]
+    fn names_sort_known_first() {
+        let mut v = vec!["zeta", "ppo_seq2seq", "alpha", "sft", "ppo_scalar"];
+        v.sort_by_key(|p| rank(&POLICY_ORDER, p));
+        assert_eq!(v, ["sft", "ppo_scalar", "ppo_seq2seq", "alpha", "zeta"]);
+        let mut s = vec!["all", "harmful", "other", "benign"];
+        s.sort_by_key(|x| set_rank(x));
+        assert_eq!(s, ["benign", "harmful", "other", "all"]);
+        assert_eq!(fmt6(-0.0000001), "0.000000");
+        assert_eq!(fmt6(0.25), "0.250000");
+    }
+}

@@ -1,0 +1,196 @@
+//! Per-token rewards for PPO. Both reward models produce the same shape — one reward per response
+//! token — so that the PPO code is identical for both and only this module differs.
+//!
+//! * Scalar RM (Bradley–Terry): zeros, with the (normalised, clipped) score on the last real
+//!   response token.
+//! * Seq2seq RM: the paper's divergence rule (Figure 2 caption): feed `(prompt, response)` as the
+//!   RM's input, teacher-force the response as its output, and compare the RM's argmax with each
+//!   response token. Tokens before the first divergence get `r_pos`; from the first divergence on,
+//!   a token the RM would not have produced gets `r_neg` and one it agrees with gets
+//!   `r_match_after` (a choice the paper leaves open; a spec field).
+
+use crate::model::{Lm, next_token_logprobs, pack, to_vec_f32, to_vec_i64, i64_tensor};
+use crate::text::{self, PAD};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The reward values of the divergence rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DivergenceRule {
+    pub r_pos: f32,
+    pub r_neg: f32,
+    pub r_match_after: f32,
+}
+
+/// The divergence rule on one response. `rm_argmax[j]` is the RM's most likely token at the
+/// position of `response[j]` (same length as `response`).
+pub fn divergence_rewards(response: &[u32], rm_argmax: &[u32], rule: &DivergenceRule) -> Vec<f32> {
+    assert_eq!(response.len(), rm_argmax.len(), "one RM prediction per response token");
+    let mut diverged = false;
+    response
+        .iter()
+        .zip(rm_argmax)
+        .map(|(&y, &a)| {
+            if y != a {
+                diverged = true;
+                rule.r_neg
+            } else if diverged {
+                rule.r_match_after
+            } else {
+                rule.r_pos
+            }
+        })
+        .collect()
+}
+
+/// Index of the first token where the RM diverges from the response (`len` if none).
+pub fn first_divergence(response: &[u32], rm_argmax: &[u32]) -> usize {
+    response.iter().zip(rm_argmax).position(|(y, a)| y != a).unwrap_or(response.len())
+}
+
+/// The scalar RM's reward vector: zeros with `score` on the last real token.
+pub fn scalar_token_rewards(score: f32, len: usize) -> Vec<f32> {
+    let mut r = vec![0.0; len];
+    if let Some(last) = r.last_mut() {
+        *last = score;
+    }
+    r
+}
+
+/// Common interface of the two reward models as PPO sees them.
+pub trait TokenReward {
+    /// One reward per response token. `prompts` are raw prompt token ids (no template).
+    fn token_rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>>;
+    fn kind(&self) -> &'static str;
+}
+
+/// Scalar score of each `(prompt, response)`, read at the last real response token.
+pub fn scalar_scores(model: &Lm, prompts: &[Vec<u32>], responses: &[Vec<u32>], max_prompt: usize, device: &Device) -> Vec<f32> {
+    let prefixes: Vec<Vec<u32>> = prompts.iter().map(|p| text::policy_prefix(p, max_prompt)).collect();
+    let packed = pack(&prefixes, responses, PAD);
+    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let scores = to_vec_f32(model.scores(hidden));
+    packed.last_real_index().iter().enumerate().map(|(row, &i)| scores[row * packed.t + i]).collect()
+}
+
+pub struct ScalarReward {
+    pub model: Lm,
+    pub device: Device,
+    pub max_prompt: usize,
+    /// Scores are whitened with the RM's mean and std on its training responses, then clipped.
+    pub mean: f32,
+    pub std: f32,
+    pub clip: f32,
+}
+
+impl TokenReward for ScalarReward {
+    fn token_rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>> {
+        let scores = scalar_scores(&self.model, prompts, responses, self.max_prompt, &self.device);
+        scores
+            .iter()
+            .zip(responses)
+            .map(|(&s, r)| {
+                let z = ((s - self.mean) / self.std).clamp(-self.clip, self.clip);
+                scalar_token_rewards(z, r.len())
+            })
+            .collect()
+    }
+    fn kind(&self) -> &'static str {
+        "scalar"
+    }
+}
+
+/// Teacher-forced pass of the seq2seq RM over `(prompt, response) -> response`.
+/// Returns, per row, the RM's argmax and the log-prob it gives each response token.
+pub fn seq2seq_teacher_forced(
+    model: &Lm,
+    prompts: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    max_prompt: usize,
+    max_response: usize,
+    device: &Device,
+) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
+    let prefixes: Vec<Vec<u32>> = prompts
+        .iter()
+        .zip(responses)
+        .map(|(p, r)| text::seq2seq_prefix(p, r, max_prompt, max_response))
+        .collect();
+    let packed = pack(&prefixes, responses, PAD);
+    if packed.t < 2 {
+        return (vec![Vec::new(); prompts.len()], vec![Vec::new(); prompts.len()]);
+    }
+    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let logits = model.logits(hidden);
+    let tm = packed.t - 1;
+    let argmax = to_vec_i64(logits.clone().narrow(1, 0, tm).argmax(2).reshape([packed.b, tm]));
+    let (targets, _) = packed.continuation_targets();
+    let lps = to_vec_f32(next_token_logprobs(logits, i64_tensor(targets, [packed.b, tm], device)));
+    let mut am = Vec::with_capacity(packed.b);
+    let mut lp = Vec::with_capacity(packed.b);
+    for (row, r) in responses.iter().enumerate() {
+        let idx = |j: usize| row * tm + packed.p + j - 1;
+        am.push((0..r.len()).map(|j| argmax[idx(j)] as u32).collect());
+        lp.push((0..r.len()).map(|j| lps[idx(j)]).collect());
+    }
+    (am, lp)
+}
+
+pub struct Seq2seqReward {
+    pub model: Lm,
+    pub device: Device,
+    pub max_prompt: usize,
+    pub max_response: usize,
+    pub rule: DivergenceRule,
+}
+
+impl TokenReward for Seq2seqReward {
+    fn token_rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>> {
+        let (argmax, _) =
+            seq2seq_teacher_forced(&self.model, prompts, responses, self.max_prompt, self.max_response, &self.device);
+        responses.iter().zip(&argmax).map(|(r, a)| divergence_rewards(r, a, &self.rule)).collect()
+    }
+    fn kind(&self) -> &'static str {
+        "seq2seq"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: DivergenceRule = DivergenceRule { r_pos: 0.5, r_neg: -1.0, r_match_after: 0.1 };
+
+    #[test]
+    fn identical_response_is_all_positive() {
+        assert_eq!(divergence_rewards(&[5, 6, 7, 1], &[5, 6, 7, 1], &RULE), vec![0.5, 0.5, 0.5, 0.5]);
+        assert_eq!(first_divergence(&[5, 6, 7, 1], &[5, 6, 7, 1]), 4);
+    }
+
+    #[test]
+    fn divergence_at_token_k() {
+        // Diverges at k = 2; token 3 agrees again (r_match_after), token 4 disagrees (r_neg).
+        let r = divergence_rewards(&[5, 6, 9, 8, 4], &[5, 6, 7, 8, 3], &RULE);
+        assert_eq!(r, vec![0.5, 0.5, -1.0, 0.1, -1.0]);
+        assert_eq!(first_divergence(&[5, 6, 9, 8, 4], &[5, 6, 7, 8, 3]), 2);
+    }
+
+    #[test]
+    fn response_longer_than_rm_output_gets_negatives() {
+        // The RM would have ended (EOS = 1) after two tokens; the response goes on.
+        let r = divergence_rewards(&[5, 6, 7, 8, 1], &[5, 6, 1, 1, 1], &RULE);
+        assert_eq!(r, vec![0.5, 0.5, -1.0, -1.0, 0.1]);
+    }
+
+    #[test]
+    fn empty_response_has_no_rewards() {
+        assert!(divergence_rewards(&[], &[], &RULE).is_empty());
+        assert!(scalar_token_rewards(2.0, 0).is_empty());
+    }
+
+    #[test]
+    fn scalar_reward_sits_on_last_token() {
+        assert_eq!(scalar_token_rewards(2.0, 4), vec![0.0, 0.0, 0.0, 2.0]);
+        assert_eq!(scalar_token_rewards(-1.5, 1), vec![-1.5]);
+    }
+}

@@ -1,0 +1,432 @@
+//! Spec → stages → result files.
+//!
+//! Shared stages (seeded with `experiment.base_seed`): data splits, tokenizer, base LM, SFT, judge.
+//! Per-seed stages: scalar RM, seq2seq RM, one PPO run per RM, evaluation. Everything the report
+//! needs is written as CSV + `run_info.json`; `report::render` then derives tables and figures.
+
+use crate::data::{self, Manifest, Preference, RefusalDetector};
+use crate::device;
+use crate::eval::{self, EvalCtx, EvalPrompt, GenRow};
+use crate::model::{Lm, LmConfig};
+use crate::reward::{ScalarReward, Seq2seqReward, TokenReward};
+use crate::spec::{Resolved, Spec};
+use crate::text::Text;
+use crate::train::ppo::{PpoInputs, PpoLog, train_ppo};
+use crate::train::{self, LoopCfg, PairIds, StepLog};
+use crate::util::{SplitMix64, sha256_hex, write_atomic};
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Command-line overrides of spec fields.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub output: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub device: Option<String>,
+}
+
+/// Everything the data stage hands to training, as text.
+pub struct Corpus {
+    pub splits: BTreeMap<String, Vec<Preference>>,
+    pub sft_rows: Vec<(String, String)>,
+    pub judge_pairs: Vec<Preference>,
+    pub eval_prompts: Vec<(String, Vec<String>)>,
+    pub docs: Vec<String>,
+    pub refusal_sanity: Vec<(String, String, usize, f64)>,
+    pub counts: BTreeMap<String, usize>,
+}
+
+fn capped<T: Clone>(v: &[T], cap: usize, seed: u64) -> Vec<T> {
+    if cap == 0 || v.len() <= cap {
+        return v.to_vec();
+    }
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    SplitMix64::new(seed).shuffle(&mut idx);
+    let mut keep: Vec<usize> = idx[..cap].to_vec();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| v[i].clone()).collect()
+}
+
+/// Reads, verifies and splits the data of a spec (by prompt: no prompt crosses splits).
+pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: &RefusalDetector) -> Result<Corpus> {
+    let d = &spec.data;
+    let seed = spec.experiment.base_seed;
+    let mut all = Vec::new();
+    let mut kind_of: HashMap<String, String> = HashMap::new();
+    let mut counts = BTreeMap::new();
+    let mut refusal_sanity = Vec::new();
+    for id in &d.preference {
+        let entry = manifest.get(id)?;
+        kind_of.insert(id.clone(), entry.kind.clone());
+        let prefs = data::load_preferences(manifest, data_dir, id, d.single_turn_only)?;
+        if prefs.is_empty() {
+            bail!("dataset `{id}` gave no usable preference pairs");
+        }
+        counts.insert(format!("pairs_{id}"), prefs.len());
+        for (kind, pick) in [("chosen", true), ("rejected", false)] {
+            let rate = refusal.rate(prefs.iter().map(|p| if pick { p.chosen.as_str() } else { p.rejected.as_str() }));
+            refusal_sanity.push((id.clone(), kind.to_string(), prefs.len(), rate));
+        }
+        all.extend(prefs);
+    }
+    let raw_splits = data::split_by_prompt(&all, &spec.split_fractions(), seed)?;
+    // Cap each split per source, so that one large source cannot crowd out the others.
+    let mut splits = BTreeMap::new();
+    for (name, pairs) in &raw_splits {
+        let mut kept = Vec::new();
+        for (k, id) in d.preference.iter().enumerate() {
+            let of_src: Vec<Preference> = pairs.iter().filter(|p| &p.source == id).cloned().collect();
+            kept.extend(capped(&of_src, d.max_pairs_per_split, seed ^ (k as u64 + 1) * 0x9e37));
+        }
+        counts.insert(format!("split_{name}_pairs"), kept.len());
+        splits.insert(name.clone(), kept);
+    }
+    let eval_set: BTreeSet<&str> = raw_splits["eval"].iter().map(|p| p.prompt.as_str()).collect();
+    let judge_set: BTreeSet<&str> = raw_splits["judge"].iter().map(|p| p.prompt.as_str()).collect();
+
+    // Eval prompt sets, named by the kind of their source (benign / harmful).
+    let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for p in &raw_splits["eval"] {
+        if seen.insert(p.prompt.clone()) {
+            by_kind.entry(kind_of[&p.source].clone()).or_default().push(p.prompt.clone());
+        }
+    }
+    let eval_prompts: Vec<(String, Vec<String>)> = by_kind
+        .into_iter()
+        .map(|(k, v)| {
+            let v = capped(&v, spec.eval.max_prompts_per_set, seed ^ 0xe7a1);
+            counts.insert(format!("eval_prompts_{k}"), v.len());
+            (k, v)
+        })
+        .collect();
+
+    // SFT: chosen responses of the rm and policy splits, plus extra SFT rows whose prompt is
+    // neither an eval nor a judge prompt.
+    let mut sft_rows: Vec<(String, String)> = Vec::new();
+    for name in ["rm", "policy"] {
+        sft_rows.extend(splits[name].iter().map(|p| (p.prompt.clone(), p.chosen.clone())));
+    }
+    for id in &d.sft_extra {
+        let rows = data::load_sft(manifest, data_dir, id)?;
+        let before = sft_rows.len();
+        sft_rows.extend(
+            rows.into_iter()
+                .filter(|r| !eval_set.contains(r.prompt.as_str()) && !judge_set.contains(r.prompt.as_str()))
+                .map(|r| (r.prompt, r.response)),
+        );
+        counts.insert(format!("sft_rows_{id}"), sft_rows.len() - before);
+    }
+    counts.insert("sft_rows".into(), sft_rows.len());
+
+    // Judge: the judge split plus extra sets the proxies never see; never an eval prompt.
+    let mut judge_pairs = splits["judge"].clone();
+    for id in &d.judge_extra {
+        let extra = data::load_preferences(manifest, data_dir, id, d.single_turn_only)?;
+        let extra: Vec<Preference> = extra.into_iter().filter(|p| !eval_set.contains(p.prompt.as_str())).collect();
+        counts.insert(format!("judge_extra_{id}"), extra.len());
+        judge_pairs.extend(extra);
+    }
+    counts.insert("judge_pairs".into(), judge_pairs.len());
+
+    // Pretraining / tokenizer corpus: text of the rm and policy splits and the SFT rows.
+    let mut docs: Vec<String> = Vec::new();
+    for name in ["rm", "policy"] {
+        for p in &splits[name] {
+            docs.push(format!("{}\n{}", p.prompt, p.chosen));
+            docs.push(format!("{}\n{}", p.prompt, p.rejected));
+        }
+    }
+    docs.extend(sft_rows.iter().map(|(p, r)| format!("{p}\n{r}")));
+    let docs = capped(&docs, d.max_corpus_docs, seed ^ 0xd0c5);
+    counts.insert("corpus_docs".into(), docs.len());
+    Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, docs, refusal_sanity, counts })
+}
+
+/// Tokenizer trained on the corpus, cached under `<out>/.cache/` by a hash of its inputs.
+fn tokenizer(docs: &[String], vocab: usize, cache: &Path) -> Result<Text> {
+    let mut h = format!("vocab={vocab}\n");
+    for d in docs {
+        h.push_str(&sha256_hex(d.as_bytes())[..16]);
+    }
+    let path = cache.join(format!("tokenizer-{}.json", &sha256_hex(h.as_bytes())[..16]));
+    if path.exists() {
+        if let Ok(t) = Text::load(&path) {
+            return Ok(t);
+        }
+    }
+    let t = Text::train(docs, vocab)?;
+    t.save(&path)?;
+    Ok(t)
+}
+
+fn pair_ids(text: &Text, p: &Preference) -> PairIds {
+    PairIds { prompt: text.encode(&p.prompt), chosen: text.encode(&p.chosen), rejected: text.encode(&p.rejected) }
+}
+
+fn loop_cfg(steps: usize, lr: f64, warmup_steps: usize, grad_clip: f32) -> LoopCfg {
+    LoopCfg { steps, lr, warmup_steps, grad_clip }
+}
+
+/// CSV text from a header and rows.
+fn csv_bytes(header: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r)?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?)
+}
+
+fn f(v: f64) -> String {
+    format!("{v:.6}")
+}
+
+struct Timer {
+    stages: BTreeMap<String, f64>,
+}
+
+impl Timer {
+    fn time<T>(&mut self, stage: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        eprintln!("stage {stage} ...");
+        let out = work()?;
+        let s = t.elapsed().as_secs_f64();
+        *self.stages.entry(stage.to_string()).or_default() += s;
+        eprintln!("stage {stage} done in {s:.1}s");
+        Ok(out)
+    }
+}
+
+/// Runs an experiment; returns the output directory.
+pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
+    let started = Instant::now();
+    let spec = &resolved.spec;
+    let ex = &spec.experiment;
+    let out = opts.output.clone().unwrap_or_else(|| PathBuf::from(&ex.output_dir));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let probe = out.join(".write-test");
+    std::fs::write(&probe, b"ok").with_context(|| format!("output directory {} is not writable", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let cache = out.join(".cache");
+    let data_dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(&ex.data_dir));
+    let sel = device::select(opts.device.as_deref().unwrap_or(&ex.device))?;
+    eprintln!("device: {} — {}", sel.name, sel.reason);
+    let dev = sel.device.clone();
+    let ad = dev.clone().autodiff();
+    let size = spec.model.preset.clone();
+    let d = &spec.data;
+    let (mp, mr) = (d.max_prompt_tokens, d.max_response_tokens);
+    let mut timer = Timer { stages: BTreeMap::new() };
+
+    // --- data, tokenizer ---
+    let manifest = Manifest::load(Path::new(&d.manifest))?;
+    let refusal = RefusalDetector::load(Path::new(&d.refusal_patterns))?;
+    let corpus = timer.time("data", || build_corpus(spec, &manifest, &data_dir, &refusal))?;
+    let text = timer.time("tokenizer", || tokenizer(&corpus.docs, spec.model.vocab_size, &cache))?;
+    let mut model_cfg: LmConfig = spec.model.clone();
+    model_cfg.vocab_size = text.vocab_size();
+    let ids = |v: &[Preference]| v.iter().map(|p| pair_ids(&text, p)).collect::<Vec<_>>();
+    let rm_pairs = ids(&corpus.splits["rm"]);
+    let eval_pairs = ids(&corpus.splits["eval"]);
+    let judge_pairs = ids(&corpus.judge_pairs);
+    let sft_rows: Vec<(Vec<u32>, Vec<u32>)> =
+        corpus.sft_rows.iter().map(|(p, r)| (text.encode(p), text.encode(r))).collect();
+    let mut policy_prompts: Vec<Vec<u32>> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for p in &corpus.splits["policy"] {
+        if seen.insert(p.prompt.clone()) {
+            policy_prompts.push(text.encode(&p.prompt));
+        }
+    }
+    let eval_prompts: Vec<EvalPrompt> = corpus
+        .eval_prompts
+        .iter()
+        .flat_map(|(set, v)| {
+            v.iter().enumerate().map(|(id, t)| EvalPrompt { set: set.clone(), id, text: t.clone(), ids: text.encode(t) })
+        })
+        .collect();
+
+    // --- shared models ---
+    let base_seed = ex.base_seed;
+    let mut train_log: Vec<(u64, StepLog)> = Vec::new();
+    ad.seed(base_seed);
+    let base = model_cfg.init(&ad);
+    let lm_params = base.lm_params();
+    eprintln!("model `{size}`: {lm_params} parameters (trunk + LM head), vocab {}", model_cfg.vocab_size);
+    let docs: Vec<Vec<u32>> = corpus.docs.iter().map(|s| text.encode(s)).collect();
+    let pt = &spec.pretrain;
+    let (base, log) = timer.time("pretrain", || {
+        train::pretrain(base, &docs, mp + mr, pt.batch_size, &loop_cfg(pt.steps, pt.lr, pt.warmup_steps, pt.grad_clip), base_seed ^ 0x11, &ad)
+    })?;
+    train_log.extend(log.into_iter().map(|l| (base_seed, l)));
+    let s = &spec.sft;
+    let (sft, log) = timer.time("sft", || {
+        train::sft(base.clone(), &sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), base_seed ^ 0x22, &ad)
+    })?;
+    train_log.extend(log.into_iter().map(|l| (base_seed, l)));
+    let j = &spec.judge;
+    let (judge, log) = timer.time("judge", || {
+        train::scalar_rm(base, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
+    })?;
+    train_log.extend(log.into_iter().map(|l| (base_seed, l)));
+    let judge = judge.valid();
+    let sft_valid = sft.valid();
+    let mut rm_eval: Vec<(u64, String, String, f64, usize)> = Vec::new();
+    for (metric, v) in eval::scalar_rm_metrics(&judge, &eval_pairs, mp, mr, 32, &dev) {
+        rm_eval.push((base_seed, "judge".into(), metric, v, eval_pairs.len()));
+    }
+
+    // --- per seed ---
+    let ctx = EvalCtx { judge: &judge, text: &text, refusal: &refusal, max_prompt: mp, max_new_tokens: spec.eval.max_new_tokens, batch: 32, device: &dev };
+    let mut gens: Vec<(u64, GenRow)> = Vec::new();
+    let mut ppo_log: Vec<(u64, &'static str, PpoLog)> = Vec::new();
+    for &seed in &ex.seeds {
+        eprintln!("— seed {seed} —");
+        let r = &spec.scalar_rm;
+        let (scalar, log) = timer.time("scalar_rm", || {
+            train::scalar_rm(sft.clone(), "scalar_rm", &rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, &ad)
+        })?;
+        train_log.extend(log.into_iter().map(|l| (seed, l)));
+        let q = &spec.seq2seq_rm;
+        let (s2s, log) = timer.time("seq2seq_rm", || {
+            train::seq2seq_rm(sft.clone(), &rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, &ad)
+        })?;
+        train_log.extend(log.into_iter().map(|l| (seed, l)));
+        let scalar = scalar.valid();
+        let s2s = s2s.valid();
+        let sm = eval::scalar_rm_metrics(&scalar, &eval_pairs, mp, mr, 32, &dev);
+        for (metric, v) in &sm {
+            rm_eval.push((seed, "scalar_rm".into(), metric.clone(), *v, eval_pairs.len()));
+        }
+        for (metric, v) in eval::seq2seq_rm_metrics(&s2s, &eval_pairs, &q.rule, mp, mr, 32, &dev) {
+            rm_eval.push((seed, "seq2seq_rm".into(), metric, v, eval_pairs.len()));
+        }
+        // Normalise the scalar reward with the RM's own score statistics on its training pairs.
+        let train_stats = eval::scalar_rm_metrics(&scalar, &rm_pairs[..rm_pairs.len().min(512)], mp, mr, 32, &dev);
+        let stat = |k: &str| train_stats.iter().find(|(m, _)| m == k).map(|(_, v)| *v as f32).unwrap_or(0.0);
+        let (mean, std) = if r.normalize { (stat("score_mean"), stat("score_std").max(1e-6)) } else { (0.0, 1.0) };
+        let scalar_reward = ScalarReward { model: scalar, device: dev.clone(), max_prompt: mp, mean, std, clip: spec.ppo.score_clip };
+        let s2s_reward = Seq2seqReward { model: s2s, device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule };
+        let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
+        for (name, reward) in [("ppo_scalar", &scalar_reward as &dyn TokenReward), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward)] {
+            let stage = if reward.kind() == "scalar" { "ppo_scalar" } else { "ppo_seq2seq" };
+            let (policy, log) = timer.time(stage, || {
+                train_ppo(PpoInputs {
+                    sft: &sft,
+                    reward,
+                    prompts: &policy_prompts,
+                    cfg: &spec.ppo,
+                    max_prompt: mp,
+                    seed,
+                    text: &text,
+                    refusal: &refusal,
+                    device: &ad,
+                })
+            })?;
+            ppo_log.extend(log.into_iter().map(|l| (seed, reward.kind(), l)));
+            policies.push((name, policy));
+        }
+        timer.time("eval", || {
+            for (name, policy) in &policies {
+                gens.extend(eval::answer(&ctx, name, policy, &eval_prompts, seed).into_iter().map(|g| (seed, g)));
+            }
+            Ok(())
+        })?;
+    }
+
+    // --- outputs ---
+    let name = &ex.name;
+    let b = |v: bool| if v { "1".to_string() } else { "0".to_string() };
+    let rows: Vec<Vec<String>> = gens
+        .iter()
+        .map(|(seed, g)| {
+            vec![
+                name.clone(), size.clone(), seed.to_string(), g.policy.clone(), g.set.clone(), g.prompt_id.to_string(),
+                g.prompt.clone(), g.response.clone(), g.length_tokens.to_string(), b(g.truncated), b(g.refused), f(g.judge_score as f64),
+            ]
+        })
+        .collect();
+    write_atomic(&out.join("generations.csv"), &csv_bytes(
+        &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score"],
+        &rows,
+    )?)?;
+    let rows: Vec<Vec<String>> = ppo_log
+        .iter()
+        .map(|(seed, rm, l)| {
+            vec![
+                name.clone(), size.clone(), seed.to_string(), rm.to_string(), l.step.to_string(), f(l.rm_reward as f64), f(l.kl as f64),
+                f(l.response_length as f64), f(l.refusal_rate as f64), f(l.entropy as f64), f(l.policy_loss as f64),
+                f(l.value_loss as f64), f(l.clip_frac as f64), f(l.truncated_rate as f64),
+            ]
+        })
+        .collect();
+    write_atomic(&out.join("ppo_log.csv"), &csv_bytes(
+        &["experiment", "size", "seed", "rm", "step", "rm_reward", "kl", "response_length", "refusal_rate", "entropy", "policy_loss", "value_loss", "clip_frac", "truncated_rate"],
+        &rows,
+    )?)?;
+    let rows: Vec<Vec<String>> = rm_eval
+        .iter()
+        .map(|(seed, m, metric, v, n)| vec![name.clone(), size.clone(), seed.to_string(), m.clone(), metric.clone(), f(*v), n.to_string()])
+        .collect();
+    write_atomic(&out.join("rm_eval.csv"), &csv_bytes(&["experiment", "size", "seed", "model", "metric", "value", "n"], &rows)?)?;
+    let rows: Vec<Vec<String>> = train_log
+        .iter()
+        .map(|(seed, l)| vec![name.clone(), size.clone(), seed.to_string(), l.stage.clone(), l.step.to_string(), f(l.loss as f64)])
+        .collect();
+    write_atomic(&out.join("train_log.csv"), &csv_bytes(&["experiment", "size", "seed", "stage", "step", "loss"], &rows)?)?;
+    let rows: Vec<Vec<String>> = corpus
+        .refusal_sanity
+        .iter()
+        .map(|(src, kind, n, rate)| vec![src.clone(), kind.clone(), n.to_string(), f(*rate)])
+        .collect();
+    write_atomic(&out.join("refusal_sanity.csv"), &csv_bytes(&["source", "response_kind", "n", "refusal_rate"], &rows)?)?;
+    let mut resolved_toml = format!("# Resolved spec: {} with profile `{}`\n", resolved.file.display(), resolved.profile);
+    resolved_toml.push_str(&spec.to_toml()?);
+    write_atomic(&out.join("resolved_spec.toml"), resolved_toml.as_bytes())?;
+
+    let total = started.elapsed().as_secs_f64();
+    let info = serde_json::json!({
+        "experiment": name,
+        "title": ex.title,
+        "claim": ex.claim,
+        "profile": resolved.profile,
+        "device": sel.name,
+        "device_reason": sel.reason,
+        "seeds": ex.seeds,
+        "base_seed": base_seed,
+        "n_bootstrap": spec.eval.n_bootstrap,
+        "bootstrap_seed": spec.eval.bootstrap_seed,
+        "stage_seconds": timer.stages,
+        "total_seconds": total,
+        "param_counts": { "lm (policy, reference, RMs, judge; each)": lm_params, "score/value head": model_cfg.d_model + 1 },
+        "data_counts": corpus.counts,
+        "model": model_cfg,
+        "notes": notes(spec),
+        "spec_file": resolved.file.display().to_string(),
+    });
+    write_atomic(&out.join("run_info.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
+    crate::report::render(&out)?;
+    eprintln!("done in {total:.1}s; results in {}", out.display());
+    Ok(out)
+}
+
+fn notes(spec: &Spec) -> Vec<String> {
+    vec![
+        "Shared across seeds (seeded with experiment.base_seed): data splits, tokenizer, base LM, SFT policy and the judge. Per seed: scalar RM, seq2seq RM, both PPO runs and evaluation sampling.".into(),
+        "Judge: a scalar Bradley–Terry RM initialised from the base LM and trained on the judge split plus extra preference sets the proxy RMs never see; its held-out pair accuracy is in the reward-model table. The paper used a strong LLM judge; none is available offline.".into(),
+        "PPO critic: a value head on the policy's own trunk (one forward pass serves actor and critic), identical for both reward models.".into(),
+        format!(
+            "Seq2seq rewards: r_pos = {}, r_neg = {}, r_match_after = {} (tokens after the first divergence that the RM agrees with); scalar rewards: score whitened with the RM's training statistics (normalize = {}), clipped at ±{}, on the last real response token.",
+            spec.seq2seq_rm.rule.r_pos, spec.seq2seq_rm.rule.r_neg, spec.seq2seq_rm.rule.r_match_after, spec.scalar_rm.normalize, spec.ppo.score_clip
+        ),
+        format!(
+            "Responses cut off at {} tokens without an end token get {} added to their last token's reward (both RMs).",
+            spec.ppo.max_new_tokens, spec.ppo.truncation_penalty
+        ),
+        "Rollouts and evaluation sample at temperature 1 with no top-k/top-p (the exact policy distribution); each prompt has its own sampling seed shared by all policies.".into(),
+    ]
+}

@@ -1,0 +1,370 @@
+//! Experiment specs: serde structs mirroring `experiments/*.toml`, profiles (partial tables deep-
+//! merged over the base), `--set key=value` overrides and validation with errors that name the
+//! file, the field and the fix.
+
+use crate::model::LmConfig;
+use crate::reward::DivergenceRule;
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub experiment: ExperimentSpec,
+    pub data: DataSpec,
+    pub model: LmConfig,
+    pub pretrain: TrainSpec,
+    pub sft: TrainSpec,
+    pub scalar_rm: ScalarRmSpec,
+    pub seq2seq_rm: Seq2seqRmSpec,
+    pub judge: JudgeSpec,
+    pub ppo: PpoSpec,
+    pub eval: EvalSpec,
+    /// Named partial specs merged over the base (`smoke`, `default`, `gpu`).
+    #[serde(default, skip_serializing)]
+    pub profiles: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    pub name: String,
+    pub title: String,
+    /// The paper's claim this experiment tests, quoted in the report.
+    pub claim: String,
+    pub seeds: Vec<u64>,
+    /// Folder holding the datasets (relative paths are resolved from the working directory).
+    pub data_dir: String,
+    pub output_dir: String,
+    /// `auto`, `cpu` or `wgpu`.
+    pub device: String,
+    /// Seed of the shared stages (splits, tokenizer, base LM, SFT, judge).
+    pub base_seed: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// Manifest of the datasets (file, sha256, licence, upstream).
+    pub manifest: String,
+    /// Preference sets split by prompt into rm / policy / judge / eval.
+    pub preference: Vec<String>,
+    /// HH-RLHF dialogues: keep single-turn rows only.
+    pub single_turn_only: bool,
+    /// Extra SFT rows (prompt, response); rows whose prompt is an eval or judge prompt are dropped.
+    pub sft_extra: Vec<String>,
+    /// Extra preference sets only the judge trains on.
+    pub judge_extra: Vec<String>,
+    /// Split fractions by prompt; must sum to 1.
+    pub split: BTreeMap<String, f64>,
+    /// Cap on pairs read per preference source (0 = all), applied after the split, per split.
+    pub max_pairs_per_split: usize,
+    pub max_prompt_tokens: usize,
+    pub max_response_tokens: usize,
+    pub refusal_patterns: String,
+    /// Cap on documents in the pretraining / tokenizer corpus (0 = all).
+    pub max_corpus_docs: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalarRmSpec {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f32,
+    /// Coefficient of the L2 term on the scores (PKU frameworks: 0.001).
+    pub score_l2: f64,
+    /// PPO reward = (score - mean) / std over the RM's training responses, then clipped.
+    pub normalize: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seq2seqRmSpec {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f32,
+    /// `one_to_one`: every batch mixes correction and identity examples 1:1;
+    /// `identity_warmup`: identity only for `identity_warmup_steps`, then 1:1.
+    pub mixing: String,
+    pub identity_warmup_steps: usize,
+    pub rule: DivergenceRule,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeSpec {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f32,
+    pub score_l2: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpoSpec {
+    pub steps: usize,
+    /// Prompts per rollout batch.
+    pub batch_size: usize,
+    pub ppo_epochs: usize,
+    pub minibatch_size: usize,
+    pub lr: f64,
+    pub grad_clip: f32,
+    pub kl_coef: f32,
+    pub clip_ratio: f64,
+    pub value_clip: f64,
+    pub vf_coef: f64,
+    pub gamma: f32,
+    pub lambda: f32,
+    /// Scalar scores are clipped to ±score_clip after normalisation.
+    pub score_clip: f32,
+    pub max_new_tokens: usize,
+    /// Added to the last token's reward of a response cut off without an end token (both RMs).
+    pub truncation_penalty: f32,
+    pub whiten_advantages: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// Eval prompts per prompt set (benign / harmful, from the eval split); 0 = all.
+    pub max_prompts_per_set: usize,
+    pub max_new_tokens: usize,
+    pub n_bootstrap: usize,
+    pub bootstrap_seed: u64,
+}
+
+/// A spec after profile and overrides, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub spec: Spec,
+    pub file: PathBuf,
+    pub profile: String,
+}
+
+const PROFILES: [&str; 3] = ["smoke", "default", "gpu"];
+
+/// Reads a spec, merges the profile and `--set` overrides, validates.
+pub fn load(file: &Path, profile: &str, sets: &[String]) -> Result<Resolved> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read spec {}", file.display()))?;
+    let mut base: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow!("{}: invalid TOML: {e}", file.display()))?;
+    let profiles = base.remove("profiles");
+    if let Some(p) = profiles.as_ref() {
+        let table = p.as_table().ok_or_else(|| anyhow!("{}: `profiles` must be a table", file.display()))?;
+        for name in table.keys() {
+            if !PROFILES.contains(&name.as_str()) {
+                bail!("{}: unknown profile `{name}`; profiles are {}", file.display(), PROFILES.join(", "));
+            }
+        }
+        if let Some(over) = table.get(profile) {
+            let over = over
+                .as_table()
+                .ok_or_else(|| anyhow!("{}: profiles.{profile} must be a table", file.display()))?;
+            merge(&mut base, over);
+        } else if profile != "default" {
+            bail!("{}: no profile `{profile}` (has: {})", file.display(), table.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+    } else if profile != "default" {
+        bail!("{}: no profiles table, so profile `{profile}` does not exist", file.display());
+    }
+    for s in sets {
+        apply_set(&mut base, s).with_context(|| format!("--set {s}"))?;
+    }
+    let spec: Spec = toml::Value::Table(base)
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow!("{} (profile {profile}): {}", file.display(), describe_de_error(&e)))?;
+    validate(&spec).map_err(|e| anyhow!("{} (profile {profile}): {e}", file.display()))?;
+    Ok(Resolved { spec, file: file.to_path_buf(), profile: profile.to_string() })
+}
+
+fn describe_de_error(e: &toml::de::Error) -> String {
+    e.message().trim().to_string()
+}
+
+/// Deep merge: tables merge key by key, everything else is replaced.
+pub fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// `a.b.c=value`, where value is TOML (`3`, `1e-4`, `true`, `"text"`, `[1, 2]`); a bare word is a string.
+pub fn apply_set(base: &mut toml::Table, s: &str) -> Result<()> {
+    let (path, raw) = s.split_once('=').ok_or_else(|| anyhow!("expected key=value"))?;
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    let mut table = base;
+    for k in &keys[..keys.len() - 1] {
+        table = table
+            .entry(k.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("`{k}` is not a table"))?;
+    }
+    table.insert(keys[keys.len() - 1].to_string(), value);
+    Ok(())
+}
+
+fn positive(name: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 { Ok(()) } else { bail!("`{name}` must be > 0 (got {v})") }
+}
+
+/// Range checks that serde cannot express.
+pub fn validate(s: &Spec) -> Result<()> {
+    let e = &s.experiment;
+    if e.seeds.is_empty() {
+        bail!("`experiment.seeds` must list at least one seed");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in &e.seeds {
+        if !seen.insert(seed) {
+            bail!("`experiment.seeds` lists seed {seed} twice");
+        }
+    }
+    if !["auto", "cpu", "wgpu"].contains(&e.device.as_str()) {
+        bail!("`experiment.device` must be one of auto, cpu, wgpu (got `{}`)", e.device);
+    }
+    if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        bail!("`experiment.name` must be a non-empty identifier (letters, digits, _ and -)");
+    }
+    s.model.validate().map_err(|m| anyhow!("`model`: {m}"))?;
+    let d = &s.data;
+    if d.preference.is_empty() {
+        bail!("`data.preference` must name at least one preference dataset");
+    }
+    for need in ["rm", "policy", "judge", "eval"] {
+        if !d.split.contains_key(need) {
+            bail!("`data.split` must have a fraction for `{need}` (has: {})", d.split.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+    }
+    for (k, v) in &d.split {
+        if !["rm", "policy", "judge", "eval"].contains(&k.as_str()) {
+            bail!("`data.split.{k}`: unknown split; splits are rm, policy, judge, eval");
+        }
+        positive(&format!("data.split.{k}"), *v)?;
+    }
+    let total: f64 = d.split.values().sum();
+    if (total - 1.0).abs() > 1e-6 {
+        bail!("`data.split` fractions must sum to 1 (they sum to {total})");
+    }
+    if d.max_prompt_tokens == 0 || d.max_response_tokens == 0 {
+        bail!("`data.max_prompt_tokens` and `data.max_response_tokens` must be > 0");
+    }
+    // Longest row: the seq2seq RM's `<user> prompt <response> response <rewrite> target`.
+    let longest = d.max_prompt_tokens + 2 * d.max_response_tokens.max(s.ppo.max_new_tokens).max(s.eval.max_new_tokens) + 3;
+    if longest > s.model.max_seq_len {
+        bail!(
+            "`model.max_seq_len` ({}) is shorter than the longest sequence the pipeline builds ({longest} = max_prompt_tokens + 2 × max response/new tokens + 3); raise max_seq_len or lower the token limits",
+            s.model.max_seq_len
+        );
+    }
+    for (name, steps, bs, lr, clip) in [
+        ("pretrain", s.pretrain.steps, s.pretrain.batch_size, s.pretrain.lr, s.pretrain.grad_clip),
+        ("sft", s.sft.steps, s.sft.batch_size, s.sft.lr, s.sft.grad_clip),
+        ("scalar_rm", s.scalar_rm.steps, s.scalar_rm.batch_size, s.scalar_rm.lr, s.scalar_rm.grad_clip),
+        ("seq2seq_rm", s.seq2seq_rm.steps, s.seq2seq_rm.batch_size, s.seq2seq_rm.lr, s.seq2seq_rm.grad_clip),
+        ("judge", s.judge.steps, s.judge.batch_size, s.judge.lr, s.judge.grad_clip),
+        ("ppo", s.ppo.steps, s.ppo.batch_size, s.ppo.lr, s.ppo.grad_clip),
+    ] {
+        positive(&format!("{name}.steps"), steps as f64)?;
+        positive(&format!("{name}.batch_size"), bs as f64)?;
+        positive(&format!("{name}.lr"), lr)?;
+        positive(&format!("{name}.grad_clip"), clip as f64)?;
+    }
+    if s.scalar_rm.score_l2 < 0.0 || s.judge.score_l2 < 0.0 {
+        bail!("`score_l2` must be >= 0");
+    }
+    if !["one_to_one", "identity_warmup"].contains(&s.seq2seq_rm.mixing.as_str()) {
+        bail!("`seq2seq_rm.mixing` must be `one_to_one` or `identity_warmup` (got `{}`)", s.seq2seq_rm.mixing);
+    }
+    let r = &s.seq2seq_rm.rule;
+    if !(r.r_pos > 0.0) {
+        bail!("`seq2seq_rm.rule.r_pos` must be > 0 (got {})", r.r_pos);
+    }
+    if !(r.r_neg < 0.0) {
+        bail!("`seq2seq_rm.rule.r_neg` (reward of a diverging token) must be < 0 (got {})", r.r_neg);
+    }
+    if !r.r_match_after.is_finite() {
+        bail!("`seq2seq_rm.rule.r_match_after` must be finite");
+    }
+    let p = &s.ppo;
+    if p.ppo_epochs == 0 || p.minibatch_size == 0 || p.minibatch_size > p.batch_size {
+        bail!("`ppo.ppo_epochs` must be > 0 and 0 < `ppo.minibatch_size` <= `ppo.batch_size`");
+    }
+    positive("ppo.clip_ratio", p.clip_ratio)?;
+    positive("ppo.value_clip", p.value_clip)?;
+    positive("ppo.score_clip", p.score_clip as f64)?;
+    if p.kl_coef < 0.0 || !(0.0..=1.0).contains(&p.gamma) || !(0.0..=1.0).contains(&p.lambda) {
+        bail!("`ppo.kl_coef` must be >= 0 and `ppo.gamma`, `ppo.lambda` in [0, 1]");
+    }
+    if p.max_new_tokens == 0 || s.eval.max_new_tokens == 0 {
+        bail!("`ppo.max_new_tokens` and `eval.max_new_tokens` must be > 0");
+    }
+    if p.truncation_penalty > 0.0 {
+        bail!("`ppo.truncation_penalty` must be <= 0 (it is added to a cut-off response's reward)");
+    }
+    if s.eval.n_bootstrap < 100 {
+        bail!("`eval.n_bootstrap` must be at least 100 (got {})", s.eval.n_bootstrap);
+    }
+    Ok(())
+}
+
+impl Spec {
+    /// The resolved spec as TOML (saved beside the results).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("cannot serialise spec")
+    }
+
+    pub fn split_fractions(&self) -> Vec<(String, f64)> {
+        self.data.split.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_is_deep_and_set_parses_values() {
+        let mut base: toml::Table = toml::from_str("[a]\nx = 1\ny = 2\n[b]\nz = \"q\"").unwrap();
+        let over: toml::Table = toml::from_str("[a]\ny = 5").unwrap();
+        merge(&mut base, &over);
+        assert_eq!(base["a"]["x"].as_integer(), Some(1));
+        assert_eq!(base["a"]["y"].as_integer(), Some(5));
+        apply_set(&mut base, "a.x=1e-4").unwrap();
+        apply_set(&mut base, "b.z=cpu").unwrap();
+        apply_set(&mut base, "c.w=[1, 2]").unwrap();
+        assert_eq!(base["a"]["x"].as_float(), Some(1e-4));
+        assert_eq!(base["b"]["z"].as_str(), Some("cpu"));
+        assert_eq!(base["c"]["w"].as_array().unwrap().len(), 2);
+        assert!(apply_set(&mut base, "novalue").is_err());
+    }
+}

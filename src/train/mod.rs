@@ -1,0 +1,229 @@
+//! Training loops: the shared optimiser loop, and the supervised stages (pretraining, SFT, scalar
+//! RM / judge, seq2seq RM). PPO lives in [`ppo`].
+
+pub mod losses;
+pub mod ppo;
+
+use crate::model::{Lm, f32_tensor, i64_tensor, next_token_logprobs, pack, to_vec_f32};
+use crate::text::{self, BOS, PAD};
+use crate::util::SplitMix64;
+use anyhow::{Result, bail};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use losses::{bradley_terry_loss, sequence_nll};
+
+/// One row of `train_log.csv`.
+#[derive(Clone, Debug)]
+pub struct StepLog {
+    pub stage: String,
+    pub step: usize,
+    pub loss: f32,
+}
+
+/// Optimiser settings shared by every supervised stage.
+#[derive(Clone, Debug)]
+pub struct LoopCfg {
+    pub steps: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f32,
+}
+
+pub fn progress(len: u64, label: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+/// Linear warm-up, then constant.
+pub fn lr_at(cfg: &LoopCfg, step: usize) -> f64 {
+    if cfg.warmup_steps == 0 || step >= cfg.warmup_steps {
+        cfg.lr
+    } else {
+        cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64
+    }
+}
+
+/// Adam with per-parameter gradient-norm clipping (burn's `GradientClipping::Norm`).
+pub fn adam(grad_clip: f32) -> burn::optim::ModuleOptimizer {
+    AdamConfig::new()
+        .with_epsilon(1e-8)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(grad_clip)))
+        .init()
+}
+
+/// The custom loop every supervised stage uses: `loss_fn(model, step)` → backward → Adam step.
+/// A non-finite loss stops the stage with an error naming it and the step.
+pub fn run_loop(
+    mut model: Lm,
+    stage: &str,
+    cfg: &LoopCfg,
+    mut loss_fn: impl FnMut(&Lm, usize) -> Tensor<1>,
+) -> Result<(Lm, Vec<StepLog>)> {
+    let mut optim = adam(cfg.grad_clip);
+    let pb = progress(cfg.steps as u64, stage);
+    let mut log = Vec::with_capacity(cfg.steps);
+    for step in 0..cfg.steps {
+        let loss = loss_fn(&model, step);
+        let value = to_vec_f32(loss.clone())[0];
+        if !value.is_finite() {
+            pb.abandon();
+            bail!("stage `{stage}`: loss is {value} at step {step}; lower the learning rate ({}) or check the data", cfg.lr);
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr_at(cfg, step), model, grads);
+        log.push(StepLog { stage: stage.to_string(), step, loss: value });
+        pb.set_message(format!("loss {value:.4}"));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok((model, log))
+}
+
+/// Deterministic epoch-wise shuffled index batches.
+pub struct Sampler {
+    order: Vec<usize>,
+    pos: usize,
+    rng: SplitMix64,
+}
+
+impl Sampler {
+    pub fn new(n: usize, seed: u64) -> Self {
+        assert!(n > 0, "Sampler over an empty set");
+        let mut s = Self { order: (0..n).collect(), pos: 0, rng: SplitMix64::new(seed) };
+        s.rng.shuffle(&mut s.order);
+        s
+    }
+
+    pub fn next_batch(&mut self, bs: usize) -> Vec<usize> {
+        (0..bs)
+            .map(|_| {
+                if self.pos == self.order.len() {
+                    self.pos = 0;
+                    self.rng.shuffle(&mut self.order);
+                }
+                self.pos += 1;
+                self.order[self.pos - 1]
+            })
+            .collect()
+    }
+}
+
+/// Sequence-MLE loss of continuations given prefixes (targets = continuation tokens only).
+pub fn continuation_nll(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], device: &Device) -> Tensor<1> {
+    let packed = pack(prefixes, conts, PAD);
+    let (targets, mask) = packed.continuation_targets();
+    let tm = packed.t - 1;
+    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let lp = next_token_logprobs(model.logits(hidden), i64_tensor(targets, [packed.b, tm], device));
+    sequence_nll(lp, f32_tensor(mask, [packed.b, tm], device))
+}
+
+/// Scalar scores `[B]` at the last real continuation token, with autodiff when `model` has it.
+pub fn scores_at_last(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], device: &Device) -> Tensor<1> {
+    let packed = pack(prefixes, conts, PAD);
+    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let idx: Vec<i64> = packed.last_real_index().iter().map(|&i| i as i64).collect();
+    model
+        .scores(hidden)
+        .gather(1, i64_tensor(idx, [packed.b, 1], device))
+        .reshape([packed.b])
+}
+
+/// Token-id view of a preference pair.
+#[derive(Clone, Debug)]
+pub struct PairIds {
+    pub prompt: Vec<u32>,
+    pub chosen: Vec<u32>,
+    pub rejected: Vec<u32>,
+}
+
+/// Pretraining on plain text: each document chunk is `<bos> tokens`, loss on every token.
+pub fn pretrain(model: Lm, docs: &[Vec<u32>], chunk: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+    let chunks: Vec<Vec<u32>> = docs
+        .iter()
+        .flat_map(|d| d.chunks(chunk).map(<[u32]>::to_vec))
+        .filter(|c| c.len() >= 2)
+        .collect();
+    if chunks.is_empty() {
+        bail!("pretraining corpus is empty");
+    }
+    let mut sampler = Sampler::new(chunks.len(), seed);
+    run_loop(model, "pretrain", cfg, |m, _| {
+        let idx = sampler.next_batch(bs);
+        let prefixes = vec![vec![BOS]; idx.len()];
+        let conts: Vec<Vec<u32>> = idx.iter().map(|&i| chunks[i].clone()).collect();
+        continuation_nll(m, &prefixes, &conts, device)
+    })
+}
+
+/// SFT on (prompt, response): loss on response tokens only.
+pub fn sft(model: Lm, rows: &[(Vec<u32>, Vec<u32>)], max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+    if rows.is_empty() {
+        bail!("SFT data is empty");
+    }
+    let mut sampler = Sampler::new(rows.len(), seed);
+    run_loop(model, "sft", cfg, |m, _| {
+        let idx = sampler.next_batch(bs);
+        let prefixes: Vec<Vec<u32>> = idx.iter().map(|&i| text::policy_prefix(&rows[i].0, max_prompt)).collect();
+        let conts: Vec<Vec<u32>> = idx.iter().map(|&i| text::response_target(&rows[i].1, max_response)).collect();
+        continuation_nll(m, &prefixes, &conts, device)
+    })
+}
+
+/// Bradley–Terry training of a scalar RM (also the judge). Chosen and rejected of a pair share
+/// one packed batch, so both scores come from one forward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn scalar_rm(model: Lm, stage: &str, pairs: &[PairIds], max_prompt: usize, max_response: usize, bs: usize, l2: f64, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+    if pairs.is_empty() {
+        bail!("stage `{stage}`: no preference pairs");
+    }
+    let mut sampler = Sampler::new(pairs.len(), seed);
+    run_loop(model, stage, cfg, |m, _| {
+        let idx = sampler.next_batch(bs);
+        let mut prefixes: Vec<Vec<u32>> = Vec::with_capacity(2 * idx.len());
+        let mut conts = Vec::with_capacity(2 * idx.len());
+        for pick in [true, false] {
+            for &i in &idx {
+                let p = &pairs[i];
+                prefixes.push(text::policy_prefix(&p.prompt, max_prompt));
+                conts.push(text::response_target(if pick { &p.chosen } else { &p.rejected }, max_response));
+            }
+        }
+        let scores = scores_at_last(m, &prefixes, &conts, device);
+        let n = idx.len();
+        bradley_terry_loss(scores.clone().narrow(0, 0, n), scores.narrow(0, n, n), l2)
+    })
+}
+
+/// Seq2seq RM: sequence MLE on the correction mapping (prompt + rejected → chosen) and the
+/// identity mapping (prompt + chosen → chosen).
+#[allow(clippy::too_many_arguments)]
+pub fn seq2seq_rm(model: Lm, pairs: &[PairIds], mixing: &str, identity_warmup: usize, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+    if pairs.is_empty() {
+        bail!("stage `seq2seq_rm`: no preference pairs");
+    }
+    let mut sampler = Sampler::new(pairs.len(), seed);
+    run_loop(model, "seq2seq_rm", cfg, |m, step| {
+        let identity_only = mixing == "identity_warmup" && step < identity_warmup;
+        let n_corr = if identity_only { 0 } else { bs / 2 };
+        let idx = sampler.next_batch(bs);
+        let mut prefixes = Vec::with_capacity(bs);
+        let mut conts = Vec::with_capacity(bs);
+        for (k, &i) in idx.iter().enumerate() {
+            let p = &pairs[i];
+            let input = if k < n_corr { &p.rejected } else { &p.chosen };
+            let input = text::response_target(input, max_response);
+            prefixes.push(text::seq2seq_prefix(&p.prompt, &input, max_prompt, max_response));
+            conts.push(text::response_target(&p.chosen, max_response));
+        }
+        continuation_nll(m, &prefixes, &conts, device)
+    })
+}

@@ -1,0 +1,107 @@
+//! End to end: the `smoke` profile of the safety spec on the CPU, on the real data. Checks every
+//! output file and column, and that the same spec + seed + device gives byte-identical CSVs.
+
+use s2rm::runner::{RunOptions, run};
+use s2rm::spec;
+use std::path::{Path, PathBuf};
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var("S2RM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+    if dir.join("pku-saferlhf").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("SKIP: datasets not found at {} (set S2RM_DATA_DIR)", dir.display());
+        None
+    }
+}
+
+fn smoke(out: &Path, data: &Path, sets: &[&str]) {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let resolved = spec::load(Path::new("experiments/safety.toml"), "smoke", &sets).expect("spec loads");
+    let opts = RunOptions { output: Some(out.to_path_buf()), data_dir: Some(data.to_path_buf()), device: Some("cpu".into()) };
+    run(&resolved, &opts).expect("smoke run succeeds");
+}
+
+fn header(path: &Path) -> Vec<String> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.headers().unwrap().iter().map(str::to_string).collect()
+}
+
+fn rows(path: &Path) -> Vec<csv::StringRecord> {
+    csv::Reader::from_path(path).unwrap().records().map(Result::unwrap).collect()
+}
+
+#[test]
+fn smoke_profile_writes_every_output() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("safety");
+    smoke(&out, &data, &[]);
+
+    let expect: &[(&str, &[&str])] = &[
+        ("generations.csv", &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score"]),
+        ("ppo_log.csv", &["experiment", "size", "seed", "rm", "step", "rm_reward", "kl", "response_length", "refusal_rate", "entropy", "policy_loss", "value_loss", "clip_frac", "truncated_rate"]),
+        ("rm_eval.csv", &["experiment", "size", "seed", "model", "metric", "value", "n"]),
+        ("train_log.csv", &["experiment", "size", "seed", "stage", "step", "loss"]),
+        ("refusal_sanity.csv", &["source", "response_kind", "n", "refusal_rate"]),
+        ("metrics.csv", &["experiment", "size", "seed", "policy", "prompt_set", "metric", "value"]),
+        ("win_rates.csv", &["experiment", "size", "seed", "policy_a", "policy_b", "prompt_set", "n_prompts", "win_rate", "ci_low", "ci_high"]),
+    ];
+    for (file, cols) in expect {
+        let path = out.join(file);
+        assert_eq!(header(&path), cols.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{file} columns");
+        assert!(!rows(&path).is_empty(), "{file} has no rows");
+    }
+    for f in ["REPORT.md", "run_info.json", "resolved_spec.toml"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    for fig in ["win_rates", "refusal_rates", "length_hist", "ppo_curves", "rm_accuracy"] {
+        for ext in ["png", "svg"] {
+            let p = out.join("figures").join(format!("{fig}.{ext}"));
+            assert!(p.metadata().map(|m| m.len() > 1000).unwrap_or(false), "{} missing or empty", p.display());
+        }
+    }
+
+    // Content: 2 seeds × 3 policies × every eval prompt, both prompt sets present.
+    let g = rows(&out.join("generations.csv"));
+    let policies: std::collections::BTreeSet<_> = g.iter().map(|r| r[3].to_string()).collect();
+    assert_eq!(policies.into_iter().collect::<Vec<_>>(), ["ppo_scalar", "ppo_seq2seq", "sft"]);
+    let sets: std::collections::BTreeSet<_> = g.iter().map(|r| r[4].to_string()).collect();
+    assert!(sets.contains("benign") && sets.contains("harmful"), "prompt sets: {sets:?}");
+    assert_eq!(g.len() % 6, 0, "each prompt answered by 3 policies × 2 seeds");
+    for r in &g {
+        assert!(r[11].parse::<f64>().unwrap().is_finite());
+    }
+    // PPO log: steps × 2 RMs × 2 seeds; every number finite.
+    let p = rows(&out.join("ppo_log.csv"));
+    assert_eq!(p.len(), 2 * 2 * 2);
+    for r in &p {
+        for v in r.iter().skip(5) {
+            assert!(v.parse::<f64>().unwrap().is_finite(), "non-finite ppo_log value {v}");
+        }
+    }
+    // RM metrics exist for all three models.
+    let m = rows(&out.join("rm_eval.csv"));
+    for model in ["scalar_rm", "seq2seq_rm", "judge"] {
+        assert!(m.iter().any(|r| &r[3] == model && &r[4] == "pair_accuracy"), "{model} pair_accuracy");
+    }
+    assert!(m.iter().any(|r| &r[3] == "seq2seq_rm" && &r[4] == "copy_rate"));
+    assert!(m.iter().any(|r| &r[3] == "scalar_rm" && &r[4] == "length_score_corr"));
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("reproduced") || report.contains("inconclusive"), "REPORT.md has no verdict");
+}
+
+#[test]
+fn same_spec_seed_and_device_give_identical_csvs() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    smoke(&a, &data, &["experiment.seeds=[3]"]);
+    smoke(&b, &data, &["experiment.seeds=[3]"]);
+    for f in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"] {
+        let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
+        assert!(x == y, "{f} differs between two identical runs");
+    }
+}
