@@ -417,7 +417,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
 fn notes(spec: &Spec) -> Vec<String> {
     vec![
         "Shared across seeds (seeded with experiment.base_seed): data splits, tokenizer, base LM, SFT policy and the judge. Per seed: scalar RM, seq2seq RM, both PPO runs and evaluation sampling.".into(),
-        "Judge: a scalar Bradley–Terry RM initialised from the base LM and trained on the judge split plus extra preference sets the proxy RMs never see; its held-out pair accuracy is in the reward-model table. The paper used a strong LLM judge; none is available offline.".into(),
+        "Judge: a scalar Bradley–Terry RM initialised from the base LM and trained on the judge split plus extra preference sets the proxy RMs never see; its held-out pair accuracy is in the reward-model table. It has the proxies' architecture (larger in data, not in parameters), so it can share their biases; weigh win rates by its accuracy. The paper used a strong LLM judge; none is available offline.".into(),
         "PPO critic: a value head on the policy's own trunk (one forward pass serves actor and critic), identical for both reward models.".into(),
         format!(
             "Seq2seq rewards: r_pos = {}, r_neg = {}, r_match_after = {} (tokens after the first divergence that the RM agrees with); scalar rewards: score whitened with the RM's training statistics (normalize = {}), clipped at ±{}, on the last real response token.",

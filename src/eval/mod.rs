@@ -103,11 +103,7 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 pub fn scalar_rm_metrics(model: &Lm, pairs: &[PairIds], max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
     let (mut acc, mut scores, mut lens) = (0.0, Vec::new(), Vec::new());
     for chunk in pairs.chunks(batch.max(1)) {
-        let prompts: Vec<Vec<u32>> = chunk.iter().flat_map(|p| [p.prompt.clone(), p.prompt.clone()]).collect();
-        let resp: Vec<Vec<u32>> = chunk
-            .iter()
-            .flat_map(|p| [text::response_target(&p.chosen, max_response), text::response_target(&p.rejected, max_response)])
-            .collect();
+        let (prompts, resp) = interleave_pairs(chunk, max_response);
         let s = scalar_scores(model, &prompts, &resp, max_prompt, device);
         for k in 0..chunk.len() {
             acc += outcome(s[2 * k] as f64, s[2 * k + 1] as f64);
@@ -126,6 +122,17 @@ pub fn scalar_rm_metrics(model: &Lm, pairs: &[PairIds], max_prompt: usize, max_r
     ]
 }
 
+/// Rows `(prompt, chosen), (prompt, rejected), …` of a chunk of pairs, responses as training
+/// targets (end token included when they fit).
+fn interleave_pairs(pairs: &[PairIds], max_response: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    let prompts = pairs.iter().flat_map(|p| [p.prompt.clone(), p.prompt.clone()]).collect();
+    let resp = pairs
+        .iter()
+        .flat_map(|p| [text::response_target(&p.chosen, max_response), text::response_target(&p.rejected, max_response)])
+        .collect();
+    (prompts, resp)
+}
+
 /// 1 if a > b, ½ on a tie, 0 otherwise.
 pub fn outcome(a: f64, b: f64) -> f64 {
     if (a - b).abs() <= 1e-9 { 0.5 } else if a > b { 1.0 } else { 0.0 }
@@ -133,15 +140,13 @@ pub fn outcome(a: f64, b: f64) -> f64 {
 
 /// Held-out measurements of the seq2seq RM: pair accuracy of its summed divergence rewards, the
 /// exact-copy rate on chosen responses (the RM's argmax reproduces every token), mean summed
-/// reward of chosen and rejected, and the position of the first divergence on rejected ones.
+/// reward of chosen and rejected, the share of chosen tokens the RM reproduces, and the mean
+/// position of the first divergence on chosen responses.
 pub fn seq2seq_rm_metrics(model: &Lm, pairs: &[PairIds], rule: &DivergenceRule, max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
     let (mut acc, mut copies, mut sum_c, mut sum_r, mut ll_acc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut matched, mut tokens, mut first_div) = (0.0, 0.0, 0.0);
     for chunk in pairs.chunks(batch.max(1)) {
-        let prompts: Vec<Vec<u32>> = chunk.iter().flat_map(|p| [p.prompt.clone(), p.prompt.clone()]).collect();
-        let resp: Vec<Vec<u32>> = chunk
-            .iter()
-            .flat_map(|p| [text::response_target(&p.chosen, max_response), text::response_target(&p.rejected, max_response)])
-            .collect();
+        let (prompts, resp) = interleave_pairs(chunk, max_response);
         let (argmax, lps) = seq2seq_teacher_forced(model, &prompts, &resp, max_prompt, max_response, device);
         for k in 0..chunk.len() {
             let (c, r) = (2 * k, 2 * k + 1);
@@ -150,9 +155,13 @@ pub fn seq2seq_rm_metrics(model: &Lm, pairs: &[PairIds], rule: &DivergenceRule, 
             acc += outcome(rc, rr);
             sum_c += rc;
             sum_r += rr;
-            if first_divergence(&resp[c], &argmax[c]) == resp[c].len() {
+            let fd = first_divergence(&resp[c], &argmax[c]);
+            if fd == resp[c].len() {
                 copies += 1.0;
             }
+            first_div += fd as f64;
+            matched += resp[c].iter().zip(&argmax[c]).filter(|(a, b)| a == b).count() as f64;
+            tokens += resp[c].len() as f64;
             let mean_lp = |v: &Vec<f32>| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
             ll_acc += outcome(mean_lp(&lps[c]), mean_lp(&lps[r]));
         }
@@ -161,6 +170,8 @@ pub fn seq2seq_rm_metrics(model: &Lm, pairs: &[PairIds], rule: &DivergenceRule, 
     vec![
         ("pair_accuracy".into(), acc / n),
         ("copy_rate".into(), copies / n),
+        ("token_copy_rate".into(), matched / tokens.max(1.0)),
+        ("first_divergence_chosen".into(), first_div / n),
         ("mean_reward_chosen".into(), sum_c / n),
         ("mean_reward_rejected".into(), sum_r / n),
         ("pair_accuracy_mean_logprob".into(), ll_acc / n),

@@ -119,10 +119,29 @@ fn paper_vs_interval(wins: &[WinRow], g: &Group) -> &'static str {
     }
 }
 
-pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group) -> (String, Verdict) {
+/// Below this pooled mean response length (tokens) a policy's answers are essentially empty: rule
+/// metrics such as the refusal rate then say nothing about how it behaves.
+pub const DEGENERATE_MEAN_LENGTH: f64 = 3.0;
+
+/// PPO policies of a group whose pooled mean response length over all prompts is below
+/// [`DEGENERATE_MEAN_LENGTH`], with that length.
+pub fn degenerate_policies(metrics: &[MetricRow], g: &Group) -> Vec<(&'static str, f64)> {
+    ["ppo_scalar", "ppo_seq2seq"]
+        .into_iter()
+        .filter_map(|p| {
+            pooled_metric(metrics, g, p, "all", "mean_length_tokens")
+                .filter(|&len| len < DEGENERATE_MEAN_LENGTH)
+                .map(|len| (p, len))
+        })
+        .collect()
+}
+
+/// The refusal comparison. A lower refusal rate is no evidence when the policy barely answers, so
+/// a degenerate PPO policy turns the verdict into `inconclusive` and says why.
+pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group, metrics: &[MetricRow]) -> (String, Verdict) {
     match refusal.iter().find(|r| &r.group == g) {
-        Some(r) => (
-            format!(
+        Some(r) => {
+            let mut text = format!(
                 "{} − {} = {:+.3} [{:+.3}, {:+.3}] (n = {} benign prompts)",
                 f3(r.scalar_rate),
                 f3(r.seq2seq_rate),
@@ -130,9 +149,14 @@ pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group) -> (String, Verdict)
                 r.ci_low,
                 r.ci_high,
                 r.n_prompts
-            ),
-            verdict(r.ci_low, r.ci_high, 0.0),
-        ),
+            );
+            let mut v = verdict(r.ci_low, r.ci_high, 0.0);
+            for (p, len) in degenerate_policies(metrics, g) {
+                let _ = write!(text, "; `{p}` collapsed to near-empty answers (mean {len:.2} tokens), so its refusal rate is not evidence");
+                v = Verdict::Inconclusive;
+            }
+            (text, v)
+        }
         None => (
             "not measured (no benign prompts for both PPO policies)".into(),
             Verdict::NotMeasured,
@@ -174,7 +198,7 @@ pub fn render_markdown(d: &ReportData) -> String {
     );
     for g in d.groups {
         let (m, v) = headline(d.wins, g);
-        let (rm, rv) = refusal_headline(d.refusal, g);
+        let (rm, rv) = refusal_headline(d.refusal, g, d.metrics);
         let label = if d.groups.len() > 1 {
             format!(" Size `{}`:", g.size)
         } else {
@@ -216,7 +240,7 @@ pub fn render_markdown(d: &ReportData) -> String {
             m,
             format!("**{}**", v.as_str()),
         ]);
-        let (m, v) = refusal_headline(d.refusal, g);
+        let (m, v) = refusal_headline(d.refusal, g, d.metrics);
         rows.push(vec![
             format!("Benign refusal rate, `ppo_scalar` − `ppo_seq2seq`{sfx}"),
             "> 0: the seq2seq RM reduces refusal-to-response on benign prompts".into(),
@@ -569,5 +593,26 @@ mod tests {
         assert_eq!(f3(f64::NAN), "n/a");
         assert_eq!(f3(-0.0001), "0.000");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
+
+    #[test]
+    fn a_collapsed_policy_makes_the_refusal_verdict_inconclusive() {
+        let g = Group { experiment: "e".into(), size: "s".into() };
+        let diff = RefusalDiff { group: g.clone(), n_prompts: 10, scalar_rate: 0.3, seq2seq_rate: 0.0, diff: 0.3, ci_low: 0.1, ci_high: 0.5 };
+        let len = |policy: &str, value: f64| MetricRow {
+            group: g.clone(),
+            seed: SeedKey::Pooled,
+            policy: policy.into(),
+            prompt_set: "all".into(),
+            metric: "mean_length_tokens",
+            value,
+        };
+        let healthy = vec![len("ppo_scalar", 20.0), len("ppo_seq2seq", 15.0)];
+        let (_, v) = refusal_headline(std::slice::from_ref(&diff), &g, &healthy);
+        assert_eq!(v, Verdict::Reproduced);
+        let collapsed = vec![len("ppo_scalar", 20.0), len("ppo_seq2seq", 1.0)];
+        let (text, v) = refusal_headline(std::slice::from_ref(&diff), &g, &collapsed);
+        assert_eq!(v, Verdict::Inconclusive);
+        assert!(text.contains("`ppo_seq2seq` collapsed"), "{text}");
     }
 }

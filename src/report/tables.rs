@@ -599,6 +599,19 @@ pub struct CurvePoint {
     pub max: f64,
 }
 
+/// Mean, min and max of the values logged at each step.
+fn curve_points(by_step: BTreeMap<i64, Vec<f64>>) -> Vec<CurvePoint> {
+    by_step
+        .into_iter()
+        .map(|(step, v)| CurvePoint {
+            step,
+            mean: mean(&v),
+            min: v.iter().copied().fold(f64::INFINITY, f64::min),
+            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+        .collect()
+}
+
 /// Mean / min / max over seeds at each logged step (seeds that did not log the metric are skipped).
 pub fn ppo_curve(ppo: &[PpoStep], grp: &Group, rm: &str, metric: &str) -> Vec<CurvePoint> {
     let mut by_step: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
@@ -610,15 +623,7 @@ pub fn ppo_curve(ppo: &[PpoStep], grp: &Group, rm: &str, metric: &str) -> Vec<Cu
             by_step.entry(p.step).or_default().push(v);
         }
     }
-    by_step
-        .into_iter()
-        .map(|(step, v)| CurvePoint {
-            step,
-            mean: mean(&v),
-            min: v.iter().copied().fold(f64::INFINITY, f64::min),
-            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        })
-        .collect()
+    curve_points(by_step)
 }
 
 /// End-of-training PPO numbers for one reward model: each seed's last logged step, averaged.
@@ -779,15 +784,7 @@ pub fn train_curve(train: &[TrainStep], grp: &Group, stage: &str) -> Vec<CurvePo
             by_step.entry(t.step).or_default().push(l);
         }
     }
-    by_step
-        .into_iter()
-        .map(|(step, v)| CurvePoint {
-            step,
-            mean: mean(&v),
-            min: v.iter().copied().fold(f64::INFINITY, f64::min),
-            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        })
-        .collect()
+    curve_points(by_step)
 }
 
 #[cfg(test)]
