@@ -12,6 +12,8 @@ fn data_dir() -> Option<PathBuf> {
     if dir.join("pku-saferlhf").is_dir() {
         Some(dir)
     } else {
+        // In CI the data sits beside the clone: a skip there would hide a broken path.
+        assert!(std::env::var_os("CI").is_none(), "CI: datasets not found at {}", dir.display());
         eprintln!("SKIP: datasets not found at {} (set S2RM_DATA_DIR)", dir.display());
         None
     }
