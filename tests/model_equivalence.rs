@@ -6,7 +6,6 @@
 use burn::prelude::*;
 use s2rm::model::generate::{GenConfig, generate};
 use s2rm::model::{Lm, LmConfig, i64_tensor, next_token_logprobs, pack, to_vec_f32};
-use s2rm::train::scores_at_last;
 
 const TOL: f32 = 1e-4;
 
@@ -97,17 +96,17 @@ fn scalar_score_is_read_at_the_last_real_token_not_padding() {
         let ad = device.clone().autodiff();
         let m = tiny(&ad, 9);
         let mut optim = s2rm::train::adam(1.0);
-        let s = scores_at_last(&m, &[vec![3, 10, 4], vec![3, 11, 4]], &[vec![12, 13, 1], vec![14, 1]], &ad);
+        let s = m.scores_at_last(&[vec![3, 10, 4], vec![3, 11, 4]], &[vec![12, 13, 1], vec![14, 1]], &ad);
         let loss = s2rm::train::losses::bradley_terry_loss(s.clone().narrow(0, 0, 1), s.narrow(0, 1, 1), 0.0);
         let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
         optim.step(0.5, m, grads).valid()
     };
     let prefixes = vec![vec![3, 10, 11, 4], vec![3, 20, 4]];
     let conts = vec![vec![12, 13, 14, 15, 16, 1], vec![17, 1]];
-    let batched = to_vec_f32(scores_at_last(&model, &prefixes, &conts, &device));
+    let batched = to_vec_f32(model.scores_at_last(&prefixes, &conts, &device));
     // Each row alone (no padding at all) must give the same score.
     for row in 0..2 {
-        let alone = to_vec_f32(scores_at_last(&model, &prefixes[row..row + 1], &conts[row..row + 1], &device));
+        let alone = to_vec_f32(model.scores_at_last(&prefixes[row..row + 1], &conts[row..row + 1], &device));
         assert!((alone[0] - batched[row]).abs() < TOL, "row {row}: {} vs {}", alone[0], batched[row]);
     }
     // And it is the score at the last real token: reading one position later (padding) differs.

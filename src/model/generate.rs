@@ -71,7 +71,6 @@ pub fn generate(model: &Lm, prefixes: &[Vec<u32>], seeds: &[u64], cfg: &GenConfi
     }
     let packed = pack(prefixes, &vec![Vec::new(); b], cfg.pad);
     let p = packed.p;
-    let vocab_rows = |logits: Tensor<3>| -> Vec<f32> { to_vec_f32(logits) };
 
     let mut cache = KvCache::new(model.n_layers());
     let hidden = model.hidden_cached(
@@ -80,7 +79,7 @@ pub fn generate(model: &Lm, prefixes: &[Vec<u32>], seeds: &[u64], cfg: &GenConfi
         packed.bias_tensor(device),
         &mut cache,
     );
-    let mut last_logits = vocab_rows(model.logits(hidden.narrow(1, p - 1, 1)));
+    let mut last_logits = to_vec_f32(model.logits(hidden.narrow(1, p - 1, 1)));
     let v = last_logits.len() / b;
 
     // Attention history per row: which cached positions are real tokens.
@@ -131,7 +130,7 @@ pub fn generate(model: &Lm, prefixes: &[Vec<u32>], seeds: &[u64], cfg: &GenConfi
             f32_tensor(bias, [b, 1, 1, k], device),
             &mut cache,
         );
-        last_logits = vocab_rows(model.logits(hidden));
+        last_logits = to_vec_f32(model.logits(hidden));
     }
     out
 }

@@ -195,6 +195,15 @@ impl Lm {
         self.value_head.forward(hidden).reshape([b, t])
     }
 
+    /// Scalar score `[B]` of each `(prefix, continuation)` row, read at its last real continuation
+    /// token (never on padding). Keeps autodiff when the model has it (RM training).
+    pub fn scores_at_last(&self, prefixes: &[Vec<u32>], conts: &[Vec<u32>], device: &Device) -> Tensor<1> {
+        let packed = pack(prefixes, conts, crate::text::PAD);
+        let hidden = self.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+        let idx: Vec<i64> = packed.last_real_index().iter().map(|&i| i as i64).collect();
+        self.scores(hidden).gather(1, i64_tensor(idx, [packed.b, 1], device)).reshape([packed.b])
+    }
+
     pub fn n_layers(&self) -> usize {
         self.blocks.len()
     }
@@ -337,9 +346,8 @@ impl Packed {
 /// Log-probability of each next token: `logits [B, T, V]`, `targets [B, T-1]` → `[B, T-1]`, where
 /// entry `i` is `log p(token_{i+1} | tokens_{<=i})`.
 pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let [b, t, v] = logits.dims();
+    let [b, t, _] = logits.dims();
     let lp = log_softmax(logits.narrow(1, 0, t - 1), 2);
-    let _ = v;
     lp.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t - 1])
 }
 

@@ -68,10 +68,7 @@ pub trait TokenReward {
 /// Scalar score of each `(prompt, response)`, read at the last real response token.
 pub fn scalar_scores(model: &Lm, prompts: &[Vec<u32>], responses: &[Vec<u32>], max_prompt: usize, device: &Device) -> Vec<f32> {
     let prefixes: Vec<Vec<u32>> = prompts.iter().map(|p| text::policy_prefix(p, max_prompt)).collect();
-    let packed = pack(&prefixes, responses, PAD);
-    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
-    let scores = to_vec_f32(model.scores(hidden));
-    packed.last_real_index().iter().enumerate().map(|(row, &i)| scores[row * packed.t + i]).collect()
+    to_vec_f32(model.scores_at_last(&prefixes, responses, device))
 }
 
 pub struct ScalarReward {

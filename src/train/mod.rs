@@ -126,17 +126,6 @@ pub fn continuation_nll(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], d
     sequence_nll(lp, f32_tensor(mask, [packed.b, tm], device))
 }
 
-/// Scalar scores `[B]` at the last real continuation token, with autodiff when `model` has it.
-pub fn scores_at_last(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], device: &Device) -> Tensor<1> {
-    let packed = pack(prefixes, conts, PAD);
-    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
-    let idx: Vec<i64> = packed.last_real_index().iter().map(|&i| i as i64).collect();
-    model
-        .scores(hidden)
-        .gather(1, i64_tensor(idx, [packed.b, 1], device))
-        .reshape([packed.b])
-}
-
 /// Token-id view of a preference pair.
 #[derive(Clone, Debug)]
 pub struct PairIds {
@@ -197,7 +186,7 @@ pub fn scalar_rm(model: Lm, stage: &str, pairs: &[PairIds], max_prompt: usize, m
                 conts.push(text::response_target(if pick { &p.chosen } else { &p.rejected }, max_response));
             }
         }
-        let scores = scores_at_last(m, &prefixes, &conts, device);
+        let scores = m.scores_at_last(&prefixes, &conts, device);
         let n = idx.len();
         bradley_terry_loss(scores.clone().narrow(0, 0, n), scores.narrow(0, n, n), l2)
     })
