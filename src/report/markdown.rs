@@ -164,6 +164,44 @@ pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group, metrics: &[MetricRow
     }
 }
 
+/// A judge below this held-out pair accuracy is flagged as weak evidence.
+pub const WEAK_JUDGE_ACCURACY: f64 = 0.6;
+
+/// Warnings that follow from the measurements: collapsed policies, a weak judge, and a judge that
+/// rates near-empty answers above the SFT policy's (it then rewards brevity, not quality).
+pub fn caveats(d: &ReportData, g: &Group) -> Vec<String> {
+    let mut out = Vec::new();
+    let sfx = if d.groups.len() > 1 { format!(" [{}]", g.size) } else { String::new() };
+    let sft_score = pooled_metric(d.metrics, g, "sft", "all", "judge_score_mean");
+    for (p, len) in degenerate_policies(d.metrics, g) {
+        out.push(format!(
+            "`{p}`{sfx} collapsed to near-empty answers (mean {len:.2} tokens over all prompts): PPO found that saying \
+             almost nothing maximises its reward. Its refusal rate is not evidence of helpfulness."
+        ));
+        if let (Some(sft), Some(score)) = (sft_score, pooled_metric(d.metrics, g, p, "all", "judge_score_mean")) {
+            if score > sft {
+                out.push(format!(
+                    "The judge{sfx} scores `{p}`'s near-empty answers above the SFT policy's answers ({} vs {}): \
+                     it rewards brevity here, so win rates against `{p}` understate how bad those answers are.",
+                    f3(score),
+                    f3(sft)
+                ));
+            }
+        }
+    }
+    if let Some(acc) = d.rm.iter().find(|r| &r.group == g && r.model == "judge" && r.metric == "pair_accuracy") {
+        if acc.mean < WEAK_JUDGE_ACCURACY {
+            out.push(format!(
+                "The judge's held-out pair accuracy{sfx} is {}, below {}: its preferences are weak evidence, and win \
+                 rates measure what this judge prefers rather than what people prefer.",
+                f3(acc.mean),
+                f3(WEAK_JUDGE_ACCURACY)
+            ));
+        }
+    }
+    out
+}
+
 pub fn render_markdown(d: &ReportData) -> String {
     let info = d.info;
     let mut o = String::new();
@@ -266,6 +304,16 @@ pub fn render_markdown(d: &ReportData) -> String {
          (win rate > 0.5; refusal difference > 0), **not reproduced** if it lies entirely on the other side, \
          **inconclusive** otherwise.\n\n",
     );
+
+    // ---- caveats derived from the numbers themselves
+    let caveats: Vec<String> = d.groups.iter().flat_map(|g| caveats(d, g)).collect();
+    if !caveats.is_empty() {
+        o.push_str("## Caveats\n\n");
+        for c in caveats {
+            let _ = writeln!(o, "- {c}");
+        }
+        o.push('\n');
+    }
 
     // ---- win rates
     o.push_str("## Win rates\n\n");
@@ -614,5 +662,37 @@ mod tests {
         let (text, v) = refusal_headline(std::slice::from_ref(&diff), &g, &collapsed);
         assert_eq!(v, Verdict::Inconclusive);
         assert!(text.contains("`ppo_seq2seq` collapsed"), "{text}");
+    }
+
+    #[test]
+    fn caveats_flag_collapse_brevity_loving_and_weak_judges() {
+        let g = Group { experiment: "e".into(), size: "s".into() };
+        let row = |policy: &str, metric: &'static str, value: f64| MetricRow {
+            group: g.clone(),
+            seed: SeedKey::Pooled,
+            policy: policy.into(),
+            prompt_set: "all".into(),
+            metric,
+            value,
+        };
+        let metrics = vec![
+            row("sft", "judge_score_mean", 0.5),
+            row("ppo_scalar", "mean_length_tokens", 12.0),
+            row("ppo_seq2seq", "mean_length_tokens", 1.0),
+            row("ppo_seq2seq", "judge_score_mean", 0.9),
+        ];
+        let judge = |acc: f64| RmSummary { group: g.clone(), model: "judge".into(), metric: "pair_accuracy".into(), mean: acc, per_seed: Default::default() };
+        let info = RunInfo::default();
+        let groups = vec![g.clone()];
+        let rm = vec![judge(0.55)];
+        let d = ReportData { info: &info, groups: &groups, metrics: &metrics, wins: &[], refusal: &[], rm: &rm, ppo: &[], train: &[], sanity: &[] };
+        let c = caveats(&d, &g);
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert!(c[0].contains("`ppo_seq2seq` collapsed") && c[1].contains("rewards brevity") && c[2].contains("0.550"));
+        // A healthy run with a good judge has no caveats.
+        let healthy = vec![row("sft", "judge_score_mean", 0.5), row("ppo_scalar", "mean_length_tokens", 12.0), row("ppo_seq2seq", "mean_length_tokens", 9.0)];
+        let rm = vec![judge(0.7)];
+        let d = ReportData { metrics: &healthy, rm: &rm, ..d };
+        assert!(caveats(&d, &g).is_empty());
     }
 }
