@@ -253,8 +253,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     // --- shared models ---
     let base_seed = ex.base_seed;
     let mut train_log: Vec<(u64, StepLog)> = Vec::new();
-    ad.seed(base_seed);
-    let base = model_cfg.init(&ad);
+    let base = model_cfg.init_seeded(&ad, base_seed);
     let lm_params = base.lm_params();
     eprintln!("model `{size}`: {lm_params} parameters (trunk + LM head), vocab {}", model_cfg.vocab_size);
     let docs: Vec<Vec<u32>> = corpus.docs.iter().map(|s| text.encode(s)).collect();

@@ -10,9 +10,8 @@ use s2rm::model::{Lm, LmConfig, i64_tensor, next_token_logprobs, pack, to_vec_f3
 const TOL: f32 = 1e-4;
 
 fn tiny(device: &Device, seed: u64) -> Lm {
-    device.seed(seed);
     LmConfig { preset: "test".into(), vocab_size: 64, d_model: 32, n_layers: 2, n_heads: 4, d_ff: 64, max_seq_len: 48 }
-        .init(device)
+        .init_seeded(device, seed)
 }
 
 /// Full-forward log-prob of each continuation token.

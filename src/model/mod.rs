@@ -103,6 +103,22 @@ impl LmConfig {
         }
     }
 
+    /// Initialises with burn's RNG seeded to `seed`, reproducibly even when other threads of the
+    /// process initialise models at the same time: the backend RNG is process-global, and burn
+    /// draws parameters lazily, so seeding, initialising and the first use (one forward pass, which
+    /// materialises every random parameter) happen under one lock.
+    pub fn init_seeded(&self, device: &Device, seed: u64) -> Lm {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(seed);
+        let lm = self.init(device);
+        let probe = pack(&[vec![crate::text::BOS]], &[vec![]], crate::text::PAD);
+        let hidden = lm.hidden(probe.tokens_tensor(device), probe.positions_tensor(device), probe.bias_tensor(device));
+        let _ = to_vec_f32(lm.logits(hidden.clone()));
+        let _ = to_vec_f32(lm.scores(hidden.clone()) + lm.values(hidden));
+        lm
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.d_model == 0 || self.n_layers == 0 || self.n_heads == 0 || self.d_ff == 0 {
             return Err("d_model, n_layers, n_heads and d_ff must all be > 0".into());
