@@ -309,7 +309,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         let stat = |k: &str| train_stats.iter().find(|(m, _)| m == k).map(|(_, v)| *v as f32).unwrap_or(0.0);
         let (mean, std) = if r.normalize { (stat("score_mean"), stat("score_std").max(1e-6)) } else { (0.0, 1.0) };
         let scalar_reward = ScalarReward { model: scalar, device: dev.clone(), max_prompt: mp, mean, std, clip: spec.ppo.score_clip };
-        let s2s_reward = Seq2seqReward { model: s2s, device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule };
+        let s2s_reward = Seq2seqReward { model: s2s, device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
         let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
         for (name, reward) in [("ppo_scalar", &scalar_reward as &dyn TokenReward), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward)] {
             let stage = if reward.kind() == "scalar" { "ppo_scalar" } else { "ppo_seq2seq" };
@@ -419,8 +419,8 @@ fn notes(spec: &Spec) -> Vec<String> {
         "Judge: a scalar Bradley–Terry RM initialised from the base LM and trained on the judge split plus extra preference sets the proxy RMs never see; its held-out pair accuracy is in the reward-model table. It has the proxies' architecture (larger in data, not in parameters), so it can share their biases; weigh win rates by its accuracy. The paper used a strong LLM judge; none is available offline.".into(),
         "PPO critic: a value head on the policy's own trunk (one forward pass serves actor and critic), identical for both reward models.".into(),
         format!(
-            "Seq2seq rewards: r_pos = {}, r_neg = {}, r_match_after = {} (tokens after the first divergence that the RM agrees with); scalar rewards: score whitened with the RM's training statistics (normalize = {}), clipped at ±{}, on the last real response token.",
-            spec.seq2seq_rm.rule.r_pos, spec.seq2seq_rm.rule.r_neg, spec.seq2seq_rm.rule.r_match_after, spec.scalar_rm.normalize, spec.ppo.score_clip
+            "Seq2seq rewards: r_pos = {}, r_neg = {}, r_match_after = {} (tokens after the first divergence that the RM agrees with), reward_scaling = {}; scalar rewards: score whitened with the RM's training statistics (normalize = {}), clipped at ±{}, on the last real response token.",
+            spec.seq2seq_rm.rule.r_pos, spec.seq2seq_rm.rule.r_neg, spec.seq2seq_rm.rule.r_match_after, spec.seq2seq_rm.reward_scaling, spec.scalar_rm.normalize, spec.ppo.score_clip
         ),
         format!(
             "Responses cut off at {} tokens without an end token get {} added to their last token's reward (both RMs).",

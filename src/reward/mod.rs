@@ -139,13 +139,28 @@ pub struct Seq2seqReward {
     pub max_prompt: usize,
     pub max_response: usize,
     pub rule: DivergenceRule,
+    /// Divide each token's reward by the response length (`reward_scaling = "mean"`).
+    pub per_token_mean: bool,
+}
+
+/// `rewards / len` when `mean` is set (the return becomes the mean token reward).
+pub fn scale_rewards(mut rewards: Vec<f32>, mean: bool) -> Vec<f32> {
+    if mean && !rewards.is_empty() {
+        let n = rewards.len() as f32;
+        rewards.iter_mut().for_each(|r| *r /= n);
+    }
+    rewards
 }
 
 impl TokenReward for Seq2seqReward {
     fn token_rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>> {
         let (argmax, _) =
             seq2seq_teacher_forced(&self.model, prompts, responses, self.max_prompt, self.max_response, &self.device);
-        responses.iter().zip(&argmax).map(|(r, a)| divergence_rewards(r, a, &self.rule)).collect()
+        responses
+            .iter()
+            .zip(&argmax)
+            .map(|(r, a)| scale_rewards(divergence_rewards(r, a, &self.rule), self.per_token_mean))
+            .collect()
     }
     fn kind(&self) -> &'static str {
         "seq2seq"
@@ -183,6 +198,13 @@ mod tests {
     fn empty_response_has_no_rewards() {
         assert!(divergence_rewards(&[], &[], &RULE).is_empty());
         assert!(scalar_token_rewards(2.0, 0).is_empty());
+    }
+
+    #[test]
+    fn mean_scaling_divides_by_length() {
+        assert_eq!(scale_rewards(vec![0.5, 0.5, -1.0, 1.0], true), vec![0.125, 0.125, -0.25, 0.25]);
+        assert_eq!(scale_rewards(vec![0.5, -1.0], false), vec![0.5, -1.0]);
+        assert!(scale_rewards(vec![], true).is_empty());
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct Seq2seqRmSpec {
     pub mixing: String,
     pub identity_warmup_steps: usize,
     pub rule: DivergenceRule,
+    /// `sum`: the divergence rule as stated, one reward per token (a response's return grows with
+    /// its length); `mean`: each token's reward divided by the response length, so the return is the
+    /// mean token reward and length itself earns nothing (an ablation; the paper leaves scaling open).
+    pub reward_scaling: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -304,6 +308,9 @@ pub fn validate(s: &Spec) -> Result<()> {
     }
     if !["one_to_one", "identity_warmup"].contains(&s.seq2seq_rm.mixing.as_str()) {
         bail!("`seq2seq_rm.mixing` must be `one_to_one` or `identity_warmup` (got `{}`)", s.seq2seq_rm.mixing);
+    }
+    if !["sum", "mean"].contains(&s.seq2seq_rm.reward_scaling.as_str()) {
+        bail!("`seq2seq_rm.reward_scaling` must be `sum` or `mean` (got `{}`)", s.seq2seq_rm.reward_scaling);
     }
     let r = &s.seq2seq_rm.rule;
     if !(r.r_pos > 0.0) {
