@@ -5,13 +5,13 @@ CARGO ?= cargo
 # Cargo.toml), so this binary trains at optimised speed and shares all compiled dependencies with
 # `make test`: after the tests have built once, `make reproduce-safety` starts in seconds.
 BIN := target/debug/s2rm
-EXPERIMENTS := safety
 
-.PHONY: help build test reproduce-safety figures validate
+.PHONY: help build test reproduce-safety reproduce-safety-mean-scaling figures validate
 
 help:
 	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
 	@echo "make test               the whole test suite (CPU only)"
+	@echo "make reproduce-safety-mean-scaling   the same with seq2seq rewards divided by length (ablation)"
 	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs"
 	@echo "make validate           check every spec in experiments/"
 
@@ -21,9 +21,13 @@ build:
 reproduce-safety: build
 	$(BIN) run experiments/safety.toml --profile default
 
+# Ablation: seq2seq token rewards divided by the response length (no length incentive).
+reproduce-safety-mean-scaling: build
+	$(BIN) run experiments/safety.toml --profile default --set seq2seq_rm.reward_scaling=mean --output results/safety_mean_scaling
+
 figures: build
-	@for e in $(EXPERIMENTS); do \
-		if [ -f results/$$e/generations.csv ]; then $(BIN) report results/$$e; fi; \
+	@for d in results/*/; do \
+		if [ -f $$d/generations.csv ]; then $(BIN) report $$d; fi; \
 	done
 
 validate: build
