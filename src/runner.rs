@@ -312,8 +312,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         let s2s_reward = Seq2seqReward { model: s2s, device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
         let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
         for (name, reward) in [("ppo_scalar", &scalar_reward as &dyn TokenReward), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward)] {
-            let stage = if reward.kind() == "scalar" { "ppo_scalar" } else { "ppo_seq2seq" };
-            let (policy, log) = timer.time(stage, || {
+            let (policy, log) = timer.time(name, || {
                 train_ppo(PpoInputs {
                     sft: &sft,
                     reward,

@@ -19,7 +19,7 @@ fn forward_logprobs(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], devic
     let packed = pack(prefixes, conts, 0);
     let (targets, _) = packed.continuation_targets();
     let tm = packed.t - 1;
-    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let hidden = model.hidden_packed(&packed, device);
     let lp = to_vec_f32(next_token_logprobs(model.logits(hidden), i64_tensor(targets, [packed.b, tm], device)));
     conts
         .iter()
@@ -63,7 +63,7 @@ fn kv_cache_greedy_decoding_equals_full_forward_argmax() {
             let mut seq = prefix.clone();
             seq.extend_from_slice(&toks[..j]);
             let packed = pack(&[seq], &[vec![]], 0);
-            let hidden = model.hidden(packed.tokens_tensor(&device), packed.positions_tensor(&device), packed.bias_tensor(&device));
+            let hidden = model.hidden_packed(&packed, &device);
             let logits = to_vec_f32(model.logits(hidden).narrow(1, packed.t - 1, 1));
             let best = (0..logits.len()).max_by(|&a, &b| logits[a].partial_cmp(&logits[b]).unwrap()).unwrap();
             assert_eq!(best as u32, toks[j], "row {row} token {j}: cache and full forward disagree");
@@ -110,7 +110,7 @@ fn scalar_score_is_read_at_the_last_real_token_not_padding() {
     }
     // And it is the score at the last real token: reading one position later (padding) differs.
     let packed = pack(&prefixes, &conts, 0);
-    let hidden = model.hidden(packed.tokens_tensor(&device), packed.positions_tensor(&device), packed.bias_tensor(&device));
+    let hidden = model.hidden_packed(&packed, &device);
     let all = to_vec_f32(model.scores(hidden));
     let last = packed.last_real_index()[1];
     assert_eq!(last, packed.p + 1);

@@ -113,7 +113,7 @@ impl LmConfig {
         device.seed(seed);
         let lm = self.init(device);
         let probe = pack(&[vec![crate::text::BOS]], &[vec![]], crate::text::PAD);
-        let hidden = lm.hidden(probe.tokens_tensor(device), probe.positions_tensor(device), probe.bias_tensor(device));
+        let hidden = lm.hidden_packed(&probe, device);
         let _ = to_vec_f32(lm.logits(hidden.clone()));
         let _ = to_vec_f32(lm.scores(hidden.clone()) + lm.values(hidden));
         lm
@@ -180,6 +180,11 @@ impl Lm {
         self.ln_f.forward(x)
     }
 
+    /// [`Lm::hidden`] of a host-side packed batch.
+    pub fn hidden_packed(&self, packed: &Packed, device: &Device) -> Tensor<3> {
+        self.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device))
+    }
+
     /// Same as [`Lm::hidden`] for a chunk of new tokens, attending to (and extending) the cache.
     pub fn hidden_cached(
         &self,
@@ -215,7 +220,7 @@ impl Lm {
     /// token (never on padding). Keeps autodiff when the model has it (RM training).
     pub fn scores_at_last(&self, prefixes: &[Vec<u32>], conts: &[Vec<u32>], device: &Device) -> Tensor<1> {
         let packed = pack(prefixes, conts, crate::text::PAD);
-        let hidden = self.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+        let hidden = self.hidden_packed(&packed, device);
         let idx: Vec<i64> = packed.last_real_index().iter().map(|&i| i as i64).collect();
         self.scores(hidden).gather(1, i64_tensor(idx, [packed.b, 1], device)).reshape([packed.b])
     }

@@ -117,7 +117,7 @@ pub fn seq2seq_teacher_forced(
     if packed.t < 2 {
         return (vec![Vec::new(); prompts.len()], vec![Vec::new(); prompts.len()]);
     }
-    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let hidden = model.hidden_packed(&packed, device);
     let logits = model.logits(hidden);
     let tm = packed.t - 1;
     let argmax = to_vec_i64(logits.clone().narrow(1, 0, tm).argmax(2).reshape([packed.b, tm]));

@@ -121,7 +121,7 @@ pub fn continuation_nll(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], d
     let packed = pack(prefixes, conts, PAD);
     let (targets, mask) = packed.continuation_targets();
     let tm = packed.t - 1;
-    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let hidden = model.hidden_packed(&packed, device);
     let lp = next_token_logprobs(model.logits(hidden), i64_tensor(targets, [packed.b, tm], device));
     sequence_nll(lp, f32_tensor(mask, [packed.b, tm], device))
 }

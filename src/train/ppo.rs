@@ -50,7 +50,7 @@ struct Rollout {
 /// Log-probs `[B, T-1]`, values `[B, T-1]` (the value before each next token) and entropies.
 fn forward_policy(model: &Lm, packed: &Packed, targets: &[i64], device: &Device) -> (Tensor<2>, Tensor<2>, Tensor<3>) {
     let tm = packed.t - 1;
-    let hidden = model.hidden(packed.tokens_tensor(device), packed.positions_tensor(device), packed.bias_tensor(device));
+    let hidden = model.hidden_packed(packed, device);
     let values = model.values(hidden.clone()).narrow(1, 0, tm);
     let logits = model.logits(hidden);
     let lp = next_token_logprobs(logits.clone(), i64_tensor(targets.to_vec(), [packed.b, tm], device));
