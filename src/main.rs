@@ -55,6 +55,21 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A panic is a bug, not an input error: report it on one line like every other error (the
+    // location says where to look; RUST_BACKTRACE=1 adds the backtrace).
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error (a bug in s2rm, please report it): {}{at}", msg.replace('\n', "; "));
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,17 +87,25 @@ fn real_main(cli: Cli) -> Result<()> {
                 let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
                 sets.push(format!("experiment.seeds=[{}]", list.join(",")));
             }
+            if let Some(d) = device.as_deref() {
+                if !["auto", "cpu", "wgpu"].contains(&d) {
+                    anyhow::bail!("--device: unknown device `{d}`; expected auto, cpu or wgpu");
+                }
+            }
             let resolved = spec::load(&file, &profile, &sets)?;
             let opts = runner::RunOptions { output, data_dir, device };
             runner::run(&resolved, &opts)?;
         }
         Cmd::Report { dir } => {
+            if !dir.is_dir() {
+                anyhow::bail!("results directory {} does not exist or is not a directory (give the output folder of `s2rm run`)", dir.display());
+            }
             report::render(&dir)?;
             println!("rendered {}", dir.join("REPORT.md").display());
         }
         Cmd::Validate { specs } => {
             for file in specs {
-                for profile in ["smoke", "default", "gpu"] {
+                for profile in ["default", "smoke", "gpu"] {
                     spec::load(&file, profile, &[])?;
                 }
                 println!("{}: ok (smoke, default, gpu)", file.display());

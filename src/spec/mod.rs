@@ -166,43 +166,187 @@ pub struct Resolved {
 
 const PROFILES: [&str; 3] = ["smoke", "default", "gpu"];
 
-/// Reads a spec, merges the profile and `--set` overrides, validates.
+pub mod schema;
+use schema::{Problem, Schema};
+
+/// The key tree of [`Spec`], traced once from the structs.
+fn spec_schema() -> &'static Schema {
+    static SCHEMA: std::sync::OnceLock<Schema> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::of::<Spec>().unwrap_or_default())
+}
+
+/// Reads a spec, merges the profile and `--set` overrides, validates. Every error is one line that
+/// names the file (with line and column where known), the key and what is expected.
 pub fn load(file: &Path, profile: &str, sets: &[String]) -> Result<Resolved> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read spec {}", file.display()))?;
-    let mut base: toml::Table = toml::from_str(&text)
-        .map_err(|e| anyhow!("{}: invalid TOML: {e}", file.display()))?;
+    let shown = file.display();
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read spec {shown}"))?;
+    let text = crate::util::utf8_text(&shown.to_string(), &bytes)?;
+    let mut base: toml::Table = toml::from_str(text)
+        .map_err(|e| anyhow!("{}", crate::util::toml_error(file, text, &e).replacen(": ", ": invalid TOML: ", 1)))?;
+    let schema = spec_schema();
+    let problem = |p: Problem, origin: Option<&str>| -> anyhow::Error {
+        let (path, msg) = match p {
+            Problem::Unknown { path, suggestion, valid } => {
+                let hint = match suggestion {
+                    Some(s) => format!(" — did you mean `{s}`?"),
+                    None => format!("; valid keys here: {}", valid.join(", ")),
+                };
+                (path.clone(), format!("unknown key `{path}`{hint}"))
+            }
+            Problem::WrongType { path, expected, found } => {
+                (path.clone(), format!("`{path}` must be {expected}, found {found}"))
+            }
+        };
+        match origin {
+            Some(set) => anyhow!("{shown}: --set {set}: {msg}"),
+            None => match find_line(text, &path) {
+                Some(line) => anyhow!("{shown}:{line}: {msg}"),
+                None => anyhow!("{shown}: {msg}"),
+            },
+        }
+    };
     let profiles = base.remove("profiles");
+    if let Some(p) = schema.check(&base, "", "") {
+        return Err(problem(p, None));
+    }
+    let mut chosen = None;
     if let Some(p) = profiles.as_ref() {
-        let table = p.as_table().ok_or_else(|| anyhow!("{}: `profiles` must be a table", file.display()))?;
-        for name in table.keys() {
+        let table = p.as_table().ok_or_else(|| anyhow!("{shown}: `profiles` must be a table of profiles ({})", PROFILES.join(", ")))?;
+        for (name, over) in table {
             if !PROFILES.contains(&name.as_str()) {
-                bail!("{}: unknown profile `{name}`; profiles are {}", file.display(), PROFILES.join(", "));
+                let hint = schema::closest(name, &PROFILES).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+                bail!("{shown}: unknown profile `profiles.{name}`{hint}; profiles are {}", PROFILES.join(", "));
+            }
+            let over = over.as_table().ok_or_else(|| anyhow!("{shown}: `profiles.{name}` must be a table"))?;
+            if let Some(p) = schema.check(over, "", &format!("profiles.{name}")) {
+                return Err(problem(p, None));
+            }
+            if name == profile {
+                chosen = Some(over);
             }
         }
-        if let Some(over) = table.get(profile) {
-            let over = over
-                .as_table()
-                .ok_or_else(|| anyhow!("{}: profiles.{profile} must be a table", file.display()))?;
+        if let Some(over) = chosen {
             merge(&mut base, over);
         } else if profile != "default" {
-            bail!("{}: no profile `{profile}` (has: {})", file.display(), table.keys().cloned().collect::<Vec<_>>().join(", "));
+            bail!("{shown}: no profile `{profile}` (has: {})", table.keys().cloned().collect::<Vec<_>>().join(", "));
         }
     } else if profile != "default" {
-        bail!("{}: no profiles table, so profile `{profile}` does not exist", file.display());
+        bail!("{shown}: no profiles table, so profile `{profile}` does not exist");
     }
     for s in sets {
-        apply_set(&mut base, s).with_context(|| format!("--set {s}"))?;
+        let mut alone = toml::Table::new();
+        apply_set(&mut alone, s).map_err(|e| anyhow!("--set {s}: {e}"))?;
+        if let Some(p) = schema.check(&alone, "", "") {
+            return Err(problem(p, Some(s)));
+        }
+        apply_set(&mut base, s).map_err(|e| anyhow!("--set {s}: {e}"))?;
     }
-    let spec: Spec = toml::Value::Table(base)
+    let spec: Spec = toml::Value::Table(base.clone())
         .try_into()
-        .map_err(|e: toml::de::Error| anyhow!("{} (profile {profile}): {}", file.display(), describe_de_error(&e)))?;
-    validate(&spec).map_err(|e| anyhow!("{} (profile {profile}): {e}", file.display()))?;
+        .map_err(|e: toml::de::Error| anyhow!("{shown} (profile {profile}): {}", describe_de_error(&e, &base, schema)))?;
+    validate(&spec).map_err(|e| {
+        // Point at the line that set the offending key: the chosen profile's, else the base's.
+        let msg = e.to_string();
+        let key = msg.split('`').nth(1).unwrap_or("");
+        if let Some(set) = sets.iter().find(|s| s.split('=').next().map(str::trim) == Some(key)) {
+            return anyhow!("{shown} (profile {profile}, --set {set}): {msg}");
+        }
+        let in_profile = chosen.is_some_and(|t| lookup_value(t, key).is_some());
+        let line = if in_profile { find_line(text, &format!("profiles.{profile}.{key}")) } else { find_line(text, key) };
+        match line {
+            Some(l) => anyhow!("{shown}:{l} (profile {profile}): {msg}"),
+            None => anyhow!("{shown} (profile {profile}): {msg}"),
+        }
+    })?;
     Ok(Resolved { spec, file: file.to_path_buf(), profile: profile.to_string() })
 }
 
-fn describe_de_error(e: &toml::de::Error) -> String {
-    e.message().trim().to_string()
+/// serde's message, with the full key path of a missing field (serde names only the field).
+fn describe_de_error(e: &toml::de::Error, table: &toml::Table, schema: &Schema) -> String {
+    let msg = e.message().trim().replace('\n', "; ");
+    let missing = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next());
+    if let Some(field) = missing {
+        // The struct that lacks it: a table present in the spec whose schema has the field.
+        for (path, kind) in &schema.kinds {
+            let schema::Kind::Table(fields) = kind else { continue };
+            if !fields.iter().any(|f| *f == field) {
+                continue;
+            }
+            let here = if path.is_empty() { Some(table) } else { lookup(table, path) };
+            if here.is_some_and(|t| !t.contains_key(field)) {
+                let full = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+                let what = match schema.kinds.get(&full) {
+                    Some(schema::Kind::Table(_)) => format!("a [{full}] table"),
+                    Some(k) => k.expected().to_string(),
+                    None => "a value".to_string(),
+                };
+                return format!("missing key `{full}` (expected {what})");
+            }
+        }
+    }
+    msg
+}
+
+fn lookup_value<'a>(table: &'a toml::Table, path: &str) -> Option<&'a toml::Value> {
+    let (parents, key) = match path.rsplit_once('.') {
+        Some((p, k)) => (Some(p), k),
+        None => (None, path),
+    };
+    let t = match parents {
+        Some(p) => lookup(table, p)?,
+        None => table,
+    };
+    t.get(key)
+}
+
+fn lookup<'a>(table: &'a toml::Table, path: &str) -> Option<&'a toml::Table> {
+    let mut t = table;
+    for k in path.split('.') {
+        t = t.get(k)?.as_table()?;
+    }
+    Some(t)
+}
+
+/// The line (1-based) where key `path` (e.g. `ppo.lr`, `profiles.smoke.ppo.steps`, `seeds[1]`) is
+/// written, when exactly one line fits: a `key =` line under a header that, together with the
+/// inline keys on the line, spells the path, or a `[path]` header. A best effort for messages.
+fn find_line(text: &str, path: &str) -> Option<usize> {
+    if path.is_empty() || path.contains(char::is_whitespace) {
+        return None;
+    }
+    let path = path.split('[').next().unwrap_or(path);
+    let segs: Vec<&str> = path.split('.').collect();
+    let (key, parents) = segs.split_last()?;
+    let mut header: Vec<String> = Vec::new();
+    let mut hits = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.starts_with('[') {
+            let inner = line.trim_start_matches('[').trim_end_matches(']').trim();
+            header = inner.split('.').map(|s| s.trim().trim_matches('"').to_string()).collect();
+            if header == segs {
+                hits.push(i + 1);
+            }
+            continue;
+        }
+        // The header must be a prefix of the parents, and the rest of the parents appear on the line.
+        if header.len() > parents.len() || header.iter().zip(parents.iter()).any(|(a, b)| a != b) {
+            continue;
+        }
+        let rest = &parents[header.len()..];
+        let has_key = |k: &str| {
+            line.match_indices(k).any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + k.len()..].trim_start();
+                before.is_none_or(|c| matches!(c, ' ' | '{' | ',' | '.' | '\t'))
+                    && (after.starts_with('=') || after.starts_with('.'))
+            })
+        };
+        if rest.iter().all(|p| has_key(p)) && has_key(key) {
+            hits.push(i + 1);
+        }
+    }
+    if hits.len() == 1 { Some(hits[0]) } else { None }
 }
 
 /// Deep merge: tables merge key by key, everything else is replaced.
@@ -241,6 +385,19 @@ fn positive(name: &str, v: f64) -> Result<()> {
     if v.is_finite() && v > 0.0 { Ok(()) } else { bail!("`{name}` must be > 0 (got {v})") }
 }
 
+fn non_negative(name: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v >= 0.0 { Ok(()) } else { bail!("`{name}` must be a finite number >= 0 (got {v})") }
+}
+
+fn at_most(name: &str, v: usize, max: usize, why: &str) -> Result<()> {
+    if v <= max { Ok(()) } else { bail!("`{name}` must be at most {max} (got {v}); {why}") }
+}
+
+/// Upper bounds that keep a typo (an extra zero or three) from turning into an allocation abort.
+const MAX_BATCH: usize = 1 << 16;
+const MAX_TOKENS: usize = 1 << 16;
+const MAX_PARAMS: usize = 1 << 34;
+
 /// Range checks that serde cannot express.
 pub fn validate(s: &Spec) -> Result<()> {
     let e = &s.experiment;
@@ -257,12 +414,46 @@ pub fn validate(s: &Spec) -> Result<()> {
         bail!("`experiment.device` must be one of auto, cpu, wgpu (got `{}`)", e.device);
     }
     if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        bail!("`experiment.name` must be a non-empty identifier (letters, digits, _ and -)");
+        bail!("`experiment.name` must be a non-empty identifier (letters, digits, _ and -), got {:?}", e.name);
+    }
+    for (key, v) in [
+        ("experiment.output_dir", &e.output_dir),
+        ("experiment.data_dir", &e.data_dir),
+        ("data.manifest", &s.data.manifest),
+        ("data.refusal_patterns", &s.data.refusal_patterns),
+    ] {
+        if v.trim().is_empty() {
+            bail!("`{key}` must be a non-empty path");
+        }
     }
     s.model.validate().map_err(|m| anyhow!("`model`: {m}"))?;
+    let m = &s.model;
+    at_most("model.max_seq_len", m.max_seq_len, MAX_TOKENS, "positions are learned up to this length")?;
+    let params = m
+        .vocab_size
+        .saturating_add(m.max_seq_len)
+        .saturating_mul(m.d_model)
+        .saturating_add(m.n_layers.saturating_mul(m.d_model.saturating_mul(4 * m.d_model).saturating_add(m.d_model.saturating_mul(m.d_ff).saturating_mul(2))));
+    if params > MAX_PARAMS {
+        bail!(
+            "`model` has about {params} parameters (vocab_size {}, d_model {}, n_layers {}, d_ff {}), more than the {MAX_PARAMS} this harness allows; check for a typo",
+            m.vocab_size, m.d_model, m.n_layers, m.d_ff
+        );
+    }
     let d = &s.data;
     if d.preference.is_empty() {
         bail!("`data.preference` must name at least one preference dataset");
+    }
+    for (key, ids) in [("data.preference", &d.preference), ("data.sft_extra", &d.sft_extra), ("data.judge_extra", &d.judge_extra)] {
+        let mut seen = std::collections::BTreeSet::new();
+        for id in ids {
+            if id.trim().is_empty() {
+                bail!("`{key}` lists an empty dataset id");
+            }
+            if !seen.insert(id) {
+                bail!("`{key}` lists dataset `{id}` twice");
+            }
+        }
     }
     for need in ["rm", "policy", "judge", "eval"] {
         if !d.split.contains_key(need) {
@@ -282,6 +473,14 @@ pub fn validate(s: &Spec) -> Result<()> {
     if d.max_prompt_tokens == 0 || d.max_response_tokens == 0 {
         bail!("`data.max_prompt_tokens` and `data.max_response_tokens` must be > 0");
     }
+    for (key, v) in [
+        ("data.max_prompt_tokens", d.max_prompt_tokens),
+        ("data.max_response_tokens", d.max_response_tokens),
+        ("ppo.max_new_tokens", s.ppo.max_new_tokens),
+        ("eval.max_new_tokens", s.eval.max_new_tokens),
+    ] {
+        at_most(key, v, MAX_TOKENS, "sequences must fit in model.max_seq_len")?;
+    }
     // Longest row: the seq2seq RM's `<user> prompt <response> response <rewrite> target`.
     let longest = d.max_prompt_tokens + 2 * d.max_response_tokens.max(s.ppo.max_new_tokens).max(s.eval.max_new_tokens) + 3;
     if longest > s.model.max_seq_len {
@@ -300,12 +499,12 @@ pub fn validate(s: &Spec) -> Result<()> {
     ] {
         positive(&format!("{name}.steps"), steps as f64)?;
         positive(&format!("{name}.batch_size"), bs as f64)?;
+        at_most(&format!("{name}.batch_size"), bs, MAX_BATCH, "a batch this large does not fit in memory")?;
         positive(&format!("{name}.lr"), lr)?;
         positive(&format!("{name}.grad_clip"), clip as f64)?;
     }
-    if s.scalar_rm.score_l2 < 0.0 || s.judge.score_l2 < 0.0 {
-        bail!("`score_l2` must be >= 0");
-    }
+    non_negative("scalar_rm.score_l2", s.scalar_rm.score_l2)?;
+    non_negative("judge.score_l2", s.judge.score_l2)?;
     if !["one_to_one", "identity_warmup"].contains(&s.seq2seq_rm.mixing.as_str()) {
         bail!("`seq2seq_rm.mixing` must be `one_to_one` or `identity_warmup` (got `{}`)", s.seq2seq_rm.mixing);
     }
@@ -313,30 +512,37 @@ pub fn validate(s: &Spec) -> Result<()> {
         bail!("`seq2seq_rm.reward_scaling` must be `sum` or `mean` (got `{}`)", s.seq2seq_rm.reward_scaling);
     }
     let r = &s.seq2seq_rm.rule;
-    if !(r.r_pos > 0.0) {
-        bail!("`seq2seq_rm.rule.r_pos` must be > 0 (got {})", r.r_pos);
+    if !(r.r_pos > 0.0 && r.r_pos.is_finite()) {
+        bail!("`seq2seq_rm.rule.r_pos` (reward of a token before the first divergence) must be > 0 and finite (got {})", r.r_pos);
     }
-    if !(r.r_neg < 0.0) {
-        bail!("`seq2seq_rm.rule.r_neg` (reward of a diverging token) must be < 0 (got {})", r.r_neg);
+    if !(r.r_neg < 0.0 && r.r_neg.is_finite()) {
+        bail!("`seq2seq_rm.rule.r_neg` (reward of a diverging token) must be < 0 and finite (got {})", r.r_neg);
     }
     if !r.r_match_after.is_finite() {
         bail!("`seq2seq_rm.rule.r_match_after` must be finite");
     }
     let p = &s.ppo;
-    if p.ppo_epochs == 0 || p.minibatch_size == 0 || p.minibatch_size > p.batch_size {
-        bail!("`ppo.ppo_epochs` must be > 0 and 0 < `ppo.minibatch_size` <= `ppo.batch_size`");
+    if p.ppo_epochs == 0 {
+        bail!("`ppo.ppo_epochs` must be > 0");
+    }
+    if p.minibatch_size == 0 || p.minibatch_size > p.batch_size {
+        bail!("`ppo.minibatch_size` must be between 1 and `ppo.batch_size` ({}) (got {})", p.batch_size, p.minibatch_size);
     }
     positive("ppo.clip_ratio", p.clip_ratio)?;
     positive("ppo.value_clip", p.value_clip)?;
     positive("ppo.score_clip", p.score_clip as f64)?;
-    if p.kl_coef < 0.0 || !(0.0..=1.0).contains(&p.gamma) || !(0.0..=1.0).contains(&p.lambda) {
-        bail!("`ppo.kl_coef` must be >= 0 and `ppo.gamma`, `ppo.lambda` in [0, 1]");
+    non_negative("ppo.kl_coef", p.kl_coef as f64)?;
+    non_negative("ppo.vf_coef", p.vf_coef)?;
+    for (key, v) in [("ppo.gamma", p.gamma), ("ppo.lambda", p.lambda)] {
+        if !(0.0..=1.0).contains(&v) {
+            bail!("`{key}` must be in [0, 1] (got {v})");
+        }
     }
     if p.max_new_tokens == 0 || s.eval.max_new_tokens == 0 {
         bail!("`ppo.max_new_tokens` and `eval.max_new_tokens` must be > 0");
     }
-    if p.truncation_penalty > 0.0 {
-        bail!("`ppo.truncation_penalty` must be <= 0 (it is added to a cut-off response's reward)");
+    if !(p.truncation_penalty <= 0.0 && p.truncation_penalty.is_finite()) {
+        bail!("`ppo.truncation_penalty` must be a finite number <= 0 (it is added to a cut-off response's reward; got {})", p.truncation_penalty);
     }
     if s.eval.n_bootstrap < 100 {
         bail!("`eval.n_bootstrap` must be at least 100 (got {})", s.eval.n_bootstrap);
