@@ -13,7 +13,7 @@ use crate::spec::{Resolved, Spec};
 use crate::text::Text;
 use crate::train::ppo::{PpoInputs, PpoLog, train_ppo};
 use crate::train::{self, LoopCfg, PairIds, StepLog};
-use crate::util::{SplitMix64, sha256_hex, write_atomic};
+use crate::util::{SplitMix64, sha256_hex};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -61,9 +61,9 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
     for id in &d.preference {
         let entry = manifest.get(id)?;
         kind_of.insert(id.clone(), entry.kind.clone());
-        let prefs = data::load_preferences(manifest, data_dir, id, d.single_turn_only)?;
+        let (prefs, report) = data::load_preferences_report(manifest, data_dir, id, d.single_turn_only)?;
         if prefs.is_empty() {
-            bail!("dataset `{id}` gave no usable preference pairs");
+            bail!("dataset `{id}` gave no usable preference pairs (file {}, {report:?})", entry.file);
         }
         counts.insert(format!("pairs_{id}"), prefs.len());
         for (kind, pick) in [("chosen", true), ("rejected", false)] {
@@ -73,6 +73,13 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
         all.extend(prefs);
     }
     let raw_splits = data::split_by_prompt(&all, &spec.split_fractions(), seed)?;
+    if let Some((name, _)) = raw_splits.iter().find(|(_, v)| v.is_empty()) {
+        let prompts = all.iter().map(|p| p.prompt.as_str()).collect::<BTreeSet<_>>().len();
+        bail!(
+            "data split `{name}` is empty: the preference datasets ({}) have only {prompts} distinct prompts, too few to split by `data.split`; add data or change the fractions",
+            d.preference.join(", ")
+        );
+    }
     // Cap each split per source, so that one large source cannot crowd out the others.
     let mut splits = BTreeMap::new();
     for (name, pairs) in &raw_splits {
@@ -207,6 +214,10 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let spec = &resolved.spec;
     let ex = &spec.experiment;
     let out = opts.output.clone().unwrap_or_else(|| PathBuf::from(&ex.output_dir));
+    // Checked before any work, so that an unusable output path fails in a second, not after training.
+    if out.exists() && !out.is_dir() {
+        bail!("output directory {} exists and is not a directory; pass another --output or experiment.output_dir", out.display());
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create output directory {}", out.display()))?;
     let probe = out.join(".write-test");
     std::fs::write(&probe, b"ok").with_context(|| format!("output directory {} is not writable", out.display()))?;
@@ -336,7 +347,8 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         })?;
     }
 
-    // --- outputs ---
+    // --- outputs: all written at once, or none (a failed write leaves earlier results intact) ---
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let name = &ex.name;
     let b = |v: bool| if v { "1".to_string() } else { "0".to_string() };
     let rows: Vec<Vec<String>> = gens
@@ -348,10 +360,10 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
             ]
         })
         .collect();
-    write_atomic(&out.join("generations.csv"), &csv_bytes(
+    files.push((out.join("generations.csv"), csv_bytes(
         &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score"],
         &rows,
-    )?)?;
+    )?));
     let rows: Vec<Vec<String>> = ppo_log
         .iter()
         .map(|(seed, rm, l)| {
@@ -362,29 +374,29 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
             ]
         })
         .collect();
-    write_atomic(&out.join("ppo_log.csv"), &csv_bytes(
+    files.push((out.join("ppo_log.csv"), csv_bytes(
         &["experiment", "size", "seed", "rm", "step", "rm_reward", "kl", "response_length", "refusal_rate", "entropy", "policy_loss", "value_loss", "clip_frac", "truncated_rate"],
         &rows,
-    )?)?;
+    )?));
     let rows: Vec<Vec<String>> = rm_eval
         .iter()
         .map(|(seed, m, metric, v, n)| vec![name.clone(), size.clone(), seed.to_string(), m.clone(), metric.clone(), f(*v), n.to_string()])
         .collect();
-    write_atomic(&out.join("rm_eval.csv"), &csv_bytes(&["experiment", "size", "seed", "model", "metric", "value", "n"], &rows)?)?;
+    files.push((out.join("rm_eval.csv"), csv_bytes(&["experiment", "size", "seed", "model", "metric", "value", "n"], &rows)?));
     let rows: Vec<Vec<String>> = train_log
         .iter()
         .map(|(seed, l)| vec![name.clone(), size.clone(), seed.to_string(), l.stage.clone(), l.step.to_string(), f(l.loss as f64)])
         .collect();
-    write_atomic(&out.join("train_log.csv"), &csv_bytes(&["experiment", "size", "seed", "stage", "step", "loss"], &rows)?)?;
+    files.push((out.join("train_log.csv"), csv_bytes(&["experiment", "size", "seed", "stage", "step", "loss"], &rows)?));
     let rows: Vec<Vec<String>> = corpus
         .refusal_sanity
         .iter()
         .map(|(src, kind, n, rate)| vec![src.clone(), kind.clone(), n.to_string(), f(*rate)])
         .collect();
-    write_atomic(&out.join("refusal_sanity.csv"), &csv_bytes(&["source", "response_kind", "n", "refusal_rate"], &rows)?)?;
+    files.push((out.join("refusal_sanity.csv"), csv_bytes(&["source", "response_kind", "n", "refusal_rate"], &rows)?));
     let mut resolved_toml = format!("# Resolved spec: {} with profile `{}`\n", resolved.file.display(), resolved.profile);
     resolved_toml.push_str(&spec.to_toml()?);
-    write_atomic(&out.join("resolved_spec.toml"), resolved_toml.as_bytes())?;
+    files.push((out.join("resolved_spec.toml"), resolved_toml.into_bytes()));
 
     let total = started.elapsed().as_secs_f64();
     let info = serde_json::json!({
@@ -406,7 +418,8 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         "notes": notes(spec),
         "spec_file": resolved.file.display().to_string(),
     });
-    write_atomic(&out.join("run_info.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
+    files.push((out.join("run_info.json"), serde_json::to_string_pretty(&info)?.into_bytes()));
+    crate::util::write_all_atomic(&files)?;
     crate::report::render(&out)?;
     eprintln!("done in {total:.1}s; results in {}", out.display());
     Ok(out)

@@ -102,10 +102,12 @@ impl Manifest {
     /// Reads and validates a manifest: unknown fields, duplicate ids, unknown formats or kinds,
     /// malformed checksums and absolute file paths are errors naming the manifest file.
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read dataset manifest {}", path.display()))?;
-        let parsed: ManifestFile = toml::from_str(&text)
-            .map_err(|e| anyhow!("dataset manifest {}: {e}", path.display()))?;
+        let text = crate::util::utf8_text(&format!("dataset manifest {}", path.display()), &bytes)?;
+        let parsed: ManifestFile = toml::from_str(text).map_err(|e| {
+            anyhow!("dataset manifest {}", crate::util::toml_error(path, text, &e))
+        })?;
         let manifest = Manifest {
             path: path.to_path_buf(),
             entries: parsed.dataset,
@@ -245,6 +247,12 @@ pub fn read_verified(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<V
     };
     let bytes = std::fs::read(&path)
         .with_context(|| format!("dataset `{id}`: cannot read {}", path.display()))?;
+    if bytes.is_empty() {
+        bail!(
+            "dataset `{id}`: {} is empty (0 bytes); restore the file or remove `{id}` from the spec",
+            path.display()
+        );
+    }
     let expected = entry.sha256.to_ascii_lowercase();
     let (len, mtime) = (bytes.len() as u64, meta.modified().ok());
     {
@@ -262,10 +270,12 @@ pub fn read_verified(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<V
     let actual = sha256_hex(&bytes);
     if actual != expected {
         bail!(
-            "dataset `{id}`: checksum mismatch for {}: expected sha256 {expected}, actual {actual} \
-             (pinned in {})",
+            "dataset `{id}`: checksum mismatch for {}: expected sha256 {expected} (field `sha256` of \
+             id `{id}` in {}), actual {actual}; restore the original file (upstream: {}), or if the \
+             change is intended, put the actual hash in the manifest",
             path.display(),
-            manifest.path.display()
+            manifest.path.display(),
+            entry.upstream
         );
     }
     if let Some(mtime) = mtime {
@@ -287,14 +297,10 @@ pub fn read_verified(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<V
 // Low-level parsing helpers
 // ---------------------------------------------------------------------------------------------
 
-/// The bytes as UTF-8 text (a leading BOM is dropped); invalid UTF-8 is an error naming the file.
+/// The bytes as UTF-8 text (a leading BOM is dropped); invalid UTF-8 is an error naming the file,
+/// the line and column.
 fn utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        anyhow!(
-            "{file}: not valid UTF-8 (first bad byte at offset {})",
-            e.valid_up_to()
-        )
-    })?;
+    let text = crate::util::utf8_text(file, bytes)?;
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
@@ -309,11 +315,24 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// `file line L, column C: invalid JSON: what` (`lines_before`: lines of the file before the text
+/// that was parsed, for JSONL).
+fn json_error(file: &str, lines_before: usize, e: &serde_json::Error) -> anyhow::Error {
+    let full = e.to_string();
+    // serde_json appends " at line L column C"; the position is given in front instead.
+    let what = full.rsplit_once(" at line ").map_or(full.as_str(), |(w, _)| w);
+    let truncated = if e.is_eof() { " (the file looks truncated)" } else { "" };
+    anyhow!(
+        "{file} line {}, column {}: invalid JSON: {what}{truncated}",
+        lines_before + e.line(),
+        e.column()
+    )
+}
+
 /// A file holding one JSON array of objects.
 fn json_array(file: &str, bytes: &[u8]) -> Result<Vec<Value>> {
     let text = utf8(file, bytes)?;
-    // serde_json's message carries the line and column.
-    let v: Value = serde_json::from_str(text).map_err(|e| anyhow!("{file}: invalid JSON: {e}"))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| json_error(file, 0, &e))?;
     match v {
         Value::Array(rows) => Ok(rows),
         other => bail!(
@@ -330,8 +349,7 @@ fn jsonl(file: &str, text: &str) -> Result<Vec<(usize, Value)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| anyhow!("{file} line {}: invalid JSON: {e}", i + 1))?;
+        let v: Value = serde_json::from_str(line).map_err(|e| json_error(file, i, &e))?;
         out.push((i + 1, v));
     }
     Ok(out)
@@ -512,22 +530,24 @@ pub fn load_preferences_report(
 ) -> Result<(Vec<Preference>, LoadReport)> {
     let entry = manifest.get(id)?;
     let bytes = read_verified(manifest, data_dir, id)?;
-    let file = entry.file.as_str();
+    let label = resolve(data_dir, &entry.file).display().to_string();
+    let file = label.as_str();
     let mut sink = PairSink {
         source: &entry.id,
         out: Vec::new(),
         report: LoadReport::default(),
     };
-    match entry.format.as_str() {
-        "pku_dpo_json" => read_pku_dpo(file, &bytes, &mut sink)?,
-        "hh_jsonl_gz" => read_hh(file, &bytes, single_turn_only, &mut sink)?,
-        "tldr_judged_csv" => read_tldr(file, &bytes, &mut sink)?,
-        "ultrafeedback_jsonl" => read_ultrafeedback(file, &bytes, &mut sink)?,
+    let read = match entry.format.as_str() {
+        "pku_dpo_json" => read_pku_dpo(file, &bytes, &mut sink),
+        "hh_jsonl_gz" => read_hh(file, &bytes, single_turn_only, &mut sink),
+        "tldr_judged_csv" => read_tldr(file, &bytes, &mut sink),
+        "ultrafeedback_jsonl" => read_ultrafeedback(file, &bytes, &mut sink),
         other => bail!(
             "dataset `{id}` has format `{other}`, which holds no preference pairs (pair formats: {})",
             PREFERENCE_FORMATS.join(", ")
         ),
-    }
+    };
+    read.with_context(|| format!("dataset `{id}` (format {})", entry.format))?;
     Ok((sink.out, sink.report))
 }
 
@@ -589,8 +609,8 @@ fn read_tldr(file: &str, bytes: &[u8], sink: &mut PairSink) -> Result<()> {
     let col = |name: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| {
             anyhow!(
-                "{file}: CSV header has no column `{name}` (columns: {:?})",
-                headers
+                "{file}: CSV header has no column `{name}` (columns: {})",
+                headers.iter().collect::<Vec<_>>().join(", ")
             )
         })
     };
@@ -660,12 +680,14 @@ pub fn load_sft(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Vec<Sf
         );
     }
     let bytes = read_verified(manifest, data_dir, id)?;
-    let file = entry.file.as_str();
+    let label = resolve(data_dir, &entry.file).display().to_string();
+    let file = label.as_str();
+    let context = || format!("dataset `{id}` (format {})", entry.format);
     let mut out = Vec::new();
-    for (i, row) in json_array(file, &bytes)?.iter().enumerate() {
+    for (i, row) in json_array(file, &bytes).with_context(context)?.iter().enumerate() {
         let at = format!("{file} row {}", i + 1);
-        let prompt = str_field(&at, row, "prompt")?;
-        let response = str_field(&at, row, "response")?;
+        let prompt = str_field(&at, row, "prompt").with_context(context)?;
+        let response = str_field(&at, row, "response").with_context(context)?;
         if !prompt.is_empty() && !response.is_empty() {
             out.push(SftRow {
                 prompt,
@@ -702,10 +724,12 @@ pub fn load_prompts(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Ve
         "alpaca_outputs_json" => load_alpaca_prompts(manifest, data_dir, id, true),
         "prompts_json" => {
             let bytes = read_verified(manifest, data_dir, id)?;
-            let file = entry.file.as_str();
+            let label = resolve(data_dir, &entry.file).display().to_string();
+            let file = label.as_str();
+            let context = || format!("dataset `{id}` (format {format})");
             let mut out = Vec::new();
-            for (i, row) in json_array(file, &bytes)?.iter().enumerate() {
-                let prompt = str_field(&format!("{file} row {}", i + 1), row, "prompt")?;
+            for (i, row) in json_array(file, &bytes).with_context(context)?.iter().enumerate() {
+                let prompt = str_field(&format!("{file} row {}", i + 1), row, "prompt").with_context(context)?;
                 if !prompt.is_empty() {
                     out.push(prompt);
                 }
@@ -733,14 +757,16 @@ pub fn load_alpaca_prompts(
         );
     }
     let bytes = read_verified(manifest, data_dir, id)?;
-    let file = entry.file.as_str();
+    let label = resolve(data_dir, &entry.file).display().to_string();
+    let file = label.as_str();
+    let context = || format!("dataset `{id}` (format {})", entry.format);
     let mut out = Vec::new();
-    for (i, row) in json_array(file, &bytes)?.iter().enumerate() {
+    for (i, row) in json_array(file, &bytes).with_context(context)?.iter().enumerate() {
         let at = format!("{file} row {}", i + 1);
-        let instruction = str_field(&at, row, "instruction")?;
+        let instruction = str_field(&at, row, "instruction").with_context(context)?;
         let dataset = match row.get("dataset") {
             None | Some(Value::Null) => String::new(),
-            Some(_) => str_field(&at, row, "dataset")?,
+            Some(_) => str_field(&at, row, "dataset").with_context(context)?,
         };
         let dropped = drop_helpful_base && dataset == "helpful_base";
         if !instruction.is_empty() && !dropped {
