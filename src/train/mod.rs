@@ -75,7 +75,7 @@ pub fn run_loop(
         let value = to_vec_f32(loss.clone())[0];
         if !value.is_finite() {
             pb.abandon();
-            bail!("stage `{stage}`: loss is {value} at step {step}; lower the learning rate ({}) or check the data", cfg.lr);
+            bail!("stage `{stage}`: loss is {value} at step {step}; lower the learning rate ({:e}) or check the data", cfg.lr);
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr_at(cfg, step), model, grads);

@@ -128,6 +128,10 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
         let (ref_lp_t, _, _) = forward_policy(&reference, &packed, &targets, device);
         let ref_lp = to_vec_f32(ref_lp_t);
         let rm = inp.reward.token_rewards(&raw, &rollout.tokens);
+        if let Some((row, v)) = rm.iter().enumerate().find_map(|(r, v)| v.iter().find(|x| !x.is_finite()).map(|x| (r, *x))) {
+            pb.abandon();
+            bail!("stage `{label}`: reward is {v} at step {step} (response {row} of the batch); the {} reward model gives non-finite rewards", inp.reward.kind());
+        }
 
         // --- rewards, KL and GAE on the host ---
         let b = packed.b;
@@ -158,9 +162,9 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
             kl_sum += lp.iter().zip(&rlp).map(|(a, b)| (a - b) as f64).sum::<f64>();
             n_tok += n as f64;
         }
-        if !all_adv.iter().all(|a| a.is_finite()) {
+        if let Some(a) = all_adv.iter().find(|a| !a.is_finite()) {
             pb.abandon();
-            bail!("stage `{label}`: non-finite advantage at step {step} (reward or value diverged)");
+            bail!("stage `{label}`: advantage is {a} at step {step} (the value head or the policy's log-probs diverged); lower ppo.lr ({:e})", cfg.lr);
         }
         if cfg.whiten_advantages {
             whiten(&mut all_adv);
@@ -191,7 +195,7 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
                 let lv = to_vec_f32(loss.clone())[0];
                 if !lv.is_finite() {
                     pb.abandon();
-                    bail!("stage `{label}`: loss is {lv} at step {step}; lower ppo.lr ({})", cfg.lr);
+                    bail!("stage `{label}`: loss is {lv} at step {step}; lower ppo.lr ({:e})", cfg.lr);
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &policy);
                 policy = optim.step(lr_at(&loop_cfg, step), policy, grads);
