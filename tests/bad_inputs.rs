@@ -1,7 +1,8 @@
 //! The bad-input corpus (`tests/bad_inputs/<case>/`, see its README.md): every case runs the real
 //! binary and must fail with exit code ≠ 0 and exactly one `error:` line (no panic, no backtrace)
 //! that contains every substring listed in the case's `expect.txt`. Cases that reach `run` must
-//! leave no results (no CSV, no temporary file) in the output directory.
+//! leave no new results (no CSV, no temporary file) in the output directory, and an earlier
+//! run's results there untouched.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,6 +76,10 @@ fn check_case(name: &str) -> Option<String> {
     let case = tmp.path().join(name);
     copy_dir(&src, &case);
     let out = tmp.path().join("out");
+    // Results of an earlier run in the output directory must survive a failed run untouched.
+    const OLD: &[u8] = b"experiment,size\nearlier,run\n";
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("generations.csv"), OLD).unwrap();
     let args = args_of(&case, &out);
     let expect = lines(&src.join("expect.txt"));
     if expect.is_empty() {
@@ -112,12 +117,17 @@ fn check_case(name: &str) -> Option<String> {
             problems.push(format!("message lacks `{want}`"));
         }
     }
-    // Nothing half-written: a failed run leaves no results in its output directory.
+    // Nothing half-written: a failed run leaves no new results in its output directory, and the
+    // earlier ones as they were.
     for f in files_under(&out) {
         let s = f.display().to_string();
-        if s.ends_with(".csv") || s.ends_with(".tmp") || s.ends_with(".md") || s.ends_with("run_info.json") {
+        let old = f == out.join("generations.csv");
+        if !old && (s.ends_with(".csv") || s.ends_with(".tmp") || s.ends_with(".md") || s.ends_with("run_info.json")) {
             problems.push(format!("left {s} behind"));
         }
+    }
+    if std::fs::read(out.join("generations.csv")).ok().as_deref() != Some(OLD) {
+        problems.push("an earlier generations.csv in the output directory was changed".into());
     }
     if problems.is_empty() {
         None
