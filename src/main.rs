@@ -46,6 +46,24 @@ enum Cmd {
         /// Results directory, e.g. results/safety.
         dir: PathBuf,
     },
+    /// Load a pretrained checkpoint (GGUF file or Hugging Face folder), answer prompts greedily with
+    /// its chat template, and print load time, generation speed and the perplexity of a fixed
+    /// English sentence.
+    Sample {
+        /// e.g. models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf (`make model-smollm2`).
+        checkpoint: PathBuf,
+        /// Prompt (repeatable).
+        #[arg(long = "prompt", default_value = "What is the capital of France?")]
+        prompts: Vec<String>,
+        #[arg(long, default_value_t = 32)]
+        max_new_tokens: usize,
+        /// Rows of the throughput measurement (sampled generation, run twice: cold and warm).
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// auto, cpu or wgpu.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Check specs (every profile) without running anything.
     Validate {
         /// Spec files.
@@ -95,6 +113,19 @@ fn real_main(cli: Cli) -> Result<()> {
             let resolved = spec::load(&file, &profile, &sets)?;
             let opts = runner::RunOptions { output, data_dir, device };
             runner::run(&resolved, &opts)?;
+        }
+        Cmd::Sample { checkpoint, prompts, max_new_tokens, batch, device } => {
+            let r = s2rm::sample::sample(&checkpoint, &prompts, max_new_tokens, batch.max(1), &device)?;
+            println!("device: {}", r.device);
+            println!("load: {:.2} s", r.load_seconds);
+            println!("perplexity of the reference sentence: {:.2}", r.perplexity);
+            for (p, a) in prompts.iter().zip(&r.answers) {
+                println!("> {p}\n{a}");
+            }
+            println!(
+                "generation, batch {}: {:.1} tokens/s cold (kernel compilation included), {:.1} tokens/s warm",
+                r.batch, r.tokens_per_s_first, r.tokens_per_s_warm
+            );
         }
         Cmd::Report { dir } => {
             if !dir.is_dir() {

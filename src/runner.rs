@@ -237,9 +237,32 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let manifest = Manifest::load(Path::new(&d.manifest))?;
     let refusal = RefusalDetector::load(Path::new(&d.refusal_patterns))?;
     let corpus = timer.time("data", || build_corpus(spec, &manifest, &data_dir, &refusal))?;
-    let text = timer.time("tokenizer", || tokenizer(&corpus.docs, spec.model.vocab_size, &cache))?;
     let mut model_cfg: LmConfig = spec.model.clone();
-    model_cfg.vocab_size = text.vocab_size();
+    // A pretrained model brings its own weights and tokenizer; otherwise both are trained here.
+    let pretrained = if model_cfg.is_pretrained() {
+        let path = PathBuf::from(&model_cfg.checkpoint);
+        if !path.exists() {
+            bail!("model.checkpoint {} does not exist; `make model-smollm2` fetches SmolLM2-135M-Instruct into models/", path.display());
+        }
+        let t = Instant::now();
+        let ckpt = crate::pretrained::load(&path).with_context(|| format!("loading model.checkpoint {}", path.display()))?;
+        eprintln!("checkpoint {} loaded in {:.1}s", path.display(), t.elapsed().as_secs_f64());
+        Some(ckpt)
+    } else {
+        None
+    };
+    let text = match &pretrained {
+        Some(ckpt) => {
+            let tok = ckpt.tokenizer.clone().with_context(|| format!("checkpoint {} carries no tokenizer", model_cfg.checkpoint))?;
+            Text::chatml(tok)?
+        }
+        None => {
+            let text = timer.time("tokenizer", || tokenizer(&corpus.docs, spec.model.vocab_size, &cache))?;
+            model_cfg.vocab_size = text.vocab_size();
+            text
+        }
+    };
+    let tpl = &text.tpl;
     let ids = |v: &[Preference]| v.iter().map(|p| pair_ids(&text, p)).collect::<Vec<_>>();
     let rm_pairs = ids(&corpus.splits["rm"]);
     let eval_pairs = ids(&corpus.splits["eval"]);
@@ -264,29 +287,39 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     // --- shared models ---
     let base_seed = ex.base_seed;
     let mut train_log: Vec<(u64, StepLog)> = Vec::new();
-    let base = model_cfg.init_seeded(&ad, base_seed);
+    let base = match &pretrained {
+        Some(ckpt) => model_cfg.load_pretrained(ckpt, &ad)?,
+        None => model_cfg.init_seeded(&ad, base_seed),
+    };
+    drop(pretrained);
     let lm_params = base.lm_params();
     eprintln!("model `{size}`: {lm_params} parameters (trunk + LM head), vocab {}", model_cfg.vocab_size);
-    let docs: Vec<Vec<u32>> = corpus.docs.iter().map(|s| text.encode(s)).collect();
-    let pt = &spec.pretrain;
-    let (base, log) = timer.time("pretrain", || {
-        train::pretrain(base, &docs, mp + mr, pt.batch_size, &loop_cfg(pt.steps, pt.lr, pt.warmup_steps, pt.grad_clip), base_seed ^ 0x11, &ad)
-    })?;
-    train_log.extend(log.into_iter().map(|l| (base_seed, l)));
+    let base = if model_cfg.is_pretrained() {
+        eprintln!("stage pretrain skipped: the model is pretrained ({})", model_cfg.checkpoint);
+        base
+    } else {
+        let docs: Vec<Vec<u32>> = corpus.docs.iter().map(|s| text.encode(s)).collect();
+        let pt = &spec.pretrain;
+        let (base, log) = timer.time("pretrain", || {
+            train::pretrain(base, &docs, mp + mr, pt.batch_size, &loop_cfg(pt.steps, pt.lr, pt.warmup_steps, pt.grad_clip), base_seed ^ 0x11, &ad)
+        })?;
+        train_log.extend(log.into_iter().map(|l| (base_seed, l)));
+        base
+    };
     let s = &spec.sft;
     let (sft, log) = timer.time("sft", || {
-        train::sft(base.clone(), &sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), base_seed ^ 0x22, &ad)
+        train::sft(base.clone(), tpl, &sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), base_seed ^ 0x22, &ad)
     })?;
     train_log.extend(log.into_iter().map(|l| (base_seed, l)));
     let j = &spec.judge;
     let (judge, log) = timer.time("judge", || {
-        train::scalar_rm(base, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
+        train::scalar_rm(base, tpl, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
     })?;
     train_log.extend(log.into_iter().map(|l| (base_seed, l)));
     let judge = judge.valid();
     let sft_valid = sft.valid();
     let mut rm_eval: Vec<(u64, String, String, f64, usize)> = Vec::new();
-    for (metric, v) in eval::scalar_rm_metrics(&judge, &eval_pairs, mp, mr, 32, &dev) {
+    for (metric, v) in eval::scalar_rm_metrics(&judge, tpl, &eval_pairs, mp, mr, 32, &dev) {
         rm_eval.push((base_seed, "judge".into(), metric, v, eval_pairs.len()));
     }
 
@@ -298,29 +331,29 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         eprintln!("— seed {seed} —");
         let r = &spec.scalar_rm;
         let (scalar, log) = timer.time("scalar_rm", || {
-            train::scalar_rm(sft.clone(), "scalar_rm", &rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, &ad)
+            train::scalar_rm(sft.clone(), tpl, "scalar_rm", &rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, &ad)
         })?;
         train_log.extend(log.into_iter().map(|l| (seed, l)));
         let q = &spec.seq2seq_rm;
         let (s2s, log) = timer.time("seq2seq_rm", || {
-            train::seq2seq_rm(sft.clone(), &rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, &ad)
+            train::seq2seq_rm(sft.clone(), tpl, &rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, &ad)
         })?;
         train_log.extend(log.into_iter().map(|l| (seed, l)));
         let scalar = scalar.valid();
         let s2s = s2s.valid();
-        let sm = eval::scalar_rm_metrics(&scalar, &eval_pairs, mp, mr, 32, &dev);
+        let sm = eval::scalar_rm_metrics(&scalar, tpl, &eval_pairs, mp, mr, 32, &dev);
         for (metric, v) in &sm {
             rm_eval.push((seed, "scalar_rm".into(), metric.clone(), *v, eval_pairs.len()));
         }
-        for (metric, v) in eval::seq2seq_rm_metrics(&s2s, &eval_pairs, &q.rule, mp, mr, 32, &dev) {
+        for (metric, v) in eval::seq2seq_rm_metrics(&s2s, tpl, &eval_pairs, &q.rule, mp, mr, 32, &dev) {
             rm_eval.push((seed, "seq2seq_rm".into(), metric, v, eval_pairs.len()));
         }
         // Normalise the scalar reward with the RM's own score statistics on its training pairs.
-        let train_stats = eval::scalar_rm_metrics(&scalar, &rm_pairs[..rm_pairs.len().min(512)], mp, mr, 32, &dev);
+        let train_stats = eval::scalar_rm_metrics(&scalar, tpl, &rm_pairs[..rm_pairs.len().min(512)], mp, mr, 32, &dev);
         let stat = |k: &str| train_stats.iter().find(|(m, _)| m == k).map(|(_, v)| *v as f32).unwrap_or(0.0);
         let (mean, std) = if r.normalize { (stat("score_mean"), stat("score_std").max(1e-6)) } else { (0.0, 1.0) };
-        let scalar_reward = ScalarReward { model: scalar, device: dev.clone(), max_prompt: mp, mean, std, clip: spec.ppo.score_clip };
-        let s2s_reward = Seq2seqReward { model: s2s, device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
+        let scalar_reward = ScalarReward { model: scalar, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, mean, std, clip: spec.ppo.score_clip };
+        let s2s_reward = Seq2seqReward { model: s2s, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
         let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
         for (name, reward) in [("ppo_scalar", &scalar_reward as &dyn TokenReward), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward)] {
             let (policy, log) = timer.time(name, || {

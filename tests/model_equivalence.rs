@@ -1,17 +1,45 @@
 //! The invariants every comparison rests on: KV-cache decoding equals the full forward pass,
 //! log-probs recorded while sampling equal those of the training forward pass (batched and padded),
 //! a row's numbers do not depend on its batch mates, and the scalar score is read at the last real
-//! response token, never on padding.
+//! response token, never on padding. Each invariant is checked for both transformer families:
+//! `gpt` (learned positions) and `llama` (rotary positions, grouped-query attention, tied head).
 
 use burn::prelude::*;
 use s2rm::model::generate::{GenConfig, generate};
-use s2rm::model::{Lm, LmConfig, i64_tensor, next_token_logprobs, pack, to_vec_f32};
+use s2rm::model::{Arch, Lm, LmConfig, i64_tensor, next_token_logprobs, pack, to_vec_f32};
 
 const TOL: f32 = 1e-4;
 
-fn tiny(device: &Device, seed: u64) -> Lm {
-    LmConfig { preset: "test".into(), vocab_size: 64, d_model: 32, n_layers: 2, n_heads: 4, d_ff: 64, max_seq_len: 48 }
-        .init_seeded(device, seed)
+fn config(arch: Arch) -> LmConfig {
+    let gpt = LmConfig {
+        preset: "test".into(),
+        vocab_size: 64,
+        d_model: 32,
+        n_layers: 2,
+        n_heads: 4,
+        d_ff: 64,
+        max_seq_len: 48,
+        ..Default::default()
+    };
+    match arch {
+        Arch::Gpt => gpt,
+        Arch::Llama => LmConfig {
+            arch,
+            n_kv_heads: 2,
+            rope_theta: 10_000.0,
+            norm_eps: 1e-5,
+            tie_embeddings: true,
+            ..gpt
+        },
+    }
+}
+
+/// The same test model in both families.
+fn tiny_models(device: &Device, seed: u64) -> Vec<(Arch, Lm)> {
+    [Arch::Gpt, Arch::Llama]
+        .into_iter()
+        .map(|a| (a, config(a).init_seeded(device, seed)))
+        .collect()
 }
 
 /// Full-forward log-prob of each continuation token.
@@ -20,7 +48,10 @@ fn forward_logprobs(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], devic
     let (targets, _) = packed.continuation_targets();
     let tm = packed.t - 1;
     let hidden = model.hidden_packed(&packed, device);
-    let lp = to_vec_f32(next_token_logprobs(model.logits(hidden), i64_tensor(targets, [packed.b, tm], device)));
+    let lp = to_vec_f32(next_token_logprobs(
+        model.logits(hidden),
+        i64_tensor(targets, [packed.b, tm], device),
+    ));
     conts
         .iter()
         .enumerate()
@@ -35,38 +66,58 @@ fn prompts() -> Vec<Vec<u32>> {
 #[test]
 fn sampled_logprobs_equal_training_forward_logprobs() {
     let device = Device::flex();
-    let model = tiny(&device, 7);
-    let cfg = GenConfig { max_new_tokens: 12, eos: 1, pad: 0, greedy: false };
-    let out = generate(&model, &prompts(), &[11, 12, 13], &cfg, &device);
-    let full = forward_logprobs(&model, &prompts(), &out.tokens, &device);
-    let mut max_gap = 0f32;
-    for (rec, fwd) in out.logprobs.iter().zip(&full) {
-        assert_eq!(rec.len(), fwd.len());
-        for (a, b) in rec.iter().zip(fwd) {
-            max_gap = max_gap.max((a - b).abs());
+    for (arch, model) in tiny_models(&device, 7) {
+        let cfg = GenConfig {
+            max_new_tokens: 12,
+            eos: 1,
+            pad: 0,
+            greedy: false,
+        };
+        let out = generate(&model, &prompts(), &[11, 12, 13], &cfg, &device);
+        let full = forward_logprobs(&model, &prompts(), &out.tokens, &device);
+        let mut max_gap = 0f32;
+        for (rec, fwd) in out.logprobs.iter().zip(&full) {
+            assert_eq!(rec.len(), fwd.len());
+            for (a, b) in rec.iter().zip(fwd) {
+                max_gap = max_gap.max((a - b).abs());
+            }
         }
+        assert!(max_gap < TOL, "{arch:?}: generation vs training log-prob gap {max_gap}");
+        assert!(
+            out.tokens.iter().any(|t| t.len() > 1),
+            "{arch:?}: nothing was generated"
+        );
     }
-    assert!(max_gap < TOL, "generation vs training log-prob gap {max_gap}");
-    assert!(out.tokens.iter().any(|t| t.len() > 1), "nothing was generated");
 }
 
 #[test]
 fn kv_cache_greedy_decoding_equals_full_forward_argmax() {
     let device = Device::flex();
-    let model = tiny(&device, 3);
-    let cfg = GenConfig { max_new_tokens: 10, eos: 1, pad: 0, greedy: true };
-    let out = generate(&model, &prompts(), &[0, 0, 0], &cfg, &device);
-    // Re-derive each greedy token with a full forward over the prefix + tokens so far (no cache).
-    for (row, toks) in out.tokens.iter().enumerate() {
-        let prefix = prompts()[row].clone();
-        for j in 0..toks.len() {
-            let mut seq = prefix.clone();
-            seq.extend_from_slice(&toks[..j]);
-            let packed = pack(&[seq], &[vec![]], 0);
-            let hidden = model.hidden_packed(&packed, &device);
-            let logits = to_vec_f32(model.logits(hidden).narrow(1, packed.t - 1, 1));
-            let best = (0..logits.len()).max_by(|&a, &b| logits[a].partial_cmp(&logits[b]).unwrap()).unwrap();
-            assert_eq!(best as u32, toks[j], "row {row} token {j}: cache and full forward disagree");
+    for (arch, model) in tiny_models(&device, 3) {
+        let cfg = GenConfig {
+            max_new_tokens: 10,
+            eos: 1,
+            pad: 0,
+            greedy: true,
+        };
+        let out = generate(&model, &prompts(), &[0, 0, 0], &cfg, &device);
+        // Re-derive each greedy token with a full forward over the prefix + tokens so far (no cache).
+        for (row, toks) in out.tokens.iter().enumerate() {
+            let prefix = prompts()[row].clone();
+            for j in 0..toks.len() {
+                let mut seq = prefix.clone();
+                seq.extend_from_slice(&toks[..j]);
+                let packed = pack(&[seq], &[vec![]], 0);
+                let hidden = model.hidden_packed(&packed, &device);
+                let logits = to_vec_f32(model.logits(hidden).narrow(1, packed.t - 1, 1));
+                let best = (0..logits.len())
+                    .max_by(|&a, &b| logits[a].partial_cmp(&logits[b]).unwrap())
+                    .unwrap();
+                assert_eq!(
+                    best as u32, toks[j],
+                    "{arch:?} row {row} token {j}: cache and full forward disagree"
+                );
+            }
         }
     }
 }
@@ -74,14 +125,23 @@ fn kv_cache_greedy_decoding_equals_full_forward_argmax() {
 #[test]
 fn a_row_does_not_depend_on_its_batch_mates() {
     let device = Device::flex();
-    let model = tiny(&device, 5);
-    let cfg = GenConfig { max_new_tokens: 8, eos: 1, pad: 0, greedy: false };
-    let batch = generate(&model, &prompts(), &[21, 22, 23], &cfg, &device);
-    for row in 0..3 {
-        let alone = generate(&model, &prompts()[row..row + 1], &[21 + row as u64], &cfg, &device);
-        assert_eq!(alone.tokens[0], batch.tokens[row], "row {row} tokens differ alone vs batched");
-        for (a, b) in alone.logprobs[0].iter().zip(&batch.logprobs[row]) {
-            assert!((a - b).abs() < TOL, "row {row}: {a} vs {b}");
+    for (arch, model) in tiny_models(&device, 5) {
+        let cfg = GenConfig {
+            max_new_tokens: 8,
+            eos: 1,
+            pad: 0,
+            greedy: false,
+        };
+        let batch = generate(&model, &prompts(), &[21, 22, 23], &cfg, &device);
+        for row in 0..3 {
+            let alone = generate(&model, &prompts()[row..row + 1], &[21 + row as u64], &cfg, &device);
+            assert_eq!(
+                alone.tokens[0], batch.tokens[row],
+                "{arch:?} row {row} tokens differ alone vs batched"
+            );
+            for (a, b) in alone.logprobs[0].iter().zip(&batch.logprobs[row]) {
+                assert!((a - b).abs() < TOL, "{arch:?} row {row}: {a} vs {b}");
+            }
         }
     }
 }
@@ -91,29 +151,39 @@ fn scalar_score_is_read_at_the_last_real_token_not_padding() {
     let device = Device::flex();
     // Give the score head weights so scores vary by position (it starts at zero): one
     // Bradley–Terry step on an autodiff copy moves it off zero.
-    let model = {
-        let ad = device.clone().autodiff();
-        let m = tiny(&ad, 9);
-        let mut optim = s2rm::train::adam(1.0);
-        let s = m.scores_at_last(&[vec![3, 10, 4], vec![3, 11, 4]], &[vec![12, 13, 1], vec![14, 1]], &ad);
-        let loss = s2rm::train::losses::bradley_terry_loss(s.clone().narrow(0, 0, 1), s.narrow(0, 1, 1), 0.0);
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
-        optim.step(0.5, m, grads).valid()
-    };
-    let prefixes = vec![vec![3, 10, 11, 4], vec![3, 20, 4]];
-    let conts = vec![vec![12, 13, 14, 15, 16, 1], vec![17, 1]];
-    let batched = to_vec_f32(model.scores_at_last(&prefixes, &conts, &device));
-    // Each row alone (no padding at all) must give the same score.
-    for row in 0..2 {
-        let alone = to_vec_f32(model.scores_at_last(&prefixes[row..row + 1], &conts[row..row + 1], &device));
-        assert!((alone[0] - batched[row]).abs() < TOL, "row {row}: {} vs {}", alone[0], batched[row]);
+    for arch in [Arch::Gpt, Arch::Llama] {
+        let model = {
+            let ad = device.clone().autodiff();
+            let m = config(arch).init_seeded(&ad, 9);
+            let mut optim = s2rm::train::adam(1.0);
+            let s = m.scores_at_last(&[vec![3, 10, 4], vec![3, 11, 4]], &[vec![12, 13, 1], vec![14, 1]], &ad);
+            let loss = s2rm::train::losses::bradley_terry_loss(s.clone().narrow(0, 0, 1), s.narrow(0, 1, 1), 0.0);
+            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+            optim.step(0.5, m, grads).valid()
+        };
+        let prefixes = vec![vec![3, 10, 11, 4], vec![3, 20, 4]];
+        let conts = vec![vec![12, 13, 14, 15, 16, 1], vec![17, 1]];
+        let batched = to_vec_f32(model.scores_at_last(&prefixes, &conts, &device));
+        // Each row alone (no padding at all) must give the same score.
+        for row in 0..2 {
+            let alone = to_vec_f32(model.scores_at_last(&prefixes[row..row + 1], &conts[row..row + 1], &device));
+            assert!(
+                (alone[0] - batched[row]).abs() < TOL,
+                "row {row}: {} vs {}",
+                alone[0],
+                batched[row]
+            );
+        }
+        // And it is the score at the last real token: reading one position later (padding) differs.
+        let packed = pack(&prefixes, &conts, 0);
+        let hidden = model.hidden_packed(&packed, &device);
+        let all = to_vec_f32(model.scores(hidden));
+        let last = packed.last_real_index()[1];
+        assert_eq!(last, packed.p + 1);
+        assert!((all[packed.t + last] - batched[1]).abs() < TOL);
+        assert!(
+            (all[packed.t + last + 1] - batched[1]).abs() > 1e-6,
+            "{arch:?}: score on padding equals the real score"
+        );
     }
-    // And it is the score at the last real token: reading one position later (padding) differs.
-    let packed = pack(&prefixes, &conts, 0);
-    let hidden = model.hidden_packed(&packed, &device);
-    let all = to_vec_f32(model.scores(hidden));
-    let last = packed.last_real_index()[1];
-    assert_eq!(last, packed.p + 1);
-    assert!((all[packed.t + last] - batched[1]).abs() < TOL);
-    assert!((all[packed.t + last + 1] - batched[1]).abs() > 1e-6, "score on padding equals the real score");
 }

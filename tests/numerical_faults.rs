@@ -11,7 +11,7 @@ use s2rm::train::ppo::{PpoInputs, train_ppo};
 use s2rm::train::{LoopCfg, continuation_nll, pretrain, run_loop};
 
 fn tiny(device: &Device) -> Lm {
-    LmConfig { preset: "test".into(), vocab_size: 300, d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, max_seq_len: 48 }
+    LmConfig { preset: "test".into(), vocab_size: 300, d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, max_seq_len: 48, ..Default::default() }
         .init_seeded(device, 1)
 }
 

@@ -7,7 +7,7 @@ use crate::data::RefusalDetector;
 use crate::model::Lm;
 use crate::model::generate::{GenConfig, generate};
 use crate::reward::{DivergenceRule, divergence_rewards, first_divergence, scalar_scores, seq2seq_teacher_forced};
-use crate::text::{self, EOS, PAD, Text};
+use crate::text::{PAD, Template, Text};
 use crate::train::PairIds;
 use crate::util::SplitMix64;
 use burn::prelude::*;
@@ -48,17 +48,17 @@ pub struct EvalCtx<'a> {
 /// `policy` answers every prompt; prompt `(set, id)` is sampled with the same seed whatever the
 /// policy, so policies differ only by what they are.
 pub fn answer(ctx: &EvalCtx, policy_name: &str, policy: &Lm, prompts: &[EvalPrompt], seed: u64) -> Vec<GenRow> {
-    let cfg = GenConfig { max_new_tokens: ctx.max_new_tokens, eos: EOS, pad: PAD, greedy: false };
+    let cfg = GenConfig { max_new_tokens: ctx.max_new_tokens, eos: ctx.text.tpl.eos, pad: PAD, greedy: false };
     let mut rows = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(ctx.batch.max(1)) {
-        let prefixes: Vec<Vec<u32>> = chunk.iter().map(|p| text::policy_prefix(&p.ids, ctx.max_prompt)).collect();
+        let prefixes: Vec<Vec<u32>> = chunk.iter().map(|p| ctx.text.tpl.policy_prefix(&p.ids, ctx.max_prompt)).collect();
         let seeds: Vec<u64> = chunk
             .iter()
             .map(|p| SplitMix64::derive(seed ^ set_salt(&p.set), p.id as u64).next_u64())
             .collect();
         let out = generate(policy, &prefixes, &seeds, &cfg, ctx.device);
         let raw: Vec<Vec<u32>> = chunk.iter().map(|p| p.ids.clone()).collect();
-        let scores = scalar_scores(ctx.judge, &raw, &out.tokens, ctx.max_prompt, ctx.device);
+        let scores = scalar_scores(ctx.judge, &ctx.text.tpl, &raw, &out.tokens, ctx.max_prompt, ctx.device);
         for (k, p) in chunk.iter().enumerate() {
             let response = ctx.text.decode(&out.tokens[k]);
             rows.push(GenRow {
@@ -68,7 +68,7 @@ pub fn answer(ctx: &EvalCtx, policy_name: &str, policy: &Lm, prompts: &[EvalProm
                 prompt: p.text.clone(),
                 refused: ctx.refusal.is_refusal(&response),
                 response,
-                length_tokens: out.tokens[k].iter().filter(|&&t| t != EOS).count(),
+                length_tokens: out.tokens[k].iter().filter(|&&t| t != ctx.text.tpl.eos).count(),
                 truncated: !out.finished[k],
                 judge_score: scores[k],
             });
@@ -100,11 +100,11 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 
 /// Held-out measurements of a scalar RM (or the judge): pair accuracy (ties count ½) and the
 /// correlation of its score with response length. Returns `(metric, value)` rows.
-pub fn scalar_rm_metrics(model: &Lm, pairs: &[PairIds], max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
+pub fn scalar_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
     let (mut acc, mut scores, mut lens) = (0.0, Vec::new(), Vec::new());
     for chunk in pairs.chunks(batch.max(1)) {
-        let (prompts, resp) = interleave_pairs(chunk, max_response);
-        let s = scalar_scores(model, &prompts, &resp, max_prompt, device);
+        let (prompts, resp) = interleave_pairs(tpl, chunk, max_response);
+        let s = scalar_scores(model, tpl, &prompts, &resp, max_prompt, device);
         for k in 0..chunk.len() {
             acc += outcome(s[2 * k] as f64, s[2 * k + 1] as f64);
         }
@@ -124,11 +124,11 @@ pub fn scalar_rm_metrics(model: &Lm, pairs: &[PairIds], max_prompt: usize, max_r
 
 /// Rows `(prompt, chosen), (prompt, rejected), …` of a chunk of pairs, responses as training
 /// targets (end token included when they fit).
-fn interleave_pairs(pairs: &[PairIds], max_response: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+fn interleave_pairs(tpl: &Template, pairs: &[PairIds], max_response: usize) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
     let prompts = pairs.iter().flat_map(|p| [p.prompt.clone(), p.prompt.clone()]).collect();
     let resp = pairs
         .iter()
-        .flat_map(|p| [text::response_target(&p.chosen, max_response), text::response_target(&p.rejected, max_response)])
+        .flat_map(|p| [tpl.response_target(&p.chosen, max_response), tpl.response_target(&p.rejected, max_response)])
         .collect();
     (prompts, resp)
 }
@@ -142,12 +142,12 @@ pub fn outcome(a: f64, b: f64) -> f64 {
 /// exact-copy rate on chosen responses (the RM's argmax reproduces every token), mean summed
 /// reward of chosen and rejected, the share of chosen tokens the RM reproduces, and the mean
 /// position of the first divergence on chosen responses.
-pub fn seq2seq_rm_metrics(model: &Lm, pairs: &[PairIds], rule: &DivergenceRule, max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
+pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &DivergenceRule, max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
     let (mut acc, mut copies, mut sum_c, mut sum_r, mut ll_acc) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut matched, mut tokens, mut first_div) = (0.0, 0.0, 0.0);
     for chunk in pairs.chunks(batch.max(1)) {
-        let (prompts, resp) = interleave_pairs(chunk, max_response);
-        let (argmax, lps) = seq2seq_teacher_forced(model, &prompts, &resp, max_prompt, max_response, device);
+        let (prompts, resp) = interleave_pairs(tpl, chunk, max_response);
+        let (argmax, lps) = seq2seq_teacher_forced(model, tpl, &prompts, &resp, max_prompt, max_response, device);
         for k in 0..chunk.len() {
             let (c, r) = (2 * k, 2 * k + 1);
             let rc: f64 = divergence_rewards(&resp[c], &argmax[c], rule).iter().map(|&v| v as f64).sum();

@@ -9,40 +9,186 @@
 //! those of the training forward pass (tested below).
 
 pub mod generate;
+pub mod load;
 
 use burn::nn::{
-    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm,
+    RmsNormConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, log_softmax, softmax};
+use burn::tensor::activation::{gelu, log_softmax, silu, softmax};
 use serde::{Deserialize, Serialize};
 
 /// Additive attention bias for keys that must not be seen. Finite, so that a fully masked row
 /// (a left pad acting as query) gives a uniform softmax instead of NaN; such rows are never read.
 pub const MASKED: f32 = -1.0e9;
 
-/// Shape of the transformer. `preset` names the size in every results table.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Transformer family. `gpt`: learned positions, LayerNorm, GELU MLP, separate LM head (the
+/// from-scratch presets). `llama`: rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention,
+/// optionally tied embeddings (pretrained checkpoints such as SmolLM2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    #[default]
+    Gpt,
+    Llama,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Shape of the transformer. `preset` names the size in every results table. Fields that only the
+/// `llama` family uses are left out of the written spec when unset, so `gpt` configs read as before.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LmConfig {
     pub preset: String,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub arch: Arch,
+    #[serde(default)]
     pub vocab_size: usize,
+    #[serde(default)]
     pub d_model: usize,
+    #[serde(default)]
     pub n_layers: usize,
+    #[serde(default)]
     pub n_heads: usize,
+    /// Key/value heads (grouped-query attention); 0 = `n_heads`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub n_kv_heads: usize,
+    #[serde(default)]
     pub d_ff: usize,
+    #[serde(default)]
     pub max_seq_len: usize,
+    /// Rotary base (`llama` only).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub rope_theta: f64,
+    /// RMSNorm epsilon (`llama` only; LayerNorm keeps burn's 1e-5).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub norm_eps: f64,
+    /// LM head shares the token-embedding matrix.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tie_embeddings: bool,
+    /// Pretrained weights (a `.gguf` file or a Hugging Face folder); the model starts from them
+    /// instead of pretraining, and its tokenizer replaces the trained one.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub checkpoint: String,
+}
+
+/// Built-in pretrained presets: `preset = "<name>"` alone fills every shape field and the
+/// checkpoint path; fields the spec sets itself win (e.g. a shorter `max_seq_len`).
+pub const PRETRAINED_PRESETS: &[&str] = &["smollm2-135m"];
+
+impl LmConfig {
+    /// Fills unset fields of a pretrained preset (see [`PRETRAINED_PRESETS`]), and the usual
+    /// rotary base and RMSNorm epsilon of any `llama` config that leaves them out.
+    pub fn apply_preset(&mut self) {
+        if self.arch == Arch::Llama {
+            if self.rope_theta == 0.0 {
+                self.rope_theta = 10_000.0;
+            }
+            if self.norm_eps == 0.0 {
+                self.norm_eps = 1e-5;
+            }
+        }
+        if self.preset == "smollm2-135m" {
+            let fill = |v: &mut usize, x: usize| {
+                if *v == 0 {
+                    *v = x
+                }
+            };
+            self.arch = Arch::Llama;
+            fill(&mut self.vocab_size, 49152);
+            fill(&mut self.d_model, 576);
+            fill(&mut self.n_layers, 30);
+            fill(&mut self.n_heads, 9);
+            fill(&mut self.n_kv_heads, 3);
+            fill(&mut self.d_ff, 1536);
+            fill(&mut self.max_seq_len, 2048);
+            if self.rope_theta == 0.0 {
+                self.rope_theta = 100_000.0;
+            }
+            if self.norm_eps == 0.0 {
+                self.norm_eps = 1e-5;
+            }
+            self.tie_embeddings = true;
+            if self.checkpoint.is_empty() {
+                self.checkpoint = "models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf".into();
+            }
+        }
+    }
+
+    pub fn kv_heads(&self) -> usize {
+        if self.n_kv_heads == 0 { self.n_heads } else { self.n_kv_heads }
+    }
+
+    pub fn is_pretrained(&self) -> bool {
+        !self.checkpoint.is_empty()
+    }
+}
+
+/// LayerNorm (`gpt`) or RMSNorm (`llama`).
+#[derive(Module, Debug)]
+pub enum Norm {
+    Layer(LayerNorm),
+    Rms(RmsNorm),
+}
+
+impl Norm {
+    fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+/// `fc2(gelu(fc1 x))` (`gpt`) or `down(silu(gate x) * up x)` with gate and up fused into one
+/// matmul (`llama`).
+#[derive(Module, Debug)]
+pub enum Mlp {
+    Gelu(GeluMlp),
+    SwiGlu(SwiGluMlp),
+}
+
+#[derive(Module, Debug)]
+pub struct GeluMlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct SwiGluMlp {
+    gate_up: Linear,
+    down: Linear,
+    d_ff: usize,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Mlp::Gelu(m) => m.fc2.forward(gelu(m.fc1.forward(x))),
+            Mlp::SwiGlu(m) => {
+                let gu = m.gate_up.forward(x);
+                let gate = gu.clone().narrow(2, 0, m.d_ff);
+                let up = gu.narrow(2, m.d_ff, m.d_ff);
+                m.down.forward(silu(gate) * up)
+            }
+        }
+    }
 }
 
 #[derive(Module, Debug)]
 pub struct Block {
-    ln1: LayerNorm,
+    ln1: Norm,
+    /// Fused query/key/value projection: `d_model + 2 · n_kv_heads · d_head` outputs.
     qkv: Linear,
     proj: Linear,
-    ln2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    ln2: Norm,
+    mlp: Mlp,
     n_heads: usize,
+    n_kv_heads: usize,
 }
 
 /// Decoder-only LM with three heads: next-token logits, a scalar score (reward models, judge) and a
@@ -50,12 +196,16 @@ pub struct Block {
 #[derive(Module, Debug)]
 pub struct Lm {
     tok_emb: Embedding,
-    pos_emb: Embedding,
+    /// Learned positions (`gpt`); `None` with rotary positions.
+    pos_emb: Option<Embedding>,
     blocks: Vec<Block>,
-    ln_f: LayerNorm,
-    lm_head: Linear,
+    ln_f: Norm,
+    /// `None` when tied to `tok_emb`.
+    lm_head: Option<Linear>,
     score_head: Linear,
     value_head: Linear,
+    /// Rotary base; 0 = no rotary positions.
+    rope_theta: f64,
 }
 
 /// Keys and values of every layer for the tokens seen so far: `[B, H, T_seen, d_head]`.
@@ -73,33 +223,53 @@ impl LmConfig {
     pub fn init(&self, device: &Device) -> Lm {
         let small = Initializer::Normal { mean: 0.0, std: 0.02 };
         let d = self.d_model;
+        let llama = self.arch == Arch::Llama;
+        let kv = self.kv_heads() * (d / self.n_heads);
+        let bias = !llama;
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).with_bias(bias).with_initializer(small.clone()).init(device);
+        let norm = || {
+            if llama {
+                Norm::Rms(RmsNormConfig::new(d).with_epsilon(self.norm_eps).init(device))
+            } else {
+                Norm::Layer(LayerNormConfig::new(d).init(device))
+            }
+        };
         let blocks = (0..self.n_layers)
             .map(|_| Block {
-                ln1: LayerNormConfig::new(d).init(device),
-                qkv: LinearConfig::new(d, 3 * d).with_initializer(small.clone()).init(device),
-                proj: LinearConfig::new(d, d).with_initializer(small.clone()).init(device),
-                ln2: LayerNormConfig::new(d).init(device),
-                fc1: LinearConfig::new(d, self.d_ff).with_initializer(small.clone()).init(device),
-                fc2: LinearConfig::new(self.d_ff, d).with_initializer(small.clone()).init(device),
+                ln1: norm(),
+                qkv: linear(d, d + 2 * kv),
+                proj: linear(d, d),
+                ln2: norm(),
+                mlp: if llama {
+                    Mlp::SwiGlu(SwiGluMlp { gate_up: linear(d, 2 * self.d_ff), down: linear(self.d_ff, d), d_ff: self.d_ff })
+                } else {
+                    Mlp::Gelu(GeluMlp { fc1: linear(d, self.d_ff), fc2: linear(self.d_ff, d) })
+                },
                 n_heads: self.n_heads,
+                n_kv_heads: self.kv_heads(),
             })
             .collect();
         Lm {
             tok_emb: EmbeddingConfig::new(self.vocab_size, d)
                 .with_initializer(small.clone())
                 .init(device),
-            pos_emb: EmbeddingConfig::new(self.max_seq_len, d)
-                .with_initializer(small.clone())
-                .init(device),
+            pos_emb: (!llama).then(|| {
+                EmbeddingConfig::new(self.max_seq_len, d)
+                    .with_initializer(small.clone())
+                    .init(device)
+            }),
             blocks,
-            ln_f: LayerNormConfig::new(d).init(device),
-            lm_head: LinearConfig::new(d, self.vocab_size)
-                .with_bias(false)
-                .with_initializer(small)
-                .init(device),
+            ln_f: norm(),
+            lm_head: (!self.tie_embeddings).then(|| {
+                LinearConfig::new(d, self.vocab_size)
+                    .with_bias(false)
+                    .with_initializer(small)
+                    .init(device)
+            }),
             // Zero-initialised heads: every score and value starts at exactly 0.
             score_head: LinearConfig::new(d, 1).with_initializer(Initializer::Zeros).init(device),
             value_head: LinearConfig::new(d, 1).with_initializer(Initializer::Zeros).init(device),
+            rope_theta: if llama { self.rope_theta } else { 0.0 },
         }
     }
 
@@ -123,6 +293,15 @@ impl LmConfig {
         if self.d_model == 0 || self.n_layers == 0 || self.n_heads == 0 || self.d_ff == 0 {
             return Err("d_model, n_layers, n_heads and d_ff must all be > 0".into());
         }
+        if self.kv_heads() == 0 || self.n_heads % self.kv_heads() != 0 {
+            return Err(format!("n_heads ({}) must be a multiple of n_kv_heads ({})", self.n_heads, self.kv_heads()));
+        }
+        if self.arch == Arch::Llama && (self.d_model / self.n_heads.max(1)) % 2 != 0 {
+            return Err("llama: d_model / n_heads must be even (rotary positions)".into());
+        }
+        if self.arch == Arch::Llama && !(self.rope_theta > 0.0 && self.norm_eps > 0.0) {
+            return Err("llama: rope_theta and norm_eps must be > 0".into());
+        }
         if self.d_model % self.n_heads != 0 {
             return Err(format!(
                 "d_model ({}) must be divisible by n_heads ({})",
@@ -139,21 +318,52 @@ impl LmConfig {
     }
 }
 
+/// Rotary tables `(cos, sin)`, each `[B, 1, T, d_head]`, for the given positions (Hugging Face's
+/// `rotate_half` convention: frequency `i` drives dims `i` and `i + d_head/2`).
+fn rope_tables(positions: Tensor<2, Int>, d_head: usize, theta: f64) -> (Tensor<4>, Tensor<4>) {
+    let [b, t] = positions.dims();
+    let device = positions.device();
+    let half = d_head / 2;
+    let inv: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf((2 * i) as f64 / d_head as f64)) as f32).collect();
+    let inv = f32_tensor(inv, [1, 1, half], &device);
+    let angles = positions.float().reshape([b, t, 1]) * inv;
+    let angles = Tensor::cat(vec![angles.clone(), angles], 2).unsqueeze_dim::<4>(1);
+    (angles.clone().cos(), angles.sin())
+}
+
+fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let dh = x.dims()[3];
+    let half = dh / 2;
+    let rotated = Tensor::cat(vec![x.clone().narrow(3, half, half).neg(), x.clone().narrow(3, 0, half)], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
 impl Block {
     /// `x`: `[B, T, D]`; `bias`: `[B, 1, T, T_past + T]`; the cache (if any) gets this chunk's keys
-    /// and values appended.
-    fn forward(&self, x: Tensor<3>, bias: Tensor<4>, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    /// and values appended (after the rotary map, with `n_kv_heads` heads).
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        bias: Tensor<4>,
+        rope: Option<&(Tensor<4>, Tensor<4>)>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        let h = self.n_heads;
+        let (h, hkv) = (self.n_heads, self.n_kv_heads);
         let dh = d / h;
+        let kvd = hkv * dh;
         let qkv = self.qkv.forward(self.ln1.forward(x.clone()));
-        let split = |i: usize| {
+        let split = |start: usize, width: usize, heads: usize| {
             qkv.clone()
-                .narrow(2, i * d, d)
-                .reshape([b, t, h, dh])
+                .narrow(2, start, width)
+                .reshape([b, t, heads, dh])
                 .swap_dims(1, 2)
         };
-        let (q, mut k, mut v) = (split(0), split(1), split(2));
+        let (mut q, mut k, mut v) = (split(0, d, h), split(d, kvd, hkv), split(d + kvd, kvd, hkv));
+        if let Some((cos, sin)) = rope {
+            q = apply_rope(q, cos, sin);
+            k = apply_rope(k, cos, sin);
+        }
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.take() {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -161,21 +371,42 @@ impl Block {
             }
             *slot = Some((k.clone(), v.clone()));
         }
+        if hkv != h {
+            // Grouped-query attention: query head j reads key/value head j / (h / hkv).
+            let repeat = |z: Tensor<4>| {
+                let [_, _, tk, _] = z.dims();
+                z.unsqueeze_dim::<5>(2).repeat_dim(2, h / hkv).reshape([b, h, tk, dh])
+            };
+            k = repeat(k);
+            v = repeat(v);
+        }
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()) + bias;
         let att = softmax(scores, 3);
         let ctx = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         let x = x + self.proj.forward(ctx);
-        let m = self.fc2.forward(gelu(self.fc1.forward(self.ln2.forward(x.clone()))));
+        let m = self.mlp.forward(self.ln2.forward(x.clone()));
         x + m
     }
 }
 
 impl Lm {
+    fn embed(&self, tokens: Tensor<2, Int>, positions: Tensor<2, Int>) -> (Tensor<3>, Option<(Tensor<4>, Tensor<4>)>) {
+        let x = self.tok_emb.forward(tokens);
+        match &self.pos_emb {
+            Some(pe) => (x + pe.forward(positions), None),
+            None => {
+                let [_, d] = self.tok_emb.weight.shape().dims();
+                let dh = d / self.blocks[0].n_heads;
+                (x, Some(rope_tables(positions, dh, self.rope_theta)))
+            }
+        }
+    }
+
     /// Final hidden states `[B, T, D]` of a packed batch.
     pub fn hidden(&self, tokens: Tensor<2, Int>, positions: Tensor<2, Int>, bias: Tensor<4>) -> Tensor<3> {
-        let mut x = self.tok_emb.forward(tokens) + self.pos_emb.forward(positions);
+        let (mut x, rope) = self.embed(tokens, positions);
         for block in &self.blocks {
-            x = block.forward(x, bias.clone(), None);
+            x = block.forward(x, bias.clone(), rope.as_ref(), None);
         }
         self.ln_f.forward(x)
     }
@@ -193,15 +424,23 @@ impl Lm {
         bias: Tensor<4>,
         cache: &mut KvCache,
     ) -> Tensor<3> {
-        let mut x = self.tok_emb.forward(tokens) + self.pos_emb.forward(positions);
+        let (mut x, rope) = self.embed(tokens, positions);
         for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(x, bias.clone(), Some(slot));
+            x = block.forward(x, bias.clone(), rope.as_ref(), Some(slot));
         }
         self.ln_f.forward(x)
     }
 
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        self.lm_head.forward(hidden)
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [b, t, d] = hidden.dims();
+                let w = self.tok_emb.weight.val(); // [V, D]
+                let v = w.dims()[0];
+                hidden.reshape([b * t, d]).matmul(w.transpose()).reshape([b, t, v])
+            }
+        }
     }
 
     /// Scalar score at every position `[B, T]`.

@@ -10,7 +10,7 @@
 //!   `r_match_after` (a choice the paper leaves open; a spec field).
 
 use crate::model::{Lm, next_token_logprobs, pack, to_vec_f32, to_vec_i64, i64_tensor};
-use crate::text::{self, PAD};
+use crate::text::{PAD, Template};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -66,13 +66,14 @@ pub trait TokenReward {
 }
 
 /// Scalar score of each `(prompt, response)`, read at the last real response token.
-pub fn scalar_scores(model: &Lm, prompts: &[Vec<u32>], responses: &[Vec<u32>], max_prompt: usize, device: &Device) -> Vec<f32> {
-    let prefixes: Vec<Vec<u32>> = prompts.iter().map(|p| text::policy_prefix(p, max_prompt)).collect();
+pub fn scalar_scores(model: &Lm, tpl: &Template, prompts: &[Vec<u32>], responses: &[Vec<u32>], max_prompt: usize, device: &Device) -> Vec<f32> {
+    let prefixes: Vec<Vec<u32>> = prompts.iter().map(|p| tpl.policy_prefix(p, max_prompt)).collect();
     to_vec_f32(model.scores_at_last(&prefixes, responses, device))
 }
 
 pub struct ScalarReward {
     pub model: Lm,
+    pub tpl: Template,
     pub device: Device,
     pub max_prompt: usize,
     /// Scores are whitened with the RM's mean and std on its training responses, then clipped.
@@ -83,7 +84,7 @@ pub struct ScalarReward {
 
 impl TokenReward for ScalarReward {
     fn token_rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>> {
-        let scores = scalar_scores(&self.model, prompts, responses, self.max_prompt, &self.device);
+        let scores = scalar_scores(&self.model, &self.tpl, prompts, responses, self.max_prompt, &self.device);
         scores
             .iter()
             .zip(responses)
@@ -102,6 +103,7 @@ impl TokenReward for ScalarReward {
 /// Returns, per row, the RM's argmax and the log-prob it gives each response token.
 pub fn seq2seq_teacher_forced(
     model: &Lm,
+    tpl: &Template,
     prompts: &[Vec<u32>],
     responses: &[Vec<u32>],
     max_prompt: usize,
@@ -111,7 +113,7 @@ pub fn seq2seq_teacher_forced(
     let prefixes: Vec<Vec<u32>> = prompts
         .iter()
         .zip(responses)
-        .map(|(p, r)| text::seq2seq_prefix(p, r, max_prompt, max_response))
+        .map(|(p, r)| tpl.seq2seq_prefix(p, r, max_prompt, max_response))
         .collect();
     let packed = pack(&prefixes, responses, PAD);
     if packed.t < 2 {
@@ -135,6 +137,7 @@ pub fn seq2seq_teacher_forced(
 
 pub struct Seq2seqReward {
     pub model: Lm,
+    pub tpl: Template,
     pub device: Device,
     pub max_prompt: usize,
     pub max_response: usize,
@@ -155,7 +158,7 @@ pub fn scale_rewards(mut rewards: Vec<f32>, mean: bool) -> Vec<f32> {
 impl TokenReward for Seq2seqReward {
     fn token_rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>> {
         let (argmax, _) =
-            seq2seq_teacher_forced(&self.model, prompts, responses, self.max_prompt, self.max_response, &self.device);
+            seq2seq_teacher_forced(&self.model, &self.tpl, prompts, responses, self.max_prompt, self.max_response, &self.device);
         responses
             .iter()
             .zip(&argmax)

@@ -226,6 +226,12 @@ pub fn load(file: &Path, profile: &str, sets: &[String]) -> Result<Resolved> {
             }
         }
         if let Some(over) = chosen {
+            // A profile naming another model preset describes a new model: its `model` table
+            // replaces the base one instead of merging into it (no stale shape fields).
+            let preset = |t: &toml::Table| t.get("model").and_then(|m| m.get("preset")).cloned();
+            if preset(over).is_some() && preset(over) != preset(&base) {
+                base.remove("model");
+            }
             merge(&mut base, over);
         } else if profile != "default" {
             bail!("{shown}: no profile `{profile}` (has: {})", table.keys().cloned().collect::<Vec<_>>().join(", "));
@@ -241,9 +247,10 @@ pub fn load(file: &Path, profile: &str, sets: &[String]) -> Result<Resolved> {
         }
         apply_set(&mut base, s).map_err(|e| anyhow!("--set {s}: {e}"))?;
     }
-    let spec: Spec = toml::Value::Table(base.clone())
+    let mut spec: Spec = toml::Value::Table(base.clone())
         .try_into()
         .map_err(|e: toml::de::Error| anyhow!("{shown} (profile {profile}): {}", describe_de_error(&e, &base, schema)))?;
+    spec.model.apply_preset();
     validate(&spec).map_err(|e| {
         // Point at the line that set the offending key: the chosen profile's, else the base's.
         let msg = e.to_string();
@@ -579,5 +586,17 @@ mod tests {
         assert_eq!(base["b"]["z"].as_str(), Some("cpu"));
         assert_eq!(base["c"]["w"].as_array().unwrap().len(), 2);
         assert!(apply_set(&mut base, "novalue").is_err());
+    }
+}
+
+#[cfg(test)]
+mod schema_of_spec {
+    /// The key tree of the real `Spec` traces (a failure would silently disable the unknown-key
+    /// and type checks).
+    #[test]
+    fn spec_schema_traces() {
+        let s = super::schema::Schema::of::<super::Spec>();
+        assert!(s.is_ok(), "{:?}", s.err());
+        assert!(s.unwrap().fields("model").unwrap().contains(&"arch"));
     }
 }

@@ -267,8 +267,13 @@ impl<'de> de::Deserializer<'de> for Tracer<'_> {
         let values = fields.iter().map(|f| self.at(join(&self.path, f))).collect();
         v.visit_map(Entries { keys: fields.to_vec(), values, next: 0 })
     }
-    fn deserialize_enum<V: Visitor<'de>>(self, name: &'static str, _: &'static [&'static str], _: V) -> Result<V::Value, Error> {
-        Err(de::Error::custom(format!("schema tracer: enum `{name}` at `{}` is not supported", self.path)))
+    /// Unit-variant enums (`arch = "llama"`) are strings in TOML; the first variant stands in.
+    fn deserialize_enum<V: Visitor<'de>>(self, name: &'static str, variants: &'static [&'static str], v: V) -> Result<V::Value, Error> {
+        let first = variants
+            .first()
+            .ok_or_else(|| de::Error::custom(format!("schema tracer: enum `{name}` at `{}` has no variants", self.path)))?;
+        self.record(Kind::Str);
+        v.visit_enum(IntoDeserializer::<Error>::into_deserializer(*first))
     }
 }
 

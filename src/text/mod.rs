@@ -1,5 +1,9 @@
-//! Tokenizer (byte-level BPE trained with the `tokenizers` crate on training text only) and the
-//! prompt templates every model role shares.
+//! Tokenizer (byte-level BPE trained with the `tokenizers` crate on training text only, or a
+//! pretrained model's own) and the prompt templates every model role shares.
+//!
+//! A [`Template`] holds the token ids of the markup around prompts and responses: one special token
+//! per marker for the trained tokenizer, the model's own chat markup (ChatML) for a pretrained one,
+//! so that an instruct model sees the format it was tuned on.
 
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
@@ -21,7 +25,72 @@ pub const REWRITE: u32 = 6;
 
 pub struct Text {
     pub tokenizer: Tokenizer,
+    pub tpl: Template,
+    /// Ids that `encode` never yields and `decode` never shows (the tokenizer's special tokens).
+    special: Vec<bool>,
 }
+
+/// Markup of the prompt templates, as token ids.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    /// Ends a response (generation stops here).
+    pub eos: u32,
+    /// Before the prompt.
+    pub user: Vec<u32>,
+    /// Between prompt and the policy's response.
+    pub assistant: Vec<u32>,
+    /// Seq2seq RM input: between prompt and the response to rewrite.
+    pub response: Vec<u32>,
+    /// Seq2seq RM input: after the response to rewrite; the rewrite follows.
+    pub rewrite: Vec<u32>,
+}
+
+impl Template {
+    /// One special token per marker (the trained tokenizer).
+    pub fn builtin() -> Self {
+        Self { eos: EOS, user: vec![USER], assistant: vec![ASSISTANT], response: vec![RESPONSE], rewrite: vec![REWRITE] }
+    }
+
+    /// Chat template of the policy: `user prompt assistant`; the response follows, then `eos`.
+    pub fn policy_prefix(&self, prompt: &[u32], max_prompt: usize) -> Vec<u32> {
+        let mut v = Vec::with_capacity(prompt.len().min(max_prompt) + self.user.len() + self.assistant.len());
+        v.extend(&self.user);
+        v.extend(keep_tail(prompt, max_prompt));
+        v.extend(&self.assistant);
+        v
+    }
+
+    /// Input of the seq2seq RM: `user prompt response <response> rewrite`; its target (the
+    /// rewritten or copied response, then `eos`) follows.
+    pub fn seq2seq_prefix(&self, prompt: &[u32], response: &[u32], max_prompt: usize, max_response: usize) -> Vec<u32> {
+        let mut v = self.user.clone();
+        v.extend(keep_tail(prompt, max_prompt));
+        v.extend(&self.response);
+        v.extend(response.iter().take(max_response));
+        v.extend(&self.rewrite);
+        v
+    }
+
+    /// A response as a training target: at most `max_response` tokens; `eos` appended only when
+    /// the whole response fits, so that the model never learns to stop where the text did not.
+    pub fn response_target(&self, response: &[u32], max_response: usize) -> Vec<u32> {
+        if response.len() < max_response {
+            let mut v = response.to_vec();
+            v.push(self.eos);
+            v
+        } else {
+            response[..max_response].to_vec()
+        }
+    }
+
+    /// Tokens the markup adds around a policy prompt and a seq2seq input (for length checks).
+    pub fn overhead(&self) -> (usize, usize) {
+        (self.user.len() + self.assistant.len(), self.user.len() + self.response.len() + self.rewrite.len())
+    }
+}
+
+/// Instruction the seq2seq RM reads after the response, in the ChatML template.
+pub const REWRITE_INSTRUCTION: &str = "Rewrite your answer so that it is helpful and harmless.";
 
 impl Text {
     /// Trains a byte-level BPE tokenizer of `vocab_size` on `texts`.
@@ -40,17 +109,51 @@ impl Text {
         imp.train(&mut trainer, texts.iter())
             .map_err(|e| anyhow!("tokenizer training failed: {e}"))?;
         let tokenizer = Tokenizer::from(imp);
-        let text = Self { tokenizer };
+        Self::builtin(tokenizer)
+    }
+
+    fn builtin(tokenizer: Tokenizer) -> Result<Self> {
+        let n = tokenizer.get_vocab_size(true);
+        let special = (0..n).map(|i| i < SPECIALS.len()).collect();
+        let text = Self { tokenizer, tpl: Template::builtin(), special };
         text.check_specials()?;
         Ok(text)
     }
 
+    /// A trained tokenizer saved by [`Text::save`].
     pub fn load(path: &Path) -> Result<Self> {
         let tokenizer = Tokenizer::from_file(path)
             .map_err(|e| anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
-        let text = Self { tokenizer };
-        text.check_specials().with_context(|| format!("tokenizer {}", path.display()))?;
-        Ok(text)
+        Self::builtin(tokenizer).with_context(|| format!("tokenizer {}", path.display()))
+    }
+
+    /// A pretrained chat model's tokenizer with its ChatML markup (`<|im_start|>`, `<|im_end|>`).
+    pub fn chatml(tokenizer: Tokenizer) -> Result<Self> {
+        let id = |s: &str| tokenizer.token_to_id(s).ok_or_else(|| anyhow!("pretrained tokenizer has no `{s}` token (ChatML expected)"));
+        let eos = id("<|im_end|>")?;
+        id("<|im_start|>")?;
+        let n = tokenizer.get_vocab_size(true);
+        let mut special = vec![false; n];
+        for (&i, tok) in tokenizer.get_added_tokens_decoder().iter() {
+            if tok.special && (i as usize) < n {
+                special[i as usize] = true;
+            }
+        }
+        let enc = |s: &str| -> Result<Vec<u32>> {
+            Ok(tokenizer.encode(s, false).map_err(|e| anyhow!("cannot encode template `{s}`: {e}"))?.get_ids().to_vec())
+        };
+        let tpl = Template {
+            eos,
+            user: enc("<|im_start|>user\n")?,
+            assistant: enc("<|im_end|>\n<|im_start|>assistant\n")?,
+            response: enc("<|im_end|>\n<|im_start|>assistant\n")?,
+            rewrite: enc(&format!("\n<|im_start|>user\n{REWRITE_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n"))?,
+        };
+        Ok(Self { tokenizer, tpl, special })
+    }
+
+    fn is_special(&self, id: u32) -> bool {
+        self.special.get(id as usize).copied().unwrap_or(false)
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -77,47 +180,15 @@ impl Text {
     /// Token ids of plain text (no special tokens are recognised inside `s`).
     pub fn encode(&self, s: &str) -> Vec<u32> {
         match self.tokenizer.encode(s, false) {
-            Ok(enc) => enc.get_ids().iter().copied().filter(|&id| id as usize >= SPECIALS.len()).collect(),
+            Ok(enc) => enc.get_ids().iter().copied().filter(|&id| !self.is_special(id)).collect(),
             Err(_) => Vec::new(),
         }
     }
 
     /// Text of ids, special tokens dropped.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let plain: Vec<u32> = ids.iter().copied().filter(|&id| id as usize >= SPECIALS.len()).collect();
+        let plain: Vec<u32> = ids.iter().copied().filter(|&id| !self.is_special(id)).collect();
         self.tokenizer.decode(&plain, true).unwrap_or_default().trim().to_string()
-    }
-}
-
-/// Chat template of the policy: `<|user|> prompt <|assistant|>`; the response follows, then `<eos>`.
-pub fn policy_prefix(prompt: &[u32], max_prompt: usize) -> Vec<u32> {
-    let mut v = Vec::with_capacity(prompt.len().min(max_prompt) + 2);
-    v.push(USER);
-    v.extend(keep_tail(prompt, max_prompt));
-    v.push(ASSISTANT);
-    v
-}
-
-/// Input of the seq2seq RM: `<|user|> prompt <|response|> response <|rewrite|>`; its target (the
-/// rewritten or copied response, then `<eos>`) follows.
-pub fn seq2seq_prefix(prompt: &[u32], response: &[u32], max_prompt: usize, max_response: usize) -> Vec<u32> {
-    let mut v = vec![USER];
-    v.extend(keep_tail(prompt, max_prompt));
-    v.push(RESPONSE);
-    v.extend(response.iter().take(max_response));
-    v.push(REWRITE);
-    v
-}
-
-/// A response as a training target: at most `max_response` tokens; `<eos>` appended only when the
-/// whole response fits, so that the model never learns to stop where the text did not.
-pub fn response_target(response: &[u32], max_response: usize) -> Vec<u32> {
-    if response.len() < max_response {
-        let mut v = response.to_vec();
-        v.push(EOS);
-        v
-    } else {
-        response[..max_response].to_vec()
     }
 }
 
@@ -156,9 +227,11 @@ mod tests {
 
     #[test]
     fn templates_place_markers_and_eos() {
-        assert_eq!(policy_prefix(&[10, 11, 12], 2), vec![USER, 11, 12, ASSISTANT]);
-        assert_eq!(seq2seq_prefix(&[10], &[20, 21, 22], 5, 2), vec![USER, 10, RESPONSE, 20, 21, REWRITE]);
-        assert_eq!(response_target(&[7, 8], 3), vec![7, 8, EOS]);
-        assert_eq!(response_target(&[7, 8, 9], 3), vec![7, 8, 9]);
+        let t = Template::builtin();
+        assert_eq!(t.policy_prefix(&[10, 11, 12], 2), vec![USER, 11, 12, ASSISTANT]);
+        assert_eq!(t.seq2seq_prefix(&[10], &[20, 21, 22], 5, 2), vec![USER, 10, RESPONSE, 20, 21, REWRITE]);
+        assert_eq!(t.response_target(&[7, 8], 3), vec![7, 8, EOS]);
+        assert_eq!(t.response_target(&[7, 8, 9], 3), vec![7, 8, 9]);
+        assert_eq!(t.overhead(), (2, 3));
     }
 }

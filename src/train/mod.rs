@@ -5,7 +5,7 @@ pub mod losses;
 pub mod ppo;
 
 use crate::model::{Lm, f32_tensor, i64_tensor, next_token_logprobs, pack, to_vec_f32};
-use crate::text::{self, BOS, PAD};
+use crate::text::{BOS, PAD, Template};
 use crate::util::SplitMix64;
 use anyhow::{Result, bail};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -154,15 +154,15 @@ pub fn pretrain(model: Lm, docs: &[Vec<u32>], chunk: usize, bs: usize, cfg: &Loo
 }
 
 /// SFT on (prompt, response): loss on response tokens only.
-pub fn sft(model: Lm, rows: &[(Vec<u32>, Vec<u32>)], max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+pub fn sft(model: Lm, tpl: &Template, rows: &[(Vec<u32>, Vec<u32>)], max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
     if rows.is_empty() {
         bail!("SFT data is empty");
     }
     let mut sampler = Sampler::new(rows.len(), seed);
     run_loop(model, "sft", cfg, |m, _| {
         let idx = sampler.next_batch(bs);
-        let prefixes: Vec<Vec<u32>> = idx.iter().map(|&i| text::policy_prefix(&rows[i].0, max_prompt)).collect();
-        let conts: Vec<Vec<u32>> = idx.iter().map(|&i| text::response_target(&rows[i].1, max_response)).collect();
+        let prefixes: Vec<Vec<u32>> = idx.iter().map(|&i| tpl.policy_prefix(&rows[i].0, max_prompt)).collect();
+        let conts: Vec<Vec<u32>> = idx.iter().map(|&i| tpl.response_target(&rows[i].1, max_response)).collect();
         continuation_nll(m, &prefixes, &conts, device)
     })
 }
@@ -170,7 +170,7 @@ pub fn sft(model: Lm, rows: &[(Vec<u32>, Vec<u32>)], max_prompt: usize, max_resp
 /// Bradley–Terry training of a scalar RM (also the judge). Chosen and rejected of a pair share
 /// one packed batch, so both scores come from one forward pass.
 #[allow(clippy::too_many_arguments)]
-pub fn scalar_rm(model: Lm, stage: &str, pairs: &[PairIds], max_prompt: usize, max_response: usize, bs: usize, l2: f64, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+pub fn scalar_rm(model: Lm, tpl: &Template, stage: &str, pairs: &[PairIds], max_prompt: usize, max_response: usize, bs: usize, l2: f64, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
     if pairs.is_empty() {
         bail!("stage `{stage}`: no preference pairs");
     }
@@ -182,8 +182,8 @@ pub fn scalar_rm(model: Lm, stage: &str, pairs: &[PairIds], max_prompt: usize, m
         for pick in [true, false] {
             for &i in &idx {
                 let p = &pairs[i];
-                prefixes.push(text::policy_prefix(&p.prompt, max_prompt));
-                conts.push(text::response_target(if pick { &p.chosen } else { &p.rejected }, max_response));
+                prefixes.push(tpl.policy_prefix(&p.prompt, max_prompt));
+                conts.push(tpl.response_target(if pick { &p.chosen } else { &p.rejected }, max_response));
             }
         }
         let scores = m.scores_at_last(&prefixes, &conts, device);
@@ -195,7 +195,7 @@ pub fn scalar_rm(model: Lm, stage: &str, pairs: &[PairIds], max_prompt: usize, m
 /// Seq2seq RM: sequence MLE on the correction mapping (prompt + rejected → chosen) and the
 /// identity mapping (prompt + chosen → chosen).
 #[allow(clippy::too_many_arguments)]
-pub fn seq2seq_rm(model: Lm, pairs: &[PairIds], mixing: &str, identity_warmup: usize, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, identity_warmup: usize, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
     if pairs.is_empty() {
         bail!("stage `seq2seq_rm`: no preference pairs");
     }
@@ -209,9 +209,9 @@ pub fn seq2seq_rm(model: Lm, pairs: &[PairIds], mixing: &str, identity_warmup: u
         for (k, &i) in idx.iter().enumerate() {
             let p = &pairs[i];
             let input = if k < n_corr { &p.rejected } else { &p.chosen };
-            let input = text::response_target(input, max_response);
-            prefixes.push(text::seq2seq_prefix(&p.prompt, &input, max_prompt, max_response));
-            conts.push(text::response_target(&p.chosen, max_response));
+            let input = tpl.response_target(input, max_response);
+            prefixes.push(tpl.seq2seq_prefix(&p.prompt, &input, max_prompt, max_response));
+            conts.push(tpl.response_target(&p.chosen, max_response));
         }
         continuation_nll(m, &prefixes, &conts, device)
     })

@@ -13,7 +13,7 @@ use crate::model::generate::{GenConfig, generate};
 use crate::model::{Lm, Packed, f32_tensor, i64_tensor, next_token_entropy, next_token_logprobs, pack, to_vec_f32};
 use crate::reward::TokenReward;
 use crate::spec::PpoSpec;
-use crate::text::{self, EOS, PAD, Text};
+use crate::text::{PAD, Text};
 use crate::util::SplitMix64;
 use anyhow::{Result, bail};
 use burn::optim::GradientsParams;
@@ -103,7 +103,7 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
     let loop_cfg = LoopCfg { steps: cfg.steps, lr: cfg.lr, warmup_steps: 0, grad_clip: cfg.grad_clip };
     let mut prompt_sampler = Sampler::new(inp.prompts.len(), inp.seed ^ 0x5050_5050);
     let mut mb_rng = SplitMix64::derive(inp.seed, 0x4d42);
-    let gen_cfg = GenConfig { max_new_tokens: cfg.max_new_tokens, eos: EOS, pad: PAD, greedy: false };
+    let gen_cfg = GenConfig { max_new_tokens: cfg.max_new_tokens, eos: inp.text.tpl.eos, pad: PAD, greedy: false };
     let label = format!("ppo-{}", inp.reward.kind());
     let pb = progress(cfg.steps as u64, &label);
     let mut log = Vec::with_capacity(cfg.steps);
@@ -112,7 +112,7 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
         // --- rollout (no autodiff anywhere in this block) ---
         let idx = prompt_sampler.next_batch(cfg.batch_size);
         let raw: Vec<Vec<u32>> = idx.iter().map(|&i| inp.prompts[i].clone()).collect();
-        let prefixes: Vec<Vec<u32>> = raw.iter().map(|p| text::policy_prefix(p, inp.max_prompt)).collect();
+        let prefixes: Vec<Vec<u32>> = raw.iter().map(|p| inp.text.tpl.policy_prefix(p, inp.max_prompt)).collect();
         let seeds: Vec<u64> = (0..raw.len())
             .map(|i| SplitMix64::derive(inp.seed, (step * cfg.batch_size + i) as u64).next_u64())
             .collect();
