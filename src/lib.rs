@@ -5,6 +5,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod model;
+pub mod pretrained;
 pub mod report;
 pub mod reward;
 pub mod pretrained;
