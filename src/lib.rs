@@ -8,7 +8,6 @@ pub mod model;
 pub mod pretrained;
 pub mod report;
 pub mod reward;
-pub mod pretrained;
 pub mod runner;
 pub mod sample;
 pub mod spec;
