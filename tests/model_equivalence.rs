@@ -187,3 +187,20 @@ fn scalar_score_is_read_at_the_last_real_token_not_padding() {
         );
     }
 }
+
+#[test]
+fn seq2seq_teacher_forcing_in_row_chunks_equals_one_pass() {
+    use s2rm::reward::seq2seq_teacher_forced_chunked;
+    let device = Device::flex();
+    let tpl = s2rm::text::Template::builtin();
+    let prompts = vec![vec![10, 11, 12], vec![20], vec![30, 31]];
+    let responses = vec![vec![40, 41, 1], vec![42, 43, 44, 45, 1], vec![46]];
+    for (arch, model) in tiny_models(&device, 13) {
+        let (am1, lp1) = seq2seq_teacher_forced_chunked(&model, &tpl, &prompts, &responses, 8, 8, 3, &device);
+        let (am2, lp2) = seq2seq_teacher_forced_chunked(&model, &tpl, &prompts, &responses, 8, 8, 1, &device);
+        assert_eq!(am1, am2, "{arch:?}: argmax differs in chunks");
+        for (a, b) in lp1.iter().flatten().zip(lp2.iter().flatten()) {
+            assert!((a - b).abs() < TOL, "{arch:?}: {a} vs {b}");
+        }
+    }
+}

@@ -468,6 +468,11 @@ impl Lm {
         self.blocks.len()
     }
 
+    pub fn vocab_size(&self) -> usize {
+        let [v, _] = self.tok_emb.weight.shape().dims();
+        v
+    }
+
     /// Parameters of the trunk and the LM head (the two small scalar heads excluded).
     pub fn lm_params(&self) -> usize {
         self.num_params() - self.score_head.num_params() - self.value_head.num_params()

@@ -99,9 +99,60 @@ impl TokenReward for ScalarReward {
     }
 }
 
+/// Largest logits tensor (elements) one pass may materialise: 512 MiB of f32. wgpu refuses a
+/// single buffer beyond its limit (seen: 2.5 GB for 64 rows × 200 tokens × SmolLM2's 49,152-token
+/// vocabulary on an H200), so long batches over a large vocabulary are scored in row chunks.
+pub const MAX_LOGITS: usize = 1 << 27;
+
 /// Teacher-forced pass of the seq2seq RM over `(prompt, response) -> response`.
-/// Returns, per row, the RM's argmax and the log-prob it gives each response token.
+/// Returns, per row, the RM's argmax and the log-prob it gives each response token. Rows are
+/// independent of their batch mates, so chunking (see [`MAX_LOGITS`]) changes nothing but memory.
 pub fn seq2seq_teacher_forced(
+    model: &Lm,
+    tpl: &Template,
+    prompts: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    max_prompt: usize,
+    max_response: usize,
+    device: &Device,
+) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
+    let (_, s2s) = tpl.overhead();
+    let t = prompts
+        .iter()
+        .zip(responses)
+        .map(|(p, r)| s2s + p.len().min(max_prompt) + r.len().min(max_response) + r.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let rows = (MAX_LOGITS / (t * model.vocab_size())).max(1);
+    seq2seq_teacher_forced_chunked(model, tpl, prompts, responses, max_prompt, max_response, rows, device)
+}
+
+/// [`seq2seq_teacher_forced`] in passes of at most `rows` rows.
+#[allow(clippy::too_many_arguments)]
+pub fn seq2seq_teacher_forced_chunked(
+    model: &Lm,
+    tpl: &Template,
+    prompts: &[Vec<u32>],
+    responses: &[Vec<u32>],
+    max_prompt: usize,
+    max_response: usize,
+    rows: usize,
+    device: &Device,
+) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
+    if rows >= prompts.len() {
+        return teacher_forced_chunk(model, tpl, prompts, responses, max_prompt, max_response, device);
+    }
+    let (mut am, mut lp) = (Vec::new(), Vec::new());
+    for (p, r) in prompts.chunks(rows).zip(responses.chunks(rows)) {
+        let (a, l) = teacher_forced_chunk(model, tpl, p, r, max_prompt, max_response, device);
+        am.extend(a);
+        lp.extend(l);
+    }
+    (am, lp)
+}
+
+fn teacher_forced_chunk(
     model: &Lm,
     tpl: &Template,
     prompts: &[Vec<u32>],
