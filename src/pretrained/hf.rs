@@ -189,8 +189,15 @@ pub fn save_hf_dir(ckpt: &Checkpoint, dir: &Path) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    safetensors::serialize_to_file(views, Some(meta), &dir.join("model.safetensors"))
+    let st_path = dir.join("model.safetensors");
+    safetensors::serialize_to_file(views, Some(meta), &st_path)
         .map_err(|e| anyhow!("writing model.safetensors: {e}"))?;
+    // serialize_to_file goes through a temporary file created with mode 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&st_path, std::fs::Permissions::from_mode(0o644))?;
+    }
     if let Some(tok) = &ckpt.tokenizer {
         tok.save(dir.join("tokenizer.json"), false)
             .map_err(|e| anyhow!("writing tokenizer.json: {e}"))?;

@@ -1,7 +1,7 @@
 //! Pretrained Llama-family checkpoints on the host: file formats, not models.
 //!
 //! This module turns a checkpoint file into plain `f32` arrays with Hugging Face names and shapes
-//! ([`Checkpoint`]), plus a plain-Rust reference forward ([`reference`]) that serves as the oracle
+//! ([`Checkpoint`]), plus a plain-Rust reference forward ([`reference`](mod@reference)) that serves as the oracle
 //! for the burn model built from it. Two formats are read:
 //!
 //! * **GGUF** (llama.cpp), [`load_gguf`]: the one shipped for SmolLM2-135M-Instruct
@@ -43,6 +43,19 @@
 //!   `i + head_dim/2`. llama.cpp's converter permutes those rows so that its kernel can rotate
 //!   adjacent pairs `(2i, 2i+1)` instead; [`load_gguf`] undoes that permutation
 //!   ([`gguf::unpermute_qk`]), so a model written for HF weights needs nothing special.
+//!   Positions start at 0 with the first token; `theta` is `rope_theta` (100 000 for SmolLM2).
+//!
+//! # How this was checked (SmolLM2-135M-Instruct Q4_1)
+//!
+//! * Tokenizer: the rebuilt tokenizer gives llama.cpp's `llama-tokenize` ids on 305 texts
+//!   (`tests/data/smollm2_llama_cpp_tokens.json`); the same construction reproduces the Hugging
+//!   Face ids of llama.cpp's own tokenizer tests for the `starcoder`, `refact` and `gpt-2`
+//!   vocabularies.
+//! * Weights: [`reference`](mod@reference) on the loaded checkpoint matches (to ~1e-5) an independent numpy
+//!   forward that uses gguf-py's dequantization and llama.cpp's adjacent-pair RoPE on the
+//!   still-permuted rows, and a numpy forward with HF `rotate_half` semantics on the directory
+//!   [`save_hf_dir`] wrote: perplexity 16.275 on the test sentence, greedy answer "The capital of
+//!   France is Paris." (numbers in `tests/data/smollm2_reference.json`).
 
 pub mod gguf;
 pub mod hf;
