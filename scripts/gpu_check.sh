@@ -20,6 +20,7 @@ step() { echo "== $(date +%T) $*"; }
 step "adapter"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 
+if [ -z "${SKIP_SAMPLES:-}" ]; then
 step "sample on wgpu"
 timeout 150 "$BIN" sample "$GGUF" --device wgpu --batch 32 --max-new-tokens 48 2>&1 | tee "$OUT/sample_wgpu.txt"
 
@@ -31,13 +32,15 @@ timeout 150 "$BIN" run experiments/safety.toml --profile smoke --device wgpu --d
   > "$OUT/smoke_wgpu.log" 2>&1
 echo "exit $?"; tail -4 "$OUT/smoke_wgpu.log"
 tar czf "$OUT/smoke_wgpu.tgz" -C /tmp smoke_wgpu 2>/dev/null
+fi
 
 step "safety, gpu profile (SmolLM2-135M), one seed, shortened"
 timeout "$SAFETY_TIMEOUT" "$BIN" run experiments/safety.toml --profile gpu --device wgpu --data-dir "$DATA" \
   --output /tmp/safety_smollm2 --seeds 1 \
-  --set sft.steps=60 --set judge.steps=100 --set scalar_rm.steps=60 --set seq2seq_rm.steps=60 \
-  --set ppo.steps=20 --set ppo.batch_size=16 --set ppo.minibatch_size=8 --set ppo.max_new_tokens=48 \
-  --set eval.max_prompts_per_set=60 --set eval.max_new_tokens=48 \
+  --set sft.steps=${SFT_STEPS:-60} --set judge.steps=${JUDGE_STEPS:-100} --set scalar_rm.steps=${RM_STEPS:-60} \
+  --set seq2seq_rm.steps=${RM_STEPS:-60} --set ppo.steps=${PPO_STEPS:-20} --set ppo.batch_size=16 \
+  --set ppo.minibatch_size=8 --set ppo.max_new_tokens=${NEW_TOKENS:-48} \
+  --set eval.max_prompts_per_set=${EVAL_PROMPTS:-60} --set eval.max_new_tokens=${NEW_TOKENS:-48} \
   > "$OUT/safety_smollm2.log" 2>&1
 echo "exit $?"; grep -E "^stage|done in|error" "$OUT/safety_smollm2.log" | tail -30
 tar czf "$OUT/safety_smollm2.tgz" -C /tmp safety_smollm2 2>/dev/null
