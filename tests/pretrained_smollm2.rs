@@ -167,17 +167,7 @@ fn smollm2_without_unpermuting_qk_fails_the_bound() {
     let Some(ckpt) = model() else { return };
     // Put Q/K back into llama.cpp's order, as a loader that forgot to un-permute would leave them.
     let mut wrong = ckpt.clone();
-    let c = ckpt.config.clone();
-    for (name, t) in wrong.tensors.iter_mut() {
-        let heads = if name.ends_with("q_proj.weight") {
-            c.num_attention_heads
-        } else if name.ends_with("k_proj.weight") {
-            c.num_key_value_heads
-        } else {
-            continue;
-        };
-        t.data = gguf::permute_qk(&t.data, t.shape[0], t.shape[1], heads).unwrap();
-    }
+    gguf::permute_checkpoint_qk(&mut wrong).unwrap();
     let ppl = reference::perplexity(&wrong, &SENTENCE_IDS).unwrap();
     eprintln!("perplexity with Q/K left in llama.cpp order: {ppl:.1}");
     assert!(ppl > 1.5 * PERPLEXITY_BOUND, "mis-permuted perplexity {ppl} is not well above the bound");

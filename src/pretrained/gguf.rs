@@ -72,6 +72,23 @@ pub fn gguf_name(hf_name: &str) -> Option<String> {
     Some(format!("blk.{layer}.{part}"))
 }
 
+/// Every `q_proj`/`k_proj` of `ckpt` put into llama.cpp's row order ([`permute_qk`]): what a
+/// loader that forgot to un-permute would hand the model. For tests of that failure.
+pub fn permute_checkpoint_qk(ckpt: &mut Checkpoint) -> Result<()> {
+    let c = ckpt.config.clone();
+    for (name, t) in ckpt.tensors.iter_mut() {
+        let heads = if name.ends_with("q_proj.weight") {
+            c.num_attention_heads
+        } else if name.ends_with("k_proj.weight") {
+            c.num_key_value_heads
+        } else {
+            continue;
+        };
+        t.data = permute_qk(&t.data, t.shape[0], t.shape[1], heads)?;
+    }
+    Ok(())
+}
+
 /// llama.cpp's Q/K permutation (`LlamaModel.permute` in `convert_hf_to_gguf.py`), applied to a
 /// row-major `[rows, cols]` matrix whose rows are `n_head` heads of `rows / n_head` dims:
 /// within each head, HF row `half·(hd/2) + i` moves to row `2i + half`. It turns HF's

@@ -2,7 +2,7 @@
 //! llama.cpp's conventions (permuted Q/K, reversed dims, quantized payloads), the rebuilt
 //! tokenizer, and properties of the reference forward.
 
-use super::gguf::{gguf_name, permute_qk};
+use super::gguf::{gguf_name, permute_checkpoint_qk, permute_qk};
 use super::quant::{GgmlType, dequantize, encode};
 use super::reference::{self, logits, matmul_t};
 use super::*;
@@ -327,17 +327,7 @@ fn gguf_quantized_fixture_dequantizes_and_unpermutes() {
 fn wrong_qk_layout_changes_the_logits() {
     let ckpt = random_checkpoint(tiny_config(16, 40, true), 9);
     let mut wrong = ckpt.clone();
-    let c = ckpt.config.clone();
-    for (name, t) in wrong.tensors.iter_mut() {
-        let heads = if name.ends_with("q_proj.weight") {
-            c.num_attention_heads
-        } else if name.ends_with("k_proj.weight") {
-            c.num_key_value_heads
-        } else {
-            continue;
-        };
-        t.data = permute_qk(&t.data, t.shape[0], t.shape[1], heads).unwrap();
-    }
+    permute_checkpoint_qk(&mut wrong).unwrap();
     let (a, b) = (logits(&ckpt, &TOKENS), logits(&wrong, &TOKENS));
     // Position 0 has no rotation and attends only to itself: identical there.
     assert_eq!(a[0], b[0]);
