@@ -192,6 +192,76 @@ fn f(v: f64) -> String {
     format!("{v:.6}")
 }
 
+/// Finished model stages, kept under `<out>/.cache/stages/`: a rerun of an interrupted experiment
+/// loads them instead of training again. The key hashes the resolved spec (without the seed list
+/// and the paths, so adding a seed reuses the shared stages), the stage, its seed, the device and
+/// the s2rm executable itself (a rebuilt binary never reuses another build's artifacts). The model
+/// file is written first and the log file last, each by rename, so a kill leaves no entry that
+/// looks finished but is not.
+struct StageCache {
+    dir: PathBuf,
+    base: String,
+    loaded: Vec<String>,
+}
+
+impl StageCache {
+    fn new(dir: PathBuf, spec: &Spec, device: &str) -> Result<Self> {
+        let mut v = toml::Value::try_from(spec).context("serialising the spec for the stage cache")?;
+        if let Some(e) = v.get_mut("experiment").and_then(|e| e.as_table_mut()) {
+            for k in ["seeds", "output_dir", "data_dir"] {
+                e.remove(k);
+            }
+        }
+        let exe = std::env::current_exe().and_then(std::fs::read).map(|b| sha256_hex(&b)).unwrap_or_default();
+        let base = format!("{}\n{device}\n{exe}", toml::to_string(&v).context("spec to TOML")?);
+        Ok(Self { dir, base, loaded: Vec::new() })
+    }
+
+    fn paths(&self, stage: &str, seed: u64) -> (PathBuf, PathBuf) {
+        let key = &sha256_hex(format!("{}\n{stage}\n{seed}", self.base).as_bytes())[..24];
+        (self.dir.join(format!("{stage}-{seed}-{key}.bpk")), self.dir.join(format!("{stage}-{seed}-{key}.json")))
+    }
+
+    fn load<L: serde::de::DeserializeOwned>(&self, stage: &str, seed: u64, template: &Lm) -> Option<(Lm, L)> {
+        let (model, log) = self.paths(stage, seed);
+        let log: L = serde_json::from_slice(&std::fs::read(log).ok()?).ok()?;
+        let model = template.clone().try_load_file(&model).ok()?;
+        Some((model, log))
+    }
+
+    fn store<L: serde::Serialize>(&self, stage: &str, seed: u64, model: &Lm, log: &L) -> Result<()> {
+        let (model_path, log_path) = self.paths(stage, seed);
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let tmp = model_path.with_extension("bpk.tmp");
+        model.clone().save_file(&tmp).map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", tmp.display()))?;
+        std::fs::rename(&tmp, &model_path).with_context(|| format!("cannot rename {} to {}", tmp.display(), model_path.display()))?;
+        crate::util::write_atomic(&log_path, &serde_json::to_vec(log)?)
+    }
+
+    /// The stage's model and log from an earlier run, or `train` run now and kept.
+    fn stage<L: serde::Serialize + serde::de::DeserializeOwned>(
+        &mut self,
+        timer: &mut Timer,
+        stage: &str,
+        seed: u64,
+        template: &Lm,
+        train: impl FnOnce() -> Result<(Lm, L)>,
+    ) -> Result<(Lm, L)> {
+        if let Some(hit) = self.load(stage, seed, template) {
+            eprintln!("stage {stage} (seed {seed}): finished in an earlier run, loaded from {}", self.dir.display());
+            self.loaded.push(format!("{stage}/{seed}"));
+            return Ok(hit);
+        }
+        // Kept before the stage reports itself done: "done" on the console means it is on disk.
+        let this = &*self;
+        timer.time(stage, || {
+            let out = train()?;
+            this.store(stage, seed, &out.0, &out.1)?;
+            Ok(out)
+        })
+    }
+}
+
 struct Timer {
     stages: BTreeMap<String, f64>,
 }
@@ -232,6 +302,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let d = &spec.data;
     let (mp, mr) = (d.max_prompt_tokens, d.max_response_tokens);
     let mut timer = Timer { stages: BTreeMap::new() };
+    let mut stages = StageCache::new(cache.join("stages"), spec, &sel.name)?;
 
     // --- data, tokenizer ---
     let manifest = Manifest::load(Path::new(&d.manifest))?;
@@ -300,20 +371,21 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     } else {
         let docs: Vec<Vec<u32>> = corpus.docs.iter().map(|s| text.encode(s)).collect();
         let pt = &spec.pretrain;
-        let (base, log) = timer.time("pretrain", || {
+        let template = base.clone();
+        let (base, log) = stages.stage(&mut timer, "pretrain", base_seed, &template, || {
             train::pretrain(base, &docs, mp + mr, pt.batch_size, &loop_cfg(pt.steps, pt.lr, pt.warmup_steps, pt.grad_clip), base_seed ^ 0x11, &ad)
         })?;
         train_log.extend(log.into_iter().map(|l| (base_seed, l)));
         base
     };
     let s = &spec.sft;
-    let (sft, log) = timer.time("sft", || {
+    let (sft, log) = stages.stage(&mut timer, "sft", base_seed, &base, || {
         train::sft(base.clone(), tpl, &sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), base_seed ^ 0x22, &ad)
     })?;
     train_log.extend(log.into_iter().map(|l| (base_seed, l)));
     let j = &spec.judge;
-    let (judge, log) = timer.time("judge", || {
-        train::scalar_rm(base, tpl, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
+    let (judge, log) = stages.stage(&mut timer, "judge", base_seed, &base, || {
+        train::scalar_rm(base.clone(), tpl, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
     })?;
     train_log.extend(log.into_iter().map(|l| (base_seed, l)));
     let judge = judge.valid();
@@ -330,12 +402,12 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     for &seed in &ex.seeds {
         eprintln!("— seed {seed} —");
         let r = &spec.scalar_rm;
-        let (scalar, log) = timer.time("scalar_rm", || {
+        let (scalar, log) = stages.stage(&mut timer, "scalar_rm", seed, &sft, || {
             train::scalar_rm(sft.clone(), tpl, "scalar_rm", &rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, &ad)
         })?;
         train_log.extend(log.into_iter().map(|l| (seed, l)));
         let q = &spec.seq2seq_rm;
-        let (s2s, log) = timer.time("seq2seq_rm", || {
+        let (s2s, log) = stages.stage(&mut timer, "seq2seq_rm", seed, &sft, || {
             train::seq2seq_rm(sft.clone(), tpl, &rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, &ad)
         })?;
         train_log.extend(log.into_iter().map(|l| (seed, l)));
@@ -356,7 +428,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         let s2s_reward = Seq2seqReward { model: s2s, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
         let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
         for (name, reward) in [("ppo_scalar", &scalar_reward as &dyn TokenReward), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward)] {
-            let (policy, log) = timer.time(name, || {
+            let (policy, log) = stages.stage(&mut timer, name, seed, &sft_valid, || {
                 train_ppo(PpoInputs {
                     sft: &sft,
                     reward,
@@ -444,6 +516,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         "n_bootstrap": spec.eval.n_bootstrap,
         "bootstrap_seed": spec.eval.bootstrap_seed,
         "stage_seconds": timer.stages,
+        "stages_loaded_from_cache": stages.loaded,
         "total_seconds": total,
         "param_counts": { "lm (policy, reference, RMs, judge; each)": lm_params, "score/value head": model_cfg.d_model + 1 },
         "data_counts": corpus.counts,

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use losses::{bradley_terry_loss, sequence_nll};
 
 /// One row of `train_log.csv`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StepLog {
     pub stage: String,
     pub step: usize,

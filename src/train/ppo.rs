@@ -20,7 +20,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 /// One row of `ppo_log.csv`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PpoLog {
     pub step: usize,
     /// Mean over responses of the summed RM token rewards (before the KL term).

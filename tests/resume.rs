@@ -1,0 +1,96 @@
+//! An interrupted run, started again, skips every finished stage and ends with the same CSVs as an
+//! uninterrupted one. The smoke run is killed with SIGKILL at several points — right after a
+//! stage finished, and in the middle of a stage (PPO) — and restarted each time in the same folder.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const CSVS: [&str; 7] =
+    ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"];
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var("S2RM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+    if dir.join("pku-saferlhf").is_dir() {
+        Some(dir)
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI: datasets not found at {}", dir.display());
+        eprintln!("SKIP: datasets not found at {} (set S2RM_DATA_DIR)", dir.display());
+        None
+    }
+}
+
+fn smoke(out: &Path, data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_s2rm"));
+    c.args(["run", "experiments/safety.toml", "--profile", "smoke", "--device", "cpu", "--output"])
+        .arg(out)
+        .arg("--data-dir")
+        .arg(data)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Runs until stderr shows `marker`, then SIGKILLs the process. Returns the stderr seen.
+fn kill_at(out: &Path, data: &Path, marker: &str) -> String {
+    let mut child = smoke(out, data).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut seen = String::new();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(marker) {
+            child.kill().unwrap(); // SIGKILL: no destructor, no cleanup runs
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run finished before `{marker}`:\n{seen}");
+    seen
+}
+
+#[test]
+fn killed_runs_resume_and_end_with_the_csvs_of_an_uninterrupted_run() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, resumed) = (tmp.path().join("whole"), tmp.path().join("resumed"));
+    assert!(smoke(&whole, &data).output().unwrap().status.success());
+
+    // Kill points: after the shared SFT stage, after seed 1's seq2seq RM, in the middle of seed 1's
+    // second PPO run (it has started, not finished), and after seed 2's first PPO run.
+    kill_at(&resumed, &data, "stage sft done");
+    let second = kill_at(&resumed, &data, "stage seq2seq_rm done");
+    assert!(second.contains("stage sft (seed 0): finished in an earlier run"), "SFT was not reused:\n{second}");
+    let third = kill_at(&resumed, &data, "stage ppo_seq2seq ...");
+    assert!(third.contains("stage seq2seq_rm (seed 1): finished in an earlier run"), "seq2seq RM was not reused:\n{third}");
+    let fourth = kill_at(&resumed, &data, "stage ppo_scalar done");
+    assert!(fourth.contains("stage ppo_scalar (seed 1): finished in an earlier run"));
+    assert!(!fourth.contains("stage ppo_seq2seq (seed 1): finished"), "an interrupted stage must be redone");
+    for f in CSVS {
+        assert!(!resumed.join(f).exists(), "{f} written by a killed run");
+    }
+    let last = smoke(&resumed, &data).output().unwrap();
+    assert!(last.status.success(), "{}", String::from_utf8_lossy(&last.stderr));
+
+    for f in CSVS {
+        let (x, y) = (std::fs::read(whole.join(f)).unwrap(), std::fs::read(resumed.join(f)).unwrap());
+        assert!(x == y, "{f}: the resumed run differs from the uninterrupted one");
+    }
+    let leftovers: Vec<_> = walk(&resumed).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
