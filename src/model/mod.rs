@@ -76,22 +76,12 @@ pub struct LmConfig {
     pub checkpoint: String,
 }
 
-/// Built-in pretrained presets: `preset = "<name>"` alone fills every shape field and the
-/// checkpoint path; fields the spec sets itself win (e.g. a shorter `max_seq_len`).
-pub const PRETRAINED_PRESETS: &[&str] = &["smollm2-135m"];
-
 impl LmConfig {
-    /// Fills unset fields of a pretrained preset (see [`PRETRAINED_PRESETS`]), and the usual
-    /// rotary base and RMSNorm epsilon of any `llama` config that leaves them out.
+    /// Fills unset fields of a built-in pretrained preset (`smollm2-135m`: `preset` alone gives
+    /// every shape field and the checkpoint path; fields the spec sets itself win, e.g. a shorter
+    /// `max_seq_len`), then the usual rotary base and RMSNorm epsilon of any `llama` config that
+    /// leaves them out. The preset goes first, so that its own rotary base is not pre-empted.
     pub fn apply_preset(&mut self) {
-        if self.arch == Arch::Llama {
-            if self.rope_theta == 0.0 {
-                self.rope_theta = 10_000.0;
-            }
-            if self.norm_eps == 0.0 {
-                self.norm_eps = 1e-5;
-            }
-        }
         if self.preset == "smollm2-135m" {
             let fill = |v: &mut usize, x: usize| {
                 if *v == 0 {
@@ -109,12 +99,17 @@ impl LmConfig {
             if self.rope_theta == 0.0 {
                 self.rope_theta = 100_000.0;
             }
-            if self.norm_eps == 0.0 {
-                self.norm_eps = 1e-5;
-            }
             self.tie_embeddings = true;
             if self.checkpoint.is_empty() {
                 self.checkpoint = "models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf".into();
+            }
+        }
+        if self.arch == Arch::Llama {
+            if self.rope_theta == 0.0 {
+                self.rope_theta = 10_000.0;
+            }
+            if self.norm_eps == 0.0 {
+                self.norm_eps = 1e-5;
             }
         }
     }
@@ -644,6 +639,18 @@ pub fn i64_tensor<const D: usize>(v: Vec<i64>, shape: [usize; D], device: &Devic
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smollm2_preset_keeps_its_rotary_base_when_the_spec_names_the_family() {
+        for arch in [Arch::Gpt, Arch::Llama] {
+            let mut c = LmConfig { preset: "smollm2-135m".into(), arch, ..Default::default() };
+            c.apply_preset();
+            assert_eq!((c.arch, c.rope_theta, c.norm_eps, c.d_model, c.n_kv_heads), (Arch::Llama, 100_000.0, 1e-5, 576, 3));
+        }
+        let mut c = LmConfig { preset: "x".into(), arch: Arch::Llama, ..Default::default() };
+        c.apply_preset();
+        assert_eq!((c.rope_theta, c.norm_eps), (10_000.0, 1e-5));
+    }
 
     #[test]
     fn pack_left_pads_prefixes_and_right_pads_continuations() {
