@@ -324,8 +324,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     };
     let text = match &pretrained {
         Some(ckpt) => {
-            let tok = ckpt.tokenizer.clone().with_context(|| format!("checkpoint {} carries no tokenizer", model_cfg.checkpoint))?;
-            Text::chatml(tok)?
+            Text::from_checkpoint(ckpt).with_context(|| format!("model.checkpoint {}", model_cfg.checkpoint))?
         }
         None => {
             let text = timer.time("tokenizer", || tokenizer(&corpus.docs, spec.model.vocab_size, &cache))?;

@@ -41,7 +41,7 @@ pub fn sample(path: &Path, prompts: &[String], max_new_tokens: usize, batch: usi
     let t = Instant::now();
     let ckpt = crate::pretrained::load(path).with_context(|| format!("loading {}", path.display()))?;
     let cfg = LmConfig::from_checkpoint("pretrained", &path.display().to_string(), &ckpt);
-    let text = Text::chatml(ckpt.tokenizer.clone().context("the checkpoint carries no tokenizer")?)?;
+    let text = Text::from_checkpoint(&ckpt)?;
     let model = cfg.load_pretrained(&ckpt, &sel.device)?;
     drop(ckpt);
     let load_seconds = t.elapsed().as_secs_f64();

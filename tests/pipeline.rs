@@ -1,23 +1,12 @@
 //! End to end: the `smoke` profile of the safety spec on the CPU, on the real data. Checks every
 //! output file and column, and that the same spec + seed + device gives byte-identical CSVs.
 
+mod common;
+
+use common::data_dir;
 use s2rm::runner::{RunOptions, run};
 use s2rm::spec;
-use std::path::{Path, PathBuf};
-
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var("S2RM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
-    if dir.join("pku-saferlhf").is_dir() {
-        Some(dir)
-    } else {
-        // In CI the data sits beside the clone: a skip there would hide a broken path.
-        assert!(std::env::var_os("CI").is_none(), "CI: datasets not found at {}", dir.display());
-        eprintln!("SKIP: datasets not found at {} (set S2RM_DATA_DIR)", dir.display());
-        None
-    }
-}
+use std::path::Path;
 
 fn smoke(out: &Path, data: &Path, sets: &[&str]) {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();

@@ -93,7 +93,7 @@ fn smollm2_in_burn_matches_the_reference_and_answers_in_english() {
     let ckpt = pretrained::load(&path).unwrap();
     let cfg = LmConfig::from_checkpoint("smollm2-135m", &path.display().to_string(), &ckpt);
     let model = cfg.load_pretrained(&ckpt, &device).unwrap();
-    let text = Text::chatml(ckpt.tokenizer.clone().unwrap()).unwrap();
+    let text = Text::from_checkpoint(&ckpt).unwrap();
 
     // Logits of the chat prompt, every position and every vocabulary entry, against the oracle.
     let chat = ids("chat_prompt_ids");

@@ -2,6 +2,9 @@
 //! uninterrupted one. The smoke run is killed with SIGKILL at several points — right after a
 //! stage finished, and in the middle of a stage (PPO) — and restarted each time in the same folder.
 
+mod common;
+
+use common::data_dir;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,18 +12,6 @@ use std::process::{Command, Stdio};
 const CSVS: [&str; 7] =
     ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"];
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var("S2RM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
-    if dir.join("pku-saferlhf").is_dir() {
-        Some(dir)
-    } else {
-        assert!(std::env::var_os("CI").is_none(), "CI: datasets not found at {}", dir.display());
-        eprintln!("SKIP: datasets not found at {} (set S2RM_DATA_DIR)", dir.display());
-        None
-    }
-}
 
 fn smoke(out: &Path, data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_s2rm"));

@@ -45,9 +45,10 @@ impl Source<'_> {
         Ok(Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), device)))
     }
 
-    fn vector(&self, name: &str, n: usize, device: &Device) -> Result<Param<Tensor<1>>> {
-        let t = self.get(name, &[n])?;
-        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(t.data.clone(), [n]), device)))
+    /// A tensor taken as it is (embedding, norm weights).
+    fn param<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device) -> Result<Param<Tensor<D>>> {
+        let t = self.get(name, &shape)?;
+        Ok(Param::from_tensor(Tensor::from_data(TensorData::new(t.data.clone(), shape), device)))
     }
 }
 
@@ -109,8 +110,7 @@ impl LmConfig {
         let d = self.d_model;
         let kv = self.kv_heads() * (d / self.n_heads);
         let ff = self.d_ff;
-        let emb = src.get("model.embed_tokens.weight", &[self.vocab_size, d])?;
-        lm.tok_emb.weight = Param::from_tensor(Tensor::from_data(TensorData::new(emb.data.clone(), [self.vocab_size, d]), device));
+        lm.tok_emb.weight = src.param("model.embed_tokens.weight", [self.vocab_size, d], device)?;
         for (i, block) in lm.blocks.iter_mut().enumerate() {
             let p = |s: &str| format!("model.layers.{i}.{s}");
             let (q, k, v, o) = (p("self_attn.q_proj.weight"), p("self_attn.k_proj.weight"), p("self_attn.v_proj.weight"), p("self_attn.o_proj.weight"));
@@ -127,22 +127,20 @@ impl LmConfig {
             }
             for (norm, name) in [(ln1, p("input_layernorm.weight")), (ln2, p("post_attention_layernorm.weight"))] {
                 match norm {
-                    Norm::Rms(n) => n.gamma = src.vector(&name, d, device)?,
+                    Norm::Rms(n) => n.gamma = src.param(&name, [d], device)?,
                     Norm::Layer(_) => bail!("pretrained checkpoints need RMSNorm"),
                 }
             }
         }
         match &mut lm.ln_f {
-            Norm::Rms(n) => n.gamma = src.vector("model.norm.weight", d, device)?,
+            Norm::Rms(n) => n.gamma = src.param("model.norm.weight", [d], device)?,
             Norm::Layer(_) => bail!("pretrained checkpoints need RMSNorm"),
         }
         if let Some(head) = &mut lm.lm_head {
             head.weight = src.linear(&[("lm_head.weight", self.vocab_size)], d, device)?;
         }
-        // Materialise the zero heads now (one probe forward), as a random init does.
-        let probe = super::pack(&[vec![crate::text::BOS]], &[vec![]], crate::text::PAD);
-        let hidden = lm.hidden_packed(&probe, device);
-        let _ = super::to_vec_f32(lm.scores(hidden.clone()) + lm.values(hidden));
+        // Materialise the zero heads now, as a random init does.
+        lm.probe_all_heads(device);
         Ok(lm)
     }
 }

@@ -277,10 +277,7 @@ impl LmConfig {
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(seed);
         let lm = self.init(device);
-        let probe = pack(&[vec![crate::text::BOS]], &[vec![]], crate::text::PAD);
-        let hidden = lm.hidden_packed(&probe, device);
-        let _ = to_vec_f32(lm.logits(hidden.clone()));
-        let _ = to_vec_f32(lm.scores(hidden.clone()) + lm.values(hidden));
+        lm.probe_all_heads(device);
         lm
     }
 
@@ -457,6 +454,16 @@ impl Lm {
         let hidden = self.hidden_packed(&packed, device);
         let idx: Vec<i64> = packed.last_real_index().iter().map(|&i| i as i64).collect();
         self.scores(hidden).gather(1, i64_tensor(idx, [packed.b, 1], device)).reshape([packed.b])
+    }
+
+    /// One probe forward through every head, so that every lazily initialised parameter exists.
+    /// (Not burn's `Module::materialize`: the forward's order of first use is the order in which
+    /// random parameters draw from the seeded RNG, which the committed results were made with.)
+    pub(crate) fn probe_all_heads(&self, device: &Device) {
+        let probe = pack(&[vec![crate::text::BOS]], &[vec![]], crate::text::PAD);
+        let hidden = self.hidden_packed(&probe, device);
+        let _ = to_vec_f32(self.logits(hidden.clone()));
+        let _ = to_vec_f32(self.scores(hidden.clone()) + self.values(hidden));
     }
 
     pub fn n_layers(&self) -> usize {

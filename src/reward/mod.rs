@@ -140,10 +140,7 @@ pub fn seq2seq_teacher_forced_chunked(
     rows: usize,
     device: &Device,
 ) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
-    if rows >= prompts.len() {
-        return teacher_forced_chunk(model, tpl, prompts, responses, max_prompt, max_response, device);
-    }
-    let (mut am, mut lp) = (Vec::new(), Vec::new());
+    let (mut am, mut lp) = (Vec::with_capacity(prompts.len()), Vec::with_capacity(prompts.len()));
     for (p, r) in prompts.chunks(rows).zip(responses.chunks(rows)) {
         let (a, l) = teacher_forced_chunk(model, tpl, p, r, max_prompt, max_response, device);
         am.extend(a);

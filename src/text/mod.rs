@@ -152,6 +152,11 @@ impl Text {
         Ok(Self { tokenizer, tpl, special })
     }
 
+    /// The tokenizer a pretrained checkpoint carries, with its ChatML markup.
+    pub fn from_checkpoint(ckpt: &crate::pretrained::Checkpoint) -> Result<Self> {
+        Self::chatml(ckpt.tokenizer.clone().ok_or_else(|| anyhow!("the checkpoint carries no tokenizer"))?)
+    }
+
     fn is_special(&self, id: u32) -> bool {
         self.special.get(id as usize).copied().unwrap_or(false)
     }
