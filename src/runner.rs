@@ -34,6 +34,8 @@ pub struct Corpus {
     pub sft_rows: Vec<(String, String)>,
     pub judge_pairs: Vec<Preference>,
     pub eval_prompts: Vec<(String, Vec<String>)>,
+    /// Reference answer of an eval prompt (`data.reference`), by prompt text.
+    pub references: HashMap<String, String>,
     pub docs: Vec<String>,
     pub refusal_sanity: Vec<(String, String, usize, f64)>,
     pub counts: BTreeMap<String, usize>,
@@ -102,7 +104,7 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
             by_kind.entry(kind_of[&p.source].clone()).or_default().push(p.prompt.clone());
         }
     }
-    let eval_prompts: Vec<(String, Vec<String>)> = by_kind
+    let mut eval_prompts: Vec<(String, Vec<String>)> = by_kind
         .into_iter()
         .map(|(k, v)| {
             let v = capped(&v, spec.eval.max_prompts_per_set, seed ^ 0xe7a1);
@@ -111,11 +113,13 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
         })
         .collect();
 
-    // SFT: chosen responses of the rm and policy splits, plus extra SFT rows whose prompt is
-    // neither an eval nor a judge prompt.
+    // SFT: chosen responses of the rm and policy splits (unless `sft_from_chosen = false`), plus
+    // extra SFT rows whose prompt is neither an eval nor a judge prompt.
     let mut sft_rows: Vec<(String, String)> = Vec::new();
-    for name in ["rm", "policy"] {
-        sft_rows.extend(splits[name].iter().map(|p| (p.prompt.clone(), p.chosen.clone())));
+    if d.sft_from_chosen {
+        for name in ["rm", "policy"] {
+            sft_rows.extend(splits[name].iter().map(|p| (p.prompt.clone(), p.chosen.clone())));
+        }
     }
     for id in &d.sft_extra {
         let rows = data::load_sft(manifest, data_dir, id)?;
@@ -150,7 +154,39 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
     docs.extend(sft_rows.iter().map(|(p, r)| format!("{p}\n{r}")));
     let docs = capped(&docs, d.max_corpus_docs, seed ^ 0xd0c5);
     counts.insert("corpus_docs".into(), docs.len());
-    Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, docs, refusal_sanity, counts })
+
+    // Out-of-distribution sets: prompts of other datasets, pooled per set; a prompt some stage
+    // trains on (or an in-distribution eval prompt) is dropped, so they stay unseen.
+    let mut seen: BTreeSet<&str> = sft_rows.iter().map(|(p, _)| p.as_str()).collect();
+    seen.extend(judge_pairs.iter().map(|p| p.prompt.as_str()));
+    seen.extend(raw_splits.values().flatten().map(|p| p.prompt.as_str()));
+    for (k, (name, ids)) in spec.eval.extra_sets.iter().enumerate() {
+        let mut pooled = Vec::new();
+        let mut distinct = BTreeSet::new();
+        for id in ids {
+            for p in data::load_prompts(manifest, data_dir, id).with_context(|| format!("eval.extra_sets.{name}"))? {
+                if !seen.contains(p.as_str()) && distinct.insert(p.clone()) {
+                    pooled.push(p);
+                }
+            }
+        }
+        if pooled.is_empty() {
+            bail!("eval.extra_sets.{name}: its datasets ({}) gave no prompt that no stage trains on", ids.join(", "));
+        }
+        let v = capped(&pooled, spec.eval.max_prompts_per_set, seed ^ 0x00d5 ^ ((k as u64 + 1) << 20));
+        counts.insert(format!("eval_prompts_{name}"), v.len());
+        eval_prompts.push((name.clone(), v));
+    }
+
+    let mut references = HashMap::new();
+    if !d.reference.is_empty() {
+        for r in data::load_sft(manifest, data_dir, &d.reference).context("data.reference")? {
+            references.entry(r.prompt).or_insert(r.response);
+        }
+        let with = eval_prompts.iter().flat_map(|(_, v)| v).filter(|p| references.contains_key(*p)).count();
+        counts.insert("eval_prompts_with_reference".into(), with);
+    }
+    Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, references, docs, refusal_sanity, counts })
 }
 
 /// Tokenizer trained on the corpus, cached under `<out>/.cache/` by a hash of its inputs.
@@ -211,6 +247,11 @@ impl StageCache {
             for k in ["seeds", "output_dir", "data_dir"] {
                 e.remove(k);
             }
+        }
+        // Evaluation settings change no trained model (eval prompts are chosen by the data split,
+        // which the `data` table keys), so new prompt sets reuse every finished stage.
+        if let Some(t) = v.as_table_mut() {
+            t.remove("eval");
         }
         let exe = std::env::current_exe().and_then(std::fs::read).map(|b| sha256_hex(&b)).unwrap_or_default();
         let base = format!("{}\n{device}\n{exe}", toml::to_string(&v).context("spec to TOML")?);
@@ -350,7 +391,13 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         .eval_prompts
         .iter()
         .flat_map(|(set, v)| {
-            v.iter().enumerate().map(|(id, t)| EvalPrompt { set: set.clone(), id, text: t.clone(), ids: text.encode(t) })
+            v.iter().enumerate().map(|(id, t)| EvalPrompt {
+                set: set.clone(),
+                id,
+                text: t.clone(),
+                ids: text.encode(t),
+                reference: corpus.references.get(t).map(|r| (r.clone(), text.encode(r).len())),
+            })
         })
         .collect();
 
@@ -461,11 +508,12 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
             vec![
                 name.clone(), size.clone(), seed.to_string(), g.policy.clone(), g.set.clone(), g.prompt_id.to_string(),
                 g.prompt.clone(), g.response.clone(), g.length_tokens.to_string(), b(g.truncated), b(g.refused), f(g.judge_score as f64),
+                g.reference.clone().map(|r| r.0).unwrap_or_default(), g.reference.as_ref().map(|r| r.1.to_string()).unwrap_or_default(),
             ]
         })
         .collect();
     files.push((out.join("generations.csv"), csv_bytes(
-        &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score"],
+        &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score", "reference", "reference_length_tokens"],
         &rows,
     )?));
     let rows: Vec<Vec<String>> = ppo_log

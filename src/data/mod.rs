@@ -35,6 +35,7 @@ pub const FORMATS: &[&str] = &[
     "prompts_json",
     "alpaca_outputs_json",
     "tldr_judged_csv",
+    "tldr_reference_csv",
     "ultrafeedback_jsonl",
 ];
 /// The formats that hold preference pairs.
@@ -638,6 +639,33 @@ fn read_tldr(file: &str, bytes: &[u8], sink: &mut PairSink) -> Result<()> {
     Ok(())
 }
 
+/// The TL;DR CSV read as SFT rows: every post (`query`, ending in `TL;DR:`) with its human
+/// reference summary (`reference_responses`), judged or not; rows with an empty side are skipped.
+fn read_tldr_references(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Vec<SftRow>> {
+    let entry = manifest.get(id)?;
+    let bytes = read_verified(manifest, data_dir, id)?;
+    let label = resolve(data_dir, &entry.file).display().to_string();
+    let file = label.as_str();
+    let text = utf8(file, &bytes)?;
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| anyhow!("{file}: cannot read the CSV header: {e}"))?.clone();
+    let col = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            anyhow!("{file}: CSV header has no column `{name}` (columns: {})", headers.iter().collect::<Vec<_>>().join(", "))
+        })
+    };
+    let (q, reference) = (col("query")?, col("reference_responses")?);
+    let mut out = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| anyhow!("{file} row {}: invalid CSV: {e}", i + 1))?;
+        let (prompt, response) = (rec.get(q).unwrap_or("").trim(), rec.get(reference).unwrap_or("").trim());
+        if !prompt.is_empty() && !response.is_empty() {
+            out.push(SftRow { prompt: prompt.to_string(), response: response.to_string(), source: entry.id.clone() });
+        }
+    }
+    Ok(out)
+}
+
 /// JSONL of `{"prompt": str, "chosen": str, "rejected": str, ...}`.
 fn read_ultrafeedback(file: &str, bytes: &[u8], sink: &mut PairSink) -> Result<()> {
     let text = utf8(file, bytes)?;
@@ -671,10 +699,13 @@ pub fn load_sft(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Vec<Sf
             })
             .collect());
     }
+    if entry.format == "tldr_reference_csv" {
+        return read_tldr_references(manifest, data_dir, id);
+    }
     if entry.format != "pku_sft_json" {
         bail!(
-            "dataset `{id}` has format `{}`, which holds no responses; load_sft reads pku_sft_json \
-             or a preference format ({})",
+            "dataset `{id}` has format `{}`, which holds no responses; load_sft reads pku_sft_json, \
+             tldr_reference_csv or a preference format ({})",
             entry.format,
             PREFERENCE_FORMATS.join(", ")
         );
@@ -717,7 +748,7 @@ pub fn load_prompts(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Ve
         return Ok(distinct(prefs.into_iter().map(|p| p.prompt).collect()));
     }
     match format {
-        "pku_sft_json" => {
+        "pku_sft_json" | "tldr_reference_csv" => {
             let rows = load_sft(manifest, data_dir, id)?;
             Ok(distinct(rows.into_iter().map(|r| r.prompt).collect()))
         }

@@ -19,6 +19,8 @@ pub struct EvalPrompt {
     pub id: usize,
     pub text: String,
     pub ids: Vec<u32>,
+    /// Reference answer and its length in tokens, when the spec names a reference dataset.
+    pub reference: Option<(String, usize)>,
 }
 
 /// One row of `generations.csv` (without the run-level columns).
@@ -33,6 +35,7 @@ pub struct GenRow {
     pub truncated: bool,
     pub refused: bool,
     pub judge_score: f32,
+    pub reference: Option<(String, usize)>,
 }
 
 pub struct EvalCtx<'a> {
@@ -71,6 +74,7 @@ pub fn answer(ctx: &EvalCtx, policy_name: &str, policy: &Lm, prompts: &[EvalProm
                 length_tokens: out.tokens[k].iter().filter(|&&t| t != ctx.text.tpl.eos).count(),
                 truncated: !out.finished[k],
                 judge_score: scores[k],
+                reference: p.reference.clone(),
             });
         }
     }

@@ -55,6 +55,15 @@ pub struct DataSpec {
     pub single_turn_only: bool,
     /// Extra SFT rows (prompt, response); rows whose prompt is an eval or judge prompt are dropped.
     pub sft_extra: Vec<String>,
+    /// SFT also imitates the chosen responses of the rm and policy splits (default). Summarization
+    /// sets it false: its chosen side is often a PPO policy's summary, and SFT should imitate the
+    /// human references (`sft_extra`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub sft_from_chosen: bool,
+    /// A dataset of (prompt, response) rows whose response is the reference answer of an eval
+    /// prompt (e.g. the human TL;DR summary): enables ROUGE-L and length-ratio metrics. Empty: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reference: String,
     /// Extra preference sets only the judge trains on.
     pub judge_extra: Vec<String>,
     /// Split fractions by prompt; must sum to 1.
@@ -154,6 +163,11 @@ pub struct EvalSpec {
     pub max_new_tokens: usize,
     pub n_bootstrap: usize,
     pub bootstrap_seed: u64,
+    /// Out-of-distribution prompt sets: set name (`ood_…`) → prompt datasets pooled into it (capped
+    /// at `max_prompts_per_set`). No stage trains on them, and the `eval` table is not part of the
+    /// stage-cache key, so adding a set to a finished run reuses every trained model.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_sets: BTreeMap<String, Vec<String>>,
 }
 
 /// A spec after profile and overrides, with where it came from.
@@ -162,6 +176,14 @@ pub struct Resolved {
     pub spec: Spec,
     pub file: PathBuf,
     pub profile: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 const PROFILES: [&str; 3] = ["smoke", "default", "gpu"];
@@ -460,6 +482,20 @@ pub fn validate(s: &Spec) -> Result<()> {
             if !seen.insert(id) {
                 bail!("`{key}` lists dataset `{id}` twice");
             }
+        }
+    }
+    if !d.sft_from_chosen && d.sft_extra.is_empty() {
+        bail!("`data.sft_from_chosen` is false and `data.sft_extra` is empty: SFT would have no data; name an SFT dataset in `data.sft_extra`");
+    }
+    for (name, ids) in &s.eval.extra_sets {
+        if !name.starts_with("ood_") || name.len() == 4 {
+            bail!("`eval.extra_sets.{name}`: set names must start with `ood_` (the report keeps these out-of-distribution sets out of the in-distribution `all`), e.g. `ood_{name}`");
+        }
+        if ids.is_empty() {
+            bail!("`eval.extra_sets.{name}` must list at least one prompt dataset");
+        }
+        if ids.iter().any(|id| id.trim().is_empty()) {
+            bail!("`eval.extra_sets.{name}` lists an empty dataset id");
         }
     }
     for need in ["rm", "policy", "judge", "eval"] {
