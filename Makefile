@@ -6,10 +6,13 @@ CARGO ?= cargo
 # `make test`: after the tests have built once, `make reproduce-safety` starts in seconds.
 BIN := target/debug/s2rm
 
-.PHONY: help build test reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
+.PHONY: help build test reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
 
 help:
 	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
+	@echo "make reproduce-summarization   TL;DR summarization, length bias -> results/summarization/"
+	@echo "make reproduce-helpfulness     HH-RLHF helpfulness dialogue + OOD prompts -> results/helpfulness/"
+	@echo "make reproduce-all      every experiment above (default profile), then make figures"
 	@echo "make test               the whole test suite (CPU only)"
 	@echo "make reproduce-safety-mean-scaling   the same with seq2seq rewards divided by length (ablation)"
 	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs"
@@ -23,6 +26,16 @@ build:
 
 reproduce-safety: build
 	$(BIN) run experiments/safety.toml --profile default
+
+reproduce-summarization: build
+	$(BIN) run experiments/summarization.toml --profile default
+
+reproduce-helpfulness: build
+	$(BIN) run experiments/helpfulness.toml --profile default
+
+# Every paper experiment (default profile), then the tables, figures and results/PAPER.md.
+reproduce-all: reproduce-safety reproduce-summarization reproduce-helpfulness reproduce-safety-mean-scaling
+	$(MAKE) figures
 
 # Ablation: seq2seq token rewards divided by the response length (no length incentive).
 reproduce-safety-mean-scaling: build

@@ -1,5 +1,6 @@
-//! End to end: the `smoke` profile of the safety spec on the CPU, on the real data. Checks every
-//! output file and column, and that the same spec + seed + device gives byte-identical CSVs.
+//! End to end: the `smoke` profile of every experiment spec on the CPU, on the real data. Checks
+//! every output file and column, that the same spec + seed + device gives byte-identical CSVs, the
+//! summarization references and the out-of-distribution prompt sets.
 
 mod common;
 
@@ -9,8 +10,13 @@ use s2rm::spec;
 use std::path::Path;
 
 fn smoke(out: &Path, data: &Path, sets: &[&str]) {
+    smoke_of("safety", out, data, sets)
+}
+
+fn smoke_of(experiment: &str, out: &Path, data: &Path, sets: &[&str]) {
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    let resolved = spec::load(Path::new("experiments/safety.toml"), "smoke", &sets).expect("spec loads");
+    let file = format!("experiments/{experiment}.toml");
+    let resolved = spec::load(Path::new(&file), "smoke", &sets).expect("spec loads");
     let opts = RunOptions { output: Some(out.to_path_buf()), data_dir: Some(data.to_path_buf()), device: Some("cpu".into()) };
     run(&resolved, &opts).expect("smoke run succeeds");
 }
@@ -32,7 +38,7 @@ fn smoke_profile_writes_every_output() {
     smoke(&out, &data, &[]);
 
     let expect: &[(&str, &[&str])] = &[
-        ("generations.csv", &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score"]),
+        ("generations.csv", &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score", "reference", "reference_length_tokens"]),
         ("ppo_log.csv", &["experiment", "size", "seed", "rm", "step", "rm_reward", "kl", "response_length", "refusal_rate", "entropy", "policy_loss", "value_loss", "clip_frac", "truncated_rate"]),
         ("rm_eval.csv", &["experiment", "size", "seed", "model", "metric", "value", "n"]),
         ("train_log.csv", &["experiment", "size", "seed", "stage", "step", "loss"]),
@@ -95,4 +101,60 @@ fn same_spec_seed_and_device_give_identical_csvs() {
         let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
         assert!(x == y, "{f} differs between two identical runs");
     }
+}
+
+/// Column index of `name` in a CSV file's header.
+fn col(path: &Path, name: &str) -> usize {
+    header(path).iter().position(|h| h == name).unwrap_or_else(|| panic!("{}: no column {name}", path.display()))
+}
+
+#[test]
+fn summarization_smoke_scores_against_the_human_references() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("summarization");
+    smoke_of("summarization", &out, &data, &["experiment.seeds=[1]"]);
+    let path = out.join("generations.csv");
+    let (reference, ref_len, prompt) = (col(&path, "reference"), col(&path, "reference_length_tokens"), col(&path, "prompt"));
+    let g = rows(&path);
+    assert!(!g.is_empty());
+    // Every eval post has its human reference (TL;DR posts end with "TL;DR:").
+    for r in &g {
+        assert!(r[prompt].trim_end().ends_with("TL;DR:"), "not a TL;DR post: {}", &r[prompt]);
+        assert!(!r[reference].is_empty(), "eval post without reference");
+        assert!(r[ref_len].parse::<usize>().unwrap() > 0);
+    }
+    // SFT imitates references only: the chosen side of the judged pairs is not added.
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run_info.json")).unwrap()).unwrap();
+    let counts = &info["data_counts"];
+    assert_eq!(counts["sft_rows"], counts["sft_rows_tldr_references"], "SFT rows other than references: {counts}");
+}
+
+#[test]
+fn helpfulness_smoke_answers_out_of_distribution_sets_no_stage_trained_on() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("helpfulness");
+    smoke_of("helpfulness", &out, &data, &["experiment.seeds=[1]"]);
+    let g = rows(&out.join("generations.csv"));
+    let sets: std::collections::BTreeSet<_> = g.iter().map(|r| r[4].to_string()).collect();
+    assert_eq!(sets.into_iter().collect::<Vec<_>>(), ["benign", "ood_alpaca", "ood_harmful"]);
+
+    // The OOD prompts are disjoint from every prompt a stage trains or is evaluated on.
+    let resolved = spec::load(Path::new("experiments/helpfulness.toml"), "smoke", &[]).unwrap();
+    let s = &resolved.spec;
+    let manifest = s2rm::data::Manifest::load(Path::new(&s.data.manifest)).unwrap();
+    let refusal = s2rm::data::RefusalDetector::load(Path::new(&s.data.refusal_patterns)).unwrap();
+    let c = s2rm::runner::build_corpus(s, &manifest, &data, &refusal).unwrap();
+    let mut trained: std::collections::BTreeSet<&str> = c.sft_rows.iter().map(|(p, _)| p.as_str()).collect();
+    trained.extend(c.judge_pairs.iter().map(|p| p.prompt.as_str()));
+    trained.extend(c.splits.values().flatten().map(|p| p.prompt.as_str()));
+    let mut n_ood = 0;
+    for (set, prompts) in &c.eval_prompts {
+        if set.starts_with("ood_") {
+            n_ood += prompts.len();
+            assert!(prompts.iter().all(|p| !trained.contains(p.as_str())), "{set} holds a trained-on prompt");
+        }
+    }
+    assert_eq!(n_ood, 2 * s.eval.max_prompts_per_set, "both OOD sets capped at max_prompts_per_set");
 }

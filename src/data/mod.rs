@@ -1595,6 +1595,16 @@ mod tests {
         let (t, rep) = load_preferences_report(&m, &dd, "tldr_judged", false).expect("tldr");
         eprintln!("tldr_judged: {rep:?}");
         assert_eq!((rep.rows, rep.unlabelled, t.len()), (1945, 945, 1000));
+        // The same file as references: every post, and each judged pair holds its post's reference
+        // on one side (the other is the 1.3B PPO summary).
+        let refs = load_sft(&m, &dd, "tldr_references").expect("tldr references");
+        assert_eq!(refs.len(), 1945);
+        let by_post: HashMap<&str, &str> = refs.iter().map(|r| (r.prompt.as_str(), r.response.as_str())).collect();
+        for p in &t {
+            let r = by_post[p.prompt.as_str()];
+            assert!(r == p.chosen || r == p.rejected, "reference of a judged post is neither side");
+        }
+        assert_eq!(load_prompts(&m, &dd, "tldr_references").expect("posts").len(), 1945);
         // UltraFeedback: 4 + 1 identical pairs and 2 with an empty side are dropped.
         for (id, rows, kept) in [
             ("ultrafeedback_train", 1000, 994),

@@ -608,6 +608,27 @@ impl Spec {
 mod tests {
     use super::*;
 
+    /// Every spec in experiments/ loads and validates in every profile it defines, and the three
+    /// paper experiments are there (what `s2rm validate experiments/*.toml` checks).
+    #[test]
+    fn every_experiment_spec_validates_in_every_profile() {
+        let mut names = Vec::new();
+        for e in std::fs::read_dir("experiments").unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                for profile in PROFILES {
+                    let r = load(&path, profile, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                    assert!(r.spec.experiment.output_dir.starts_with("results/"), "{}", path.display());
+                    if profile == "default" {
+                        names.push(r.spec.experiment.name.clone());
+                    }
+                }
+            }
+        }
+        names.sort();
+        assert_eq!(names, ["helpfulness", "safety", "summarization"]);
+    }
+
     #[test]
     fn merge_is_deep_and_set_parses_values() {
         let mut base: toml::Table = toml::from_str("[a]\nx = 1\ny = 2\n[b]\nz = \"q\"").unwrap();
