@@ -233,7 +233,9 @@ fn f(v: f64) -> String {
 /// and the paths, so adding a seed reuses the shared stages), the stage, its seed, the device and
 /// the s2rm executable itself (a rebuilt binary never reuses another build's artifacts). The model
 /// file is written first and the log file last, each by rename, so a kill leaves no entry that
-/// looks finished but is not.
+/// looks finished but is not. A PPO stage also keeps its checkpoints here while it runs
+/// (`<stage>-<seed>-<key>.partial.json` and `.step<k>[.optim].bpk`, see `train::ppo`), removed once
+/// the stage is stored; `ppo.checkpoint_every` is left out of the key, since it changes no result.
 struct StageCache {
     dir: PathBuf,
     base: String,
@@ -249,18 +251,47 @@ impl StageCache {
             }
         }
         // Evaluation settings change no trained model (eval prompts are chosen by the data split,
-        // which the `data` table keys), so new prompt sets reuse every finished stage.
+        // which the `data` table keys), so new prompt sets reuse every finished stage; how often
+        // PPO checkpoints changes no result either.
         if let Some(t) = v.as_table_mut() {
             t.remove("eval");
+        }
+        if let Some(p) = v.get_mut("ppo").and_then(|p| p.as_table_mut()) {
+            p.remove("checkpoint_every");
         }
         let exe = std::env::current_exe().and_then(std::fs::read).map(|b| sha256_hex(&b)).unwrap_or_default();
         let base = format!("{}\n{device}\n{exe}", toml::to_string(&v).context("spec to TOML")?);
         Ok(Self { dir, base, loaded: Vec::new() })
     }
 
-    fn paths(&self, stage: &str, seed: u64) -> (PathBuf, PathBuf) {
+    /// `<stage>-<seed>-<key>`: the name of every file of this stage.
+    fn stem(&self, stage: &str, seed: u64) -> String {
         let key = &sha256_hex(format!("{}\n{stage}\n{seed}", self.base).as_bytes())[..24];
-        (self.dir.join(format!("{stage}-{seed}-{key}.bpk")), self.dir.join(format!("{stage}-{seed}-{key}.json")))
+        format!("{stage}-{seed}-{key}")
+    }
+
+    fn paths(&self, stage: &str, seed: u64) -> (PathBuf, PathBuf) {
+        let stem = self.stem(stage, seed);
+        (self.dir.join(format!("{stem}.bpk")), self.dir.join(format!("{stem}.json")))
+    }
+
+    /// The path prefix of the stage's within-stage checkpoints (PPO).
+    fn checkpoint_prefix(&self, stage: &str, seed: u64) -> PathBuf {
+        self.dir.join(self.stem(stage, seed))
+    }
+
+    /// Removes the stage's checkpoint files (and temporary files of an interrupted write).
+    fn clear_checkpoints(&self, stage: &str, seed: u64) {
+        let stem = self.stem(stage, seed);
+        let (step, partial) = (format!("{stem}.step"), format!("{stem}.partial."));
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&step) || name.starts_with(&partial) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 
     fn load<L: serde::de::DeserializeOwned>(&self, stage: &str, seed: u64, template: &Lm) -> Option<(Lm, L)> {
@@ -291,6 +322,7 @@ impl StageCache {
         if let Some(hit) = self.load(stage, seed, template) {
             eprintln!("stage {stage} (seed {seed}): finished in an earlier run, loaded from {}", self.dir.display());
             self.loaded.push(format!("{stage}/{seed}"));
+            self.clear_checkpoints(stage, seed);
             return Ok(hit);
         }
         // Kept before the stage reports itself done: "done" on the console means it is on disk.
@@ -298,6 +330,7 @@ impl StageCache {
         timer.time(stage, || {
             let out = train()?;
             this.store(stage, seed, &out.0, &out.1)?;
+            this.clear_checkpoints(stage, seed);
             Ok(out)
         })
     }
@@ -474,6 +507,8 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         let s2s_reward = Seq2seqReward { model: s2s, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
         let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
         for (name, reward) in [("ppo_scalar", &scalar_reward as &dyn TokenReward), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward)] {
+            // Always passed: a checkpoint on disk is resumed even when `checkpoint_every` is now 0.
+            let checkpoint = Some(stages.checkpoint_prefix(name, seed));
             let (policy, log) = stages.stage(&mut timer, name, seed, &sft_valid, || {
                 train_ppo(PpoInputs {
                     sft: &sft,
@@ -485,6 +520,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
                     text: &text,
                     refusal: &refusal,
                     device: &ad,
+                    checkpoint,
                 })
             })?;
             ppo_log.extend(log.into_iter().map(|l| (seed, reward.kind(), l)));
@@ -593,4 +629,22 @@ fn notes(spec: &Spec) -> Vec<String> {
         ),
         "Rollouts and evaluation sample at temperature 1 with no top-k/top-p (the exact policy distribution); each prompt has its own sampling seed shared by all policies.".into(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_every_is_not_part_of_the_stage_key() {
+        let spec = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            crate::spec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/safety.toml")), "smoke", &sets).unwrap().spec
+        };
+        let stem = |sets: &[&str]| StageCache::new(PathBuf::from("c"), &spec(sets), "cpu").unwrap().stem("ppo_scalar", 1);
+        let base = stem(&[]);
+        assert_eq!(stem(&["ppo.checkpoint_every=0"]), base);
+        assert_eq!(stem(&["ppo.checkpoint_every=7"]), base);
+        assert_ne!(stem(&["ppo.lr=1e-3"]), base, "a field that changes results must change the key");
+    }
 }

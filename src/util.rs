@@ -5,8 +5,9 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// SplitMix64: a tiny, fully specified PRNG. Used wherever the stream must be identical on every
-/// platform and crate version (splits, bootstrap resampling, per-sequence sampling seeds).
-#[derive(Clone, Debug)]
+/// platform and crate version (splits, bootstrap resampling, per-sequence sampling seeds). Its whole
+/// state is one `u64`, serialised as is (PPO checkpoints keep the minibatch shuffler's).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitMix64 {
     state: u64,
 }

@@ -79,6 +79,7 @@ fn ppo_spec() -> PpoSpec {
         max_new_tokens: 4,
         truncation_penalty: -1.0,
         whiten_advantages: true,
+        checkpoint_every: 0,
     }
 }
 
@@ -103,6 +104,7 @@ fn non_finite_reward_stops_ppo_naming_stage_and_step() {
             text: &text,
             refusal: &refusal,
             device: &ad,
+            checkpoint: None,
         });
         let e = format!("{:#}", r.err().expect("a non-finite reward must fail PPO"));
         assert!(e.contains("stage `ppo-scalar`") && e.contains("reward is") && e.contains("step 0"), "{e}");

@@ -1,6 +1,8 @@
-//! An interrupted run, started again, skips every finished stage and ends with the same CSVs as an
-//! uninterrupted one. The smoke run is killed with SIGKILL at several points — right after a
-//! stage finished, and in the middle of a stage (PPO) — and restarted each time in the same folder.
+//! An interrupted run, started again, skips every finished stage, resumes an interrupted PPO run
+//! from its last checkpoint and ends with the same CSVs as an uninterrupted one. The smoke run is
+//! killed with SIGKILL at several points — right after a stage finished, in the middle of a PPO run
+//! after it wrote a checkpoint (the smoke profile checkpoints every step), and right at the start
+//! of a PPO run — and restarted each time in the same folder.
 
 mod common;
 
@@ -13,9 +15,12 @@ const CSVS: [&str; 7] =
     ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"];
 
 
+/// The smoke run with 8 PPO steps instead of 2: it checkpoints after steps 1 to 7, so that a
+/// kill sent on reading "checkpoint at step 1" lands before the stage finishes even when the test
+/// process is slow to react (a smoke PPO step with its checkpoint takes some 40 ms).
 fn smoke(out: &Path, data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_s2rm"));
-    c.args(["run", "experiments/safety.toml", "--profile", "smoke", "--device", "cpu", "--output"])
+    c.args(["run", "experiments/safety.toml", "--profile", "smoke", "--set", "ppo.steps=8", "--device", "cpu", "--output"])
         .arg(out)
         .arg("--data-dir")
         .arg(data)
@@ -49,16 +54,22 @@ fn killed_runs_resume_and_end_with_the_csvs_of_an_uninterrupted_run() {
     let (whole, resumed) = (tmp.path().join("whole"), tmp.path().join("resumed"));
     assert!(smoke(&whole, &data).output().unwrap().status.success());
 
-    // Kill points: after the shared SFT stage, after seed 1's seq2seq RM, in the middle of seed 1's
-    // second PPO run (it has started, not finished), and after seed 2's first PPO run.
+    // Kill points: after the shared SFT stage, after seed 1's seq2seq RM, in seed 1's first PPO run
+    // after its first checkpoint, at the start of seed 1's second PPO run, and after seed
+    // 2's first PPO run.
     kill_at(&resumed, &data, "stage sft done");
     let second = kill_at(&resumed, &data, "stage seq2seq_rm done");
     assert!(second.contains("stage sft (seed 0): finished in an earlier run"), "SFT was not reused:\n{second}");
-    let third = kill_at(&resumed, &data, "stage ppo_seq2seq ...");
+    let third = kill_at(&resumed, &data, "stage ppo_scalar (seed 1): checkpoint at step 1 of 8 written");
     assert!(third.contains("stage seq2seq_rm (seed 1): finished in an earlier run"), "seq2seq RM was not reused:\n{third}");
-    let fourth = kill_at(&resumed, &data, "stage ppo_scalar done");
-    assert!(fourth.contains("stage ppo_scalar (seed 1): finished in an earlier run"));
-    assert!(!fourth.contains("stage ppo_seq2seq (seed 1): finished"), "an interrupted stage must be redone");
+    let fourth = kill_at(&resumed, &data, "stage ppo_seq2seq ...");
+    assert!(
+        fourth.contains("stage ppo_scalar (seed 1): resuming from the checkpoint at step "),
+        "the PPO run killed after its checkpoint did not resume from it:\n{fourth}"
+    );
+    let fifth = kill_at(&resumed, &data, "stage ppo_scalar done");
+    assert!(fifth.contains("stage ppo_scalar (seed 1): finished in an earlier run"), "{fifth}");
+    assert!(!fifth.contains("stage ppo_seq2seq (seed 1): finished"), "an interrupted stage must be redone");
     for f in CSVS {
         assert!(!resumed.join(f).exists(), "{f} written by a killed run");
     }
@@ -71,6 +82,15 @@ fn killed_runs_resume_and_end_with_the_csvs_of_an_uninterrupted_run() {
     }
     let leftovers: Vec<_> = walk(&resumed).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    // Checkpoints are removed once their stage is stored.
+    let checkpoints: Vec<_> = walk(&resumed)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.contains(".partial.") || name.contains(".step")
+        })
+        .collect();
+    assert!(checkpoints.is_empty(), "PPO checkpoints left behind: {checkpoints:?}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

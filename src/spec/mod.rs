@@ -153,6 +153,11 @@ pub struct PpoSpec {
     /// Added to the last token's reward of a response cut off without an end token (both RMs).
     pub truncation_penalty: f32,
     pub whiten_advantages: bool,
+    /// Write a checkpoint (policy, optimizer state, log and sampler states) every this many PPO
+    /// steps, which a rerun of an interrupted run resumes from; 0 = never. Results do not depend on
+    /// it (it is left out of the stage-cache key).
+    #[serde(default)]
+    pub checkpoint_every: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

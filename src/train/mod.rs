@@ -8,7 +8,7 @@ use crate::model::{Lm, f32_tensor, i64_tensor, next_token_logprobs, pack, to_vec
 use crate::text::{BOS, PAD, Template};
 use crate::util::SplitMix64;
 use anyhow::{Result, bail};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{Adam, AdamConfig, AdamState, GradientsParams, ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,12 +51,46 @@ pub fn lr_at(cfg: &LoopCfg, step: usize) -> f64 {
     }
 }
 
-/// Adam with per-parameter gradient-norm clipping (burn's `GradientClipping::Norm`).
-pub fn adam(grad_clip: f32) -> burn::optim::ModuleOptimizer {
-    AdamConfig::new()
-        .with_epsilon(1e-8)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(grad_clip)))
-        .init()
+/// Adam with per-parameter gradient-norm clipping (burn's `GradientClipping::Norm`): what
+/// `AdamConfig::init` builds, with Adam wrapped in [`HostLoadedAdam`].
+pub fn adam(grad_clip: f32) -> ModuleOptimizer {
+    let adam = AdamConfig::new().with_epsilon(1e-8).build();
+    ModuleOptimizer::from(HostLoadedAdam(adam)).with_grad_clipping(GradientClippingConfig::Norm(grad_clip).init())
+}
+
+/// burn's Adam, step for step, except where a state read back from a file
+/// ([`ModuleOptimizer::load`], PPO checkpoints) is built: burn builds it on `Device::default()`,
+/// which is wgpu whenever wgpu is compiled in, so with no adapter the load panics, and on a GPU
+/// host a CPU run's state would pass through the GPU. Here it is built on the CPU (`flex`); the
+/// next step moves each state to its parameter's device, as burn does for every loaded state.
+#[derive(Clone)]
+pub struct HostLoadedAdam(Adam);
+
+/// [`AdamState`], rebuilt on the CPU by [`RecordState::state_unflatten`]; the same record entries.
+#[derive(Clone)]
+pub struct HostLoadedState<const D: usize>(AdamState<D>);
+
+impl<const D: usize> RecordState for HostLoadedState<D> {
+    fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
+        self.0.state_flatten(prefix, out)
+    }
+
+    fn state_unflatten(prefix: &str, src: &mut StateSource, _device: &Device) -> Option<Self> {
+        AdamState::state_unflatten(prefix, src, &Device::flex()).map(Self)
+    }
+}
+
+impl Optimizer for HostLoadedAdam {
+    type State<const D: usize> = HostLoadedState<D>;
+
+    fn step<const D: usize>(&self, lr: f64, tensor: Tensor<D>, grad: Tensor<D>, state: Option<Self::State<D>>) -> (Tensor<D>, Option<Self::State<D>>) {
+        let (tensor, state) = self.0.step(lr, tensor, grad, state.map(|s| s.0));
+        (tensor, state.map(HostLoadedState))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        HostLoadedState(Adam::to_device(state.0, device))
+    }
 }
 
 /// The custom loop every supervised stage uses: `loss_fn(model, step)` → backward → Adam step.
@@ -87,7 +121,9 @@ pub fn run_loop(
     Ok((model, log))
 }
 
-/// Deterministic epoch-wise shuffled index batches.
+/// Deterministic epoch-wise shuffled index batches. Serialisable, so that a PPO checkpoint resumes
+/// the prompt stream where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sampler {
     order: Vec<usize>,
     pos: usize,
@@ -100,6 +136,15 @@ impl Sampler {
         let mut s = Self { order: (0..n).collect(), pos: 0, rng: SplitMix64::new(seed) };
         s.rng.shuffle(&mut s.order);
         s
+    }
+
+    /// Whether this state (e.g. one read back from a checkpoint) is a sampler over `n` items: its
+    /// order a permutation of `0..n` and its position inside it. `next_batch` cannot panic then.
+    pub fn fits(&self, n: usize) -> bool {
+        let mut seen = vec![false; n];
+        self.order.len() == n
+            && self.pos <= n
+            && self.order.iter().all(|&i| i < n && !std::mem::replace(&mut seen[i], true))
     }
 
     pub fn next_batch(&mut self, bs: usize) -> Vec<usize> {

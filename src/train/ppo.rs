@@ -5,6 +5,17 @@
 //! GAE on the host, then `ppo_epochs` passes of clipped policy + value updates over minibatches.
 //! The critic is a value head on the policy's own trunk (one forward pass serves both; a choice made
 //! for CPU budgets, documented in the README).
+//!
+//! Checkpoints: with a path prefix in [`PpoInputs::checkpoint`] and `ppo.checkpoint_every = N > 0`,
+//! the run writes, after every N-th step (not after the last), the policy (`<prefix>.step<k>.bpk`,
+//! with its parameter ids, which key the optimizer state), the Adam state
+//! (`<prefix>.step<k>.optim.bpk`) and then, last, `<prefix>.partial.json` (k, the log so far, the
+//! prompt sampler and the minibatch shuffler). Each file is written to `.tmp` and renamed, and the
+//! model files carry the step, so a kill at any point leaves the JSON naming files that are
+//! complete. A later call with the same prefix resumes at step k; everything else a step needs
+//! (sampling seeds, the learning rate) derives from the seed and the step index, so the resumed run
+//! is bit-identical to an uninterrupted one (tested). A checkpoint that cannot be read is reported
+//! and ignored.
 
 use super::losses::{gae, kl_shaped_rewards, ppo_policy_loss, ppo_value_loss, whiten};
 use super::{LoopCfg, Sampler, adam, lr_at, progress};
@@ -15,9 +26,10 @@ use crate::reward::TokenReward;
 use crate::spec::PpoSpec;
 use crate::text::{PAD, Text};
 use crate::util::SplitMix64;
-use anyhow::{Result, bail};
-use burn::optim::GradientsParams;
+use anyhow::{Context, Result, anyhow, bail};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use std::path::{Path, PathBuf};
 
 /// One row of `ppo_log.csv`.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -88,6 +100,91 @@ pub struct PpoInputs<'a> {
     pub text: &'a Text,
     pub refusal: &'a RefusalDetector,
     pub device: &'a Device,
+    /// Path prefix of this run's checkpoint files (see the module docs); `None`: none are read or
+    /// written. They are written every `cfg.checkpoint_every` steps (0 = never); one that exists is
+    /// resumed from whatever `checkpoint_every` was when it was written (it does not change results).
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// The JSON part of a checkpoint: the steps done and the host-side state the next step needs.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Partial {
+    /// Steps completed, so the index of the next step.
+    step: usize,
+    log: Vec<PpoLog>,
+    prompt_sampler: Sampler,
+    mb_rng: SplitMix64,
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// `<prefix>.partial.json`, written last.
+fn partial_path(prefix: &Path) -> PathBuf {
+    with_suffix(prefix, ".partial.json")
+}
+
+fn model_path(prefix: &Path, step: usize) -> PathBuf {
+    with_suffix(prefix, &format!(".step{step}.bpk"))
+}
+
+fn optim_path(prefix: &Path, step: usize) -> PathBuf {
+    with_suffix(prefix, &format!(".step{step}.optim.bpk"))
+}
+
+/// Runs `save` on `<path>.tmp`, then renames it to `path`; removes the temporary file on failure.
+fn save_renamed<E: std::fmt::Display>(path: &Path, save: impl FnOnce(&Path) -> Result<(), E>) -> Result<()> {
+    let tmp = with_suffix(path, ".tmp");
+    let done = save(&tmp)
+        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))
+        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display())));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
+/// Writes the checkpoint after `partial.step` steps: model, optimizer, then the JSON.
+fn write_checkpoint(prefix: &Path, policy: &Lm, optim: &ModuleOptimizer, partial: &Partial) -> Result<()> {
+    if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    save_renamed(&model_path(prefix, partial.step), |p| policy.clone().save_file(p))?;
+    save_renamed(&optim_path(prefix, partial.step), |p| optim.save(p))?;
+    crate::util::write_atomic(&partial_path(prefix), &serde_json::to_vec(partial)?)
+}
+
+/// Removes the model and optimizer files of the checkpoint after `step` steps.
+fn remove_step_files(prefix: &Path, step: usize) {
+    let _ = std::fs::remove_file(model_path(prefix, step));
+    let _ = std::fs::remove_file(optim_path(prefix, step));
+}
+
+/// The checkpoint at `prefix`, if there is one: `Ok(None)` when there is no JSON, an error when it
+/// or the files it names cannot be read or do not fit this run.
+fn read_checkpoint(prefix: &Path, template: &Lm, grad_clip: f32, n_prompts: usize, steps: usize) -> Result<Option<(Lm, ModuleOptimizer, Partial)>> {
+    let json = partial_path(prefix);
+    let bytes = match std::fs::read(&json) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", json.display())),
+    };
+    let partial: Partial = serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", json.display()))?;
+    let k = partial.step;
+    if k == 0 || k >= steps || partial.log.len() != k || partial.log.iter().enumerate().any(|(i, l)| l.step != i) {
+        bail!("{} does not fit this run (step {k} of {steps}, {} log rows)", json.display(), partial.log.len());
+    }
+    if !partial.prompt_sampler.fits(n_prompts) {
+        bail!("{}: its prompt sampler is not one over the {n_prompts} policy prompts", json.display());
+    }
+    let model = model_path(prefix, k);
+    let policy = template.clone().try_load_file(&model).map_err(|e| anyhow!("cannot load {}: {e}", model.display()))?;
+    let optim_file = optim_path(prefix, k);
+    let optim = adam(grad_clip).load(&optim_file).map_err(|e| anyhow!("cannot load {}: {e}", optim_file.display()))?;
+    Ok(Some((policy, optim, partial)))
 }
 
 /// Runs PPO from the SFT policy; returns the trained policy (inference copy) and the step log.
@@ -105,10 +202,40 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
     let mut mb_rng = SplitMix64::derive(inp.seed, 0x4d42);
     let gen_cfg = GenConfig { max_new_tokens: cfg.max_new_tokens, eos: inp.text.tpl.eos, pad: PAD, greedy: false };
     let label = format!("ppo-{}", inp.reward.kind());
-    let pb = progress(cfg.steps as u64, &label);
+    // The runner's name of this stage, for messages.
+    let stage = format!("ppo_{}", inp.reward.kind());
     let mut log = Vec::with_capacity(cfg.steps);
+    let mut start = 0;
+    // Steps of the checkpoint whose model files are on disk (deleted once a newer one is complete).
+    let mut on_disk: Option<usize> = None;
+    if let Some(prefix) = &inp.checkpoint {
+        // A damaged file must not stop the run; burn's readers may panic on some malformations.
+        // The template is the fresh policy: same structure and device.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_checkpoint(prefix, &policy, cfg.grad_clip, inp.prompts.len(), cfg.steps)
+        }))
+        .unwrap_or_else(|_| Err(anyhow!("reading it panicked")));
+        match read {
+            Ok(None) => {}
+            Ok(Some((p, o, partial))) => {
+                eprintln!("stage {stage} (seed {}): resuming from the checkpoint at step {} of {}", inp.seed, partial.step, cfg.steps);
+                (policy, optim) = (p, o);
+                (prompt_sampler, mb_rng) = (partial.prompt_sampler, partial.mb_rng);
+                (start, log) = (partial.step, partial.log);
+                on_disk = Some(start);
+            }
+            Err(e) => eprintln!(
+                "stage {stage} (seed {}): the checkpoint {} is ignored ({e:#}); starting from step 0",
+                inp.seed,
+                partial_path(prefix).display()
+            ),
+        }
+    }
+    let pb = progress(cfg.steps as u64, &label);
+    pb.set_position(start as u64);
+    pb.reset_eta();
 
-    for step in 0..cfg.steps {
+    for step in start..cfg.steps {
         // --- rollout (no autodiff anywhere in this block) ---
         let idx = prompt_sampler.next_batch(cfg.batch_size);
         let raw: Vec<Vec<u32>> = idx.iter().map(|&i| inp.prompts[i].clone()).collect();
@@ -223,7 +350,187 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
         pb.set_message(format!("R {:.3} KL {:.3} len {:.1}", entry.rm_reward, entry.kl, entry.response_length));
         pb.inc(1);
         log.push(entry);
+
+        let done = step + 1;
+        let every = cfg.checkpoint_every;
+        if let Some(prefix) = &inp.checkpoint
+            && every > 0
+            && done % every == 0
+            && done < cfg.steps
+        {
+            let partial = Partial { step: done, log: log.clone(), prompt_sampler: prompt_sampler.clone(), mb_rng: mb_rng.clone() };
+            match write_checkpoint(prefix, &policy, &optim, &partial) {
+                Ok(()) => {
+                    if let Some(old) = on_disk.filter(|&o| o != done) {
+                        remove_step_files(prefix, old);
+                    }
+                    on_disk = Some(done);
+                    pb.suspend(|| eprintln!("stage {stage} (seed {}): checkpoint at step {done} of {} written", inp.seed, cfg.steps));
+                }
+                // A checkpoint is a convenience: the run goes on without it.
+                Err(e) => pb.suspend(|| eprintln!("stage {stage} (seed {}): the checkpoint at step {done} could not be written ({e:#}); training goes on", inp.seed)),
+            }
+        }
     }
     pb.finish_and_clear();
     Ok((policy.valid(), log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LmConfig;
+    use burn::module::{ModuleVisitor, Param};
+    use std::cell::Cell;
+
+    /// A fixed function of the tokens that counts its calls (one per PPO step).
+    struct TokenParity(Cell<usize>);
+
+    impl TokenReward for TokenParity {
+        fn token_rewards(&self, _prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>> {
+            self.0.set(self.0.get() + 1);
+            responses.iter().map(|r| r.iter().map(|&t| ((t % 7) as f32 - 3.0) * 0.1).collect()).collect()
+        }
+        fn kind(&self) -> &'static str {
+            "seq2seq"
+        }
+    }
+
+    struct Fixture {
+        ad: Device,
+        text: Text,
+        prompts: Vec<Vec<u32>>,
+        refusal: RefusalDetector,
+        sft: Lm,
+    }
+
+    fn fixture() -> Fixture {
+        let ad = Device::flex().autodiff();
+        let texts: Vec<String> = (0..50).map(|i| format!("how do I bake bread number {i}? mix flour and water, then wait")).collect();
+        let text = Text::train(&texts, 300).expect("tokenizer");
+        let cfg = LmConfig { preset: "test".into(), vocab_size: text.vocab_size(), d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, max_seq_len: 48, ..Default::default() };
+        let sft = cfg.init_seeded(&ad, 3);
+        let prompts = texts.iter().take(5).map(|t| text.encode(t)).collect();
+        Fixture { ad, text, prompts, refusal: RefusalDetector::from_patterns(vec!["sorry".into()]), sft }
+    }
+
+    fn spec(checkpoint_every: usize) -> PpoSpec {
+        PpoSpec {
+            steps: 4,
+            batch_size: 3,
+            ppo_epochs: 2,
+            minibatch_size: 2,
+            lr: 3e-3,
+            grad_clip: 1.0,
+            kl_coef: 0.02,
+            clip_ratio: 0.2,
+            value_clip: 5.0,
+            vf_coef: 0.1,
+            gamma: 1.0,
+            lambda: 0.95,
+            score_clip: 5.0,
+            max_new_tokens: 6,
+            truncation_penalty: -1.0,
+            whiten_advantages: true,
+            checkpoint_every,
+        }
+    }
+
+    /// Runs PPO; returns the log, every parameter's bits and how many steps actually ran.
+    fn run(f: &Fixture, cfg: &PpoSpec, checkpoint: Option<&Path>) -> (Vec<String>, Vec<Vec<u32>>, usize) {
+        let reward = TokenParity(Cell::new(0));
+        let (policy, log) = train_ppo(PpoInputs {
+            sft: &f.sft,
+            reward: &reward,
+            prompts: &f.prompts,
+            cfg,
+            max_prompt: 16,
+            seed: 7,
+            text: &f.text,
+            refusal: &f.refusal,
+            device: &f.ad,
+            checkpoint: checkpoint.map(Path::to_path_buf),
+        })
+        .expect("PPO");
+        struct Bits(Vec<Vec<u32>>);
+        impl ModuleVisitor for Bits {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                self.0.push(p.val().into_data().try_to_vec::<f32>().unwrap().iter().map(|x| x.to_bits()).collect());
+            }
+        }
+        let mut bits = Bits(Vec::new());
+        policy.visit(&mut bits);
+        // Debug prints each f32 in its shortest round-trip form: equal strings, equal bits.
+        (log.iter().map(|l| format!("{l:?}")).collect(), bits.0, reward.0.get())
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn resuming_from_a_checkpoint_is_bit_identical_to_an_uninterrupted_run() {
+        let f = fixture();
+        let (log, params, ran) = run(&f, &spec(0), None);
+        assert_eq!((log.len(), ran), (4, 4));
+        let dir = tempfile::tempdir().unwrap();
+
+        // checkpoint_every = 2: one checkpoint, after step 2 (none after the last step). The run
+        // goes on to the end, so the files on disk are what a run killed after step 2 leaves.
+        let prefix = dir.path().join("ppo_seq2seq-7-key");
+        let with = run(&f, &spec(2), Some(&prefix));
+        assert_eq!((&with.0, &with.1, with.2), (&log, &params, 4), "writing checkpoints changed the run");
+        assert_eq!(files(dir.path()), ["ppo_seq2seq-7-key.partial.json", "ppo_seq2seq-7-key.step2.bpk", "ppo_seq2seq-7-key.step2.optim.bpk"]);
+        // A fresh call resumes at step 2: two steps run, and the log and the parameters are those
+        // of the uninterrupted run, bit for bit.
+        let resumed = run(&f, &spec(2), Some(&prefix));
+        assert_eq!(resumed.2, 2, "the second call did not resume at step 2");
+        assert_eq!(resumed.0, log, "PPO log after resuming");
+        assert!(resumed.1 == params, "parameters after resuming differ");
+        // Resuming does not depend on checkpoint_every (it is not part of the stage-cache key).
+        let resumed = run(&f, &spec(0), Some(&prefix));
+        assert_eq!((&resumed.0, &resumed.1, resumed.2), (&log, &params, 2));
+
+        // checkpoint_every = 1: checkpoints after steps 1, 2 and 3; each replaces the one before.
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("p");
+        let with = run(&f, &spec(1), Some(&prefix));
+        assert_eq!((&with.0, &with.1), (&log, &params));
+        assert_eq!(files(dir.path()), ["p.partial.json", "p.step3.bpk", "p.step3.optim.bpk"]);
+        let resumed = run(&f, &spec(1), Some(&prefix));
+        assert_eq!((&resumed.0, &resumed.1, resumed.2), (&log, &params, 1));
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_ignored_and_the_run_starts_over() {
+        let f = fixture();
+        let (log, params, _) = run(&f, &spec(0), None);
+        type Spoil = fn(&Path);
+        let damage: [(&str, Spoil); 5] = [
+            ("truncated model", |p| {
+                let m = model_path(p, 2);
+                let b = std::fs::read(&m).unwrap();
+                std::fs::write(&m, &b[..b.len() / 2]).unwrap();
+            }),
+            ("missing optimizer", |p| std::fs::remove_file(optim_path(p, 2)).unwrap()),
+            ("garbage optimizer", |p| std::fs::write(optim_path(p, 2), b"not a burnpack file").unwrap()),
+            ("garbage JSON", |p| std::fs::write(partial_path(p), b"{\"step\": 2, \"log\": [").unwrap()),
+            ("JSON past the end", |p| {
+                let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(partial_path(p)).unwrap()).unwrap();
+                v["step"] = 9.into();
+                std::fs::write(partial_path(p), serde_json::to_vec(&v).unwrap()).unwrap();
+            }),
+        ];
+        for (what, spoil) in damage {
+            let dir = tempfile::tempdir().unwrap();
+            let prefix = dir.path().join("p");
+            run(&f, &spec(2), Some(&prefix));
+            spoil(&prefix);
+            let again = run(&f, &spec(2), Some(&prefix));
+            assert_eq!(again.2, 4, "{what}: the run did not start over");
+            assert!(again.0 == log && again.1 == params, "{what}: the run that started over differs");
+        }
+    }
 }
