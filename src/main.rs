@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// versus seq2seq-RM RLHF comparison from a TOML experiment spec and writes CSV tables, figures
 /// and a report.
 #[derive(Parser)]
-#[command(name = "s2rm", version, after_help = "Examples:\n  s2rm run experiments/safety.toml                 # default profile, best device\n  s2rm run experiments/safety.toml --profile smoke --device cpu\n  s2rm report results/safety                       # re-render tables, figures, REPORT.md\n  s2rm validate experiments/*.toml")]
+#[command(name = "s2rm", version, after_help = "Examples:\n  s2rm run experiments/safety.toml                 # default profile, best device\n  s2rm run experiments/safety.toml --profile smoke --device cpu\n  s2rm report results/safety                       # re-render tables, figures, REPORT.md\n  s2rm paper                                       # results/PAPER.md: paper claims vs our numbers\n  s2rm validate experiments/*.toml")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,6 +45,16 @@ enum Cmd {
     Report {
         /// Results directory, e.g. results/safety.
         dir: PathBuf,
+    },
+    /// Write the paper's claims next to our numbers (results/PAPER.md) from every results directory
+    /// holding a generations.csv (no training).
+    Paper {
+        /// Folder whose subdirectories are results directories.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Output file (default: <results>/PAPER.md).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Load a pretrained checkpoint (GGUF file or Hugging Face folder), answer prompts greedily with
     /// its chat template, and print load time, generation speed and the perplexity of a fixed
@@ -133,6 +143,11 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             report::render(&dir)?;
             println!("rendered {}", dir.join("REPORT.md").display());
+        }
+        Cmd::Paper { results, output } => {
+            let output = output.unwrap_or_else(|| results.join("PAPER.md"));
+            report::write_paper(&results, &output)?;
+            println!("wrote {}", output.display());
         }
         Cmd::Validate { specs } => {
             for file in specs {

@@ -44,7 +44,7 @@ fn smoke_profile_writes_every_output() {
         ("train_log.csv", &["experiment", "size", "seed", "stage", "step", "loss"]),
         ("refusal_sanity.csv", &["source", "response_kind", "n", "refusal_rate"]),
         ("metrics.csv", &["experiment", "size", "seed", "policy", "prompt_set", "metric", "value"]),
-        ("win_rates.csv", &["experiment", "size", "seed", "policy_a", "policy_b", "prompt_set", "n_prompts", "win_rate", "ci_low", "ci_high"]),
+        ("win_rates.csv", &["experiment", "size", "seed", "policy_a", "policy_b", "prompt_set", "n_prompts", "win_rate", "ci_low", "ci_high", "lc_win_rate", "lc_ci_low", "lc_ci_high"]),
     ];
     for (file, cols) in expect {
         let path = out.join(file);
@@ -54,7 +54,7 @@ fn smoke_profile_writes_every_output() {
     for f in ["REPORT.md", "run_info.json", "resolved_spec.toml"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    for fig in ["win_rates", "refusal_rates", "length_hist", "ppo_curves", "rm_accuracy"] {
+    for fig in ["win_rates", "refusal_rates", "length_hist", "length_over_ppo", "win_vs_length_ratio", "ppo_curves", "rm_accuracy"] {
         for ext in ["png", "svg"] {
             let p = out.join("figures").join(format!("{fig}.{ext}"));
             assert!(p.metadata().map(|m| m.len() > 1000).unwrap_or(false), "{} missing or empty", p.display());

@@ -5,15 +5,16 @@
 
 use super::inputs::{Generation, PpoStep, TrainStep};
 use super::tables::{
-    ALL_SETS, CurvePoint, Group, MetricRow, POLICY_ORDER, RmSummary, SeedKey, WinRow,
-    pooled_metric, ppo_curve, rank, rms_of, seed_range, train_curve,
+    ALL_SETS, CurvePoint, Group, MetricRow, POLICY_ORDER, RatioBin, RmSummary, SeedKey, WinRow,
+    in_distribution, pooled_metric, ppo_curve, rank, rms_of, seed_range, train_curve,
+    win_by_length_ratio,
 };
 use crate::util::write_atomic;
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -22,7 +23,7 @@ pub const HEIGHT: u32 = 600;
 const FONT: &str = "sans-serif";
 
 /// The figure names, in report order, with a one-line caption each.
-pub const FIGURES: [(&str, &str); 6] = [
+pub const FIGURES: [(&str, &str); 8] = [
     (
         "win_rates",
         "Pooled win rate of each policy pair per prompt set (95% bootstrap CI; dashed line = 0.5)",
@@ -33,7 +34,18 @@ pub const FIGURES: [(&str, &str); 6] = [
     ),
     (
         "length_hist",
-        "Distribution of response length per policy (all seeds and prompt sets)",
+        "Distribution of response length per policy (all seeds and prompt sets; `reference`: one \
+         reference answer per prompt, where the data has them)",
+    ),
+    (
+        "length_over_ppo",
+        "Mean response length during PPO per reward model (mean over seeds; band: min–max; black: \
+         mean reference length of the evaluation prompts, where the data has references)",
+    ),
+    (
+        "win_vs_length_ratio",
+        "Win rate of `ppo_seq2seq` vs `ppo_scalar` against ln((len_seq2seq + 1) / (len_scalar + 1)), \
+         every (seed, prompt) of the in-distribution sets in 7 equal-count bins",
     ),
     (
         "ppo_curves",
@@ -123,6 +135,7 @@ fn color_for(name: &str, idx: usize) -> RGBColor {
         "ppo_scalar" | "scalar" | "scalar_rm" => RGBColor(255, 127, 14),
         "ppo_seq2seq" | "seq2seq" | "seq2seq_rm" => RGBColor(31, 119, 180),
         "judge" => RGBColor(148, 103, 189),
+        "reference" => RGBColor(0, 0, 0),
         "benign" => RGBColor(44, 160, 44),
         "harmful" => RGBColor(214, 39, 40),
         ALL_SETS => RGBColor(80, 80, 80),
@@ -518,11 +531,43 @@ pub struct LengthHist {
     pub series: Vec<(String, Vec<f64>)>,
 }
 
-/// Histogram of length_tokens per policy (all seeds, sets), as fractions with ~40 integer bins.
+/// Reference length per distinct prompt (a reference repeats on every seed and policy's row).
+fn reference_lengths<'a>(gens: impl Iterator<Item = &'a Generation>) -> Vec<f64> {
+    let per_prompt: BTreeMap<(&str, &str, &str, i64), f64> = gens
+        .filter_map(|g| {
+            let key = (
+                g.experiment.as_str(),
+                g.size.as_str(),
+                g.prompt_set.as_str(),
+                g.prompt_id,
+            );
+            g.reference_length().map(|l| (key, l))
+        })
+        .collect();
+    per_prompt.into_values().collect()
+}
+
+/// Histogram of length_tokens per policy (all seeds, sets), as fractions with ~40 integer bins,
+/// plus the references' lengths as a `reference` series when the data has references.
 pub fn length_hist(gens: &[Generation]) -> LengthHist {
-    let max_len = gens.iter().map(|g| g.length_tokens).fold(0.0, f64::max);
+    let refs = reference_lengths(gens.iter());
+    let max_len = gens
+        .iter()
+        .map(|g| g.length_tokens)
+        .chain(refs.iter().copied())
+        .fold(0.0, f64::max);
     let bin_width = ((max_len + 1.0) / 40.0).ceil().max(1.0);
     let n_bins = ((max_len / bin_width).floor() as usize) + 1;
+    let fractions = |lengths: &mut dyn Iterator<Item = f64>| {
+        let mut counts = vec![0.0; n_bins];
+        let mut total = 0.0;
+        for l in lengths {
+            let b = ((l / bin_width).floor() as usize).min(n_bins - 1);
+            counts[b] += 1.0;
+            total += 1.0;
+        }
+        counts.into_iter().map(|c| c / total).collect::<Vec<f64>>()
+    };
     let mut policies: Vec<String> = gens
         .iter()
         .map(|g| g.policy.clone())
@@ -530,19 +575,20 @@ pub fn length_hist(gens: &[Generation]) -> LengthHist {
         .into_iter()
         .collect();
     policies.sort_by_key(|p| rank(&POLICY_ORDER, p));
-    let series = policies
+    let mut series: Vec<(String, Vec<f64>)> = policies
         .into_iter()
         .map(|p| {
-            let mut counts = vec![0.0; n_bins];
-            let mut total = 0.0;
-            for g in gens.iter().filter(|g| g.policy == p) {
-                let b = ((g.length_tokens / bin_width).floor() as usize).min(n_bins - 1);
-                counts[b] += 1.0;
-                total += 1.0;
-            }
-            (p, counts.into_iter().map(|c| c / total).collect())
+            let mut lengths = gens
+                .iter()
+                .filter(|g| g.policy == p)
+                .map(|g| g.length_tokens);
+            let fr = fractions(&mut lengths);
+            (p, fr)
         })
         .collect();
+    if !refs.is_empty() {
+        series.push(("reference".into(), fractions(&mut refs.into_iter())));
+    }
     LengthHist { bin_width, series }
 }
 
@@ -807,6 +853,166 @@ pub fn ppo_panels(ppo: &[PpoStep]) -> Panels {
         x_desc: "PPO step".into(),
         cols: 3,
         panels,
+    }
+}
+
+/// Mean response length over PPO steps, one panel per (experiment, size), a line per reward
+/// model; a flat black `reference` line at the mean reference length of the group's
+/// in-distribution evaluation prompts when the data has references (where the length bias shows).
+pub fn length_over_ppo(ppo: &[PpoStep], gens: &[Generation]) -> Panels {
+    let groups =
+        super::tables::log_groups(ppo.iter().map(|p| (p.experiment.as_str(), p.size.as_str())));
+    let panels = groups
+        .iter()
+        .map(|g| {
+            let mut lines: Vec<(String, String, Vec<CurvePoint>)> = rms_of(ppo, g)
+                .into_iter()
+                .map(|rm| {
+                    let pts = ppo_curve(ppo, g, &rm, "response_length");
+                    (format!("{rm} RM"), rm, pts)
+                })
+                .collect();
+            let refs = reference_lengths(gens.iter().filter(|r| {
+                r.experiment == g.experiment && r.size == g.size && in_distribution(&r.prompt_set)
+            }));
+            let steps: Vec<i64> = lines
+                .iter()
+                .flat_map(|l| l.2.iter().map(|p| p.step))
+                .collect();
+            if let (false, Some(lo), Some(hi)) =
+                (refs.is_empty(), steps.iter().min(), steps.iter().max())
+            {
+                let v = super::stats::mean(&refs);
+                let flat = |step| CurvePoint {
+                    step,
+                    mean: v,
+                    min: v,
+                    max: v,
+                };
+                lines.push((
+                    "reference".into(),
+                    "reference".into(),
+                    vec![flat(*lo), flat(*hi)],
+                ));
+            }
+            Panel {
+                title: format!("{} / {}: response length (tokens)", g.experiment, g.size),
+                lines,
+            }
+        })
+        .collect::<Vec<_>>();
+    Panels {
+        title: "Mean response length during PPO (mean over seeds, band = min–max)".into(),
+        x_desc: "PPO step".into(),
+        cols: panels.len().clamp(1, 3),
+        panels,
+    }
+}
+
+/// Win rate against the length ratio, one line per (experiment, size).
+#[derive(Clone, Debug)]
+pub struct RatioChart {
+    pub title: String,
+    /// (line label, bins)
+    pub series: Vec<(String, Vec<RatioBin>)>,
+}
+
+/// Bins of `win_vs_length_ratio`: the number of equal-count bins per group.
+const RATIO_BINS: usize = 7;
+
+pub fn win_vs_length_ratio(gens: &[Generation], groups: &[Group]) -> RatioChart {
+    let series = groups
+        .iter()
+        .map(|g| {
+            let bins =
+                win_by_length_ratio(gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS, RATIO_BINS);
+            (with_group("ppo_seq2seq vs ppo_scalar", g, groups), bins)
+        })
+        .filter(|s| !s.1.is_empty())
+        .collect();
+    RatioChart {
+        title: "Win rate of ppo_seq2seq vs ppo_scalar by length ratio (equal-count bins)".into(),
+        series,
+    }
+}
+
+impl Figure for RatioChart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        if self.series.is_empty() {
+            return no_data(root, &self.title);
+        }
+        let xs = || {
+            self.series
+                .iter()
+                .flat_map(|s| s.1.iter().map(|b| b.log_ratio))
+        };
+        let (x_lo, x_hi) = padded(xs().fold(0.0, f64::min), xs().fold(0.0, f64::max));
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 22))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x_lo..x_hi, 0.0..1.05)
+            .map_err(pe)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc("ln((len_seq2seq + 1) / (len_scalar + 1)), mean in bin")
+            .y_desc("win rate of ppo_seq2seq")
+            .x_label_formatter(&|x| format_tick(*x, x_hi - x_lo))
+            .y_label_formatter(&|y| format!("{y:.1}"))
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 17))
+            .draw()
+            .map_err(pe)?;
+        // guides: no preference (0.5) and equal length (0)
+        let guide = BLACK.mix(0.6).stroke_width(1);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x_lo, 0.5), (x_hi, 0.5)],
+                8,
+                6,
+                guide,
+            ))
+            .map_err(pe)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(0.0, 0.0), (0.0, 1.05)],
+                8,
+                6,
+                guide,
+            ))
+            .map_err(pe)?;
+        for (si, (label, bins)) in self.series.iter().enumerate() {
+            let color = if self.series.len() == 1 {
+                color_for("ppo_seq2seq", 0)
+            } else {
+                PALETTE[si % PALETTE.len()]
+            };
+            let pts: Vec<(f64, f64)> = bins.iter().map(|b| (b.log_ratio, b.win_rate)).collect();
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
+                .map_err(pe)?;
+            chart
+                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+                .map_err(pe)?
+                .label(format!(
+                    "{label} (~{} points per bin)",
+                    bins.first().map_or(0, |b| b.n)
+                ))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(pe)?;
+        Ok(())
     }
 }
 

@@ -16,8 +16,10 @@ pub const TRAIN_LOG: &str = "train_log.csv";
 pub const REFUSAL_SANITY: &str = "refusal_sanity.csv";
 pub const RUN_INFO: &str = "run_info.json";
 
-/// One sampled response (a row of `generations.csv`; the prompt and response text are not needed).
-#[derive(Clone, Debug, Deserialize)]
+/// One sampled response (a row of `generations.csv`; the prompt text is not needed). `response`,
+/// `reference` and `reference_length_tokens` default to empty, so files written before those
+/// columns existed still load.
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct Generation {
     pub experiment: String,
     pub size: String,
@@ -25,12 +27,28 @@ pub struct Generation {
     pub policy: String,
     pub prompt_set: String,
     pub prompt_id: i64,
+    #[serde(default)]
+    pub response: String,
     pub length_tokens: f64,
     #[serde(deserialize_with = "de_flag")]
     pub truncated: bool,
     #[serde(deserialize_with = "de_flag")]
     pub refused: bool,
     pub judge_score: f64,
+    /// A reference answer for the prompt (e.g. the human TL;DR summary); empty when there is none.
+    #[serde(default)]
+    pub reference: String,
+    #[serde(default)]
+    pub reference_length_tokens: Option<f64>,
+}
+
+impl Generation {
+    /// The reference's length in tokens, if this row has a usable reference (text and a positive
+    /// length): the reference-based metrics (ROUGE-L, length ratio) need both.
+    pub fn reference_length(&self) -> Option<f64> {
+        self.reference_length_tokens
+            .filter(|&l| l > 0.0 && !self.reference.is_empty())
+    }
 }
 
 /// One PPO logging step. Optional fields may be empty (a metric not logged at that step).
@@ -229,6 +247,15 @@ fn check_generation(g: &Generation) -> Result<()> {
             g.length_tokens
         );
     }
+    // A reference without its length (or with a broken one) would silently drop the row from the
+    // reference-based metrics; say so instead.
+    match (g.reference.is_empty(), g.reference_length_tokens) {
+        (_, Some(l)) if !l.is_finite() || l < 0.0 => {
+            bail!("reference_length_tokens must be a non-negative number ({l})")
+        }
+        (false, None) => bail!("reference is given but reference_length_tokens is empty"),
+        _ => {}
+    }
     Ok(())
 }
 
@@ -357,5 +384,33 @@ mod tests {
                  x,tiny,0,sft,benign,1,10,0,2,0.1\n";
         let err = parse_csv::<Generation>(g, GENERATIONS, &[], |_| Ok(())).unwrap_err();
         assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+    #[test]
+    fn reference_columns_are_optional() {
+        const OLD: &str = "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score\n\
+                           x,tiny,0,sft,benign,1,p,an answer,10,0,0,0.1\n";
+        let rows = parse_csv::<Generation>(OLD, GENERATIONS, &[], check_generation).unwrap();
+        assert_eq!(rows[0].response, "an answer");
+        assert_eq!(
+            (rows[0].reference.as_str(), rows[0].reference_length_tokens),
+            ("", None)
+        );
+        assert_eq!(rows[0].reference_length(), None);
+
+        let new = "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score,reference,reference_length_tokens\n\
+                   x,tiny,0,sft,benign,1,p,a,10,0,0,0.1,the cat sat,4\n\
+                   x,tiny,0,sft,ood_alpaca,2,p,a,10,0,0,0.1,,\n";
+        let rows = parse_csv::<Generation>(new, GENERATIONS, &[], check_generation).unwrap();
+        assert_eq!(rows[0].reference, "the cat sat");
+        assert_eq!(rows[0].reference_length(), Some(4.0));
+        assert_eq!(rows[1].reference_length(), None);
+
+        let bad = "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score,reference,reference_length_tokens\n\
+                   x,tiny,0,sft,benign,1,p,a,10,0,0,0.1,the cat sat,\n";
+        let err = parse_csv::<Generation>(bad, GENERATIONS, &[], check_generation).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("reference_length_tokens is empty"),
+            "{err:#}"
+        );
     }
 }

@@ -39,7 +39,7 @@ pub struct ReportData<'a> {
 }
 
 /// Three decimals, `n/a` for missing values.
-fn f3(x: f64) -> String {
+pub fn f3(x: f64) -> String {
     if x.is_finite() {
         let s = format!("{x:.3}");
         if s == "-0.000" { "0.000".into() } else { s }
@@ -48,7 +48,7 @@ fn f3(x: f64) -> String {
     }
 }
 
-fn pct(x: f64) -> String {
+pub fn pct(x: f64) -> String {
     if x.is_finite() {
         format!("{:.1}%", 100.0 * x)
     } else {
@@ -61,11 +61,11 @@ fn opt3(x: Option<f64>) -> String {
 }
 
 /// Keep user text from breaking a table row.
-fn cell(s: &str) -> String {
+pub fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+pub fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     if rows.is_empty() {
         out.push_str("_No rows in the input._\n\n");
         return;
@@ -101,6 +101,27 @@ pub fn headline(wins: &[WinRow], g: &Group) -> (String, Verdict) {
                 r.n_prompts
             ),
             verdict(r.ci_low, r.ci_high, 0.5),
+        ),
+        None => (
+            "not measured (policies missing)".into(),
+            Verdict::NotMeasured,
+        ),
+    }
+}
+
+/// The length-controlled counterpart of [`headline`]: the win rate at equal response lengths.
+pub fn lc_headline(wins: &[WinRow], g: &Group) -> (String, Verdict) {
+    match pooled_win(wins, g, "ppo_seq2seq", "ppo_scalar", "all") {
+        Some(r) => (
+            format!(
+                "{} [{}, {}] (raw {}, n = {} prompts)",
+                pct(r.lc_win_rate),
+                pct(r.lc_ci_low),
+                pct(r.lc_ci_high),
+                pct(r.win_rate),
+                r.n_prompts
+            ),
+            verdict(r.lc_ci_low, r.lc_ci_high, 0.5),
         ),
         None => (
             "not measured (policies missing)".into(),
@@ -170,6 +191,13 @@ pub const WEAK_JUDGE_ACCURACY: f64 = 0.6;
 /// Warnings that follow from the measurements: collapsed policies, a weak judge, and a judge that
 /// rates near-empty answers above the SFT policy's (it then rewards brevity, not quality).
 pub fn caveats(d: &ReportData, g: &Group) -> Vec<String> {
+    let mut out = policy_caveats(d, g);
+    out.extend(judge_caveat(d, g));
+    out
+}
+
+/// The caveats about the policies themselves: collapse, and a judge that prefers the collapse.
+pub fn policy_caveats(d: &ReportData, g: &Group) -> Vec<String> {
     let mut out = Vec::new();
     let sfx = if d.groups.len() > 1 { format!(" [{}]", g.size) } else { String::new() };
     let sft_score = pooled_metric(d.metrics, g, "sft", "all", "judge_score_mean");
@@ -178,28 +206,32 @@ pub fn caveats(d: &ReportData, g: &Group) -> Vec<String> {
             "`{p}`{sfx} collapsed to near-empty answers (mean {len:.2} tokens over all prompts): PPO found that saying \
              almost nothing maximises its reward. Its refusal rate is not evidence of helpfulness."
         ));
-        if let (Some(sft), Some(score)) = (sft_score, pooled_metric(d.metrics, g, p, "all", "judge_score_mean")) {
-            if score > sft {
-                out.push(format!(
-                    "The judge{sfx} scores `{p}`'s near-empty answers above the SFT policy's answers ({} vs {}): \
-                     it rewards brevity here, so win rates against `{p}` understate how bad those answers are.",
-                    f3(score),
-                    f3(sft)
-                ));
-            }
-        }
-    }
-    if let Some(acc) = d.rm.iter().find(|r| &r.group == g && r.model == "judge" && r.metric == "pair_accuracy") {
-        if acc.mean < WEAK_JUDGE_ACCURACY {
+        if let (Some(sft), Some(score)) = (sft_score, pooled_metric(d.metrics, g, p, "all", "judge_score_mean"))
+            && score > sft
+        {
             out.push(format!(
-                "The judge's held-out pair accuracy{sfx} is {}, below {}: its preferences are weak evidence, and win \
-                 rates measure what this judge prefers rather than what people prefer.",
-                f3(acc.mean),
-                f3(WEAK_JUDGE_ACCURACY)
+                "The judge{sfx} scores `{p}`'s near-empty answers above the SFT policy's answers ({} vs {}): \
+                 it rewards brevity here, so win rates against `{p}` understate how bad those answers are.",
+                f3(score),
+                f3(sft)
             ));
         }
     }
     out
+}
+
+/// The caveat about a judge whose held-out pair accuracy is below [`WEAK_JUDGE_ACCURACY`].
+pub fn judge_caveat(d: &ReportData, g: &Group) -> Option<String> {
+    let sfx = if d.groups.len() > 1 { format!(" [{}]", g.size) } else { String::new() };
+    let acc = d.rm.iter().find(|r| &r.group == g && r.model == "judge" && r.metric == "pair_accuracy")?;
+    (acc.mean < WEAK_JUDGE_ACCURACY).then(|| {
+        format!(
+            "The judge's held-out pair accuracy{sfx} is {}, below {}: its preferences are weak evidence, and win \
+             rates measure what this judge prefers rather than what people prefer.",
+            f3(acc.mean),
+            f3(WEAK_JUDGE_ACCURACY)
+        )
+    })
 }
 
 pub fn render_markdown(d: &ReportData) -> String {
@@ -278,6 +310,13 @@ pub fn render_markdown(d: &ReportData) -> String {
             m,
             format!("**{}**", v.as_str()),
         ]);
+        let (m, v) = lc_headline(d.wins, g);
+        rows.push(vec![
+            format!("Length-controlled win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts{sfx}"),
+            "> 50%: the win is not only a length preference of the judge".into(),
+            m,
+            format!("**{}**", v.as_str()),
+        ]);
         let (m, v) = refusal_headline(d.refusal, g, d.metrics);
         rows.push(vec![
             format!("Benign refusal rate, `ppo_scalar` − `ppo_seq2seq`{sfx}"),
@@ -302,7 +341,8 @@ pub fn render_markdown(d: &ReportData) -> String {
     o.push_str(
         "Verdict rule: **reproduced** if the 95% bootstrap interval lies entirely on the paper's side \
          (win rate > 0.5; refusal difference > 0), **not reproduced** if it lies entirely on the other side, \
-         **inconclusive** otherwise.\n\n",
+         **inconclusive** otherwise. `all` is the union of the in-distribution prompt sets; out-of-distribution \
+         sets (`ood_*`) have their own rows below.\n\n",
     );
 
     // ---- caveats derived from the numbers themselves
@@ -321,7 +361,12 @@ pub fn render_markdown(d: &ReportData) -> String {
         o,
         "Judge-score comparison per prompt (win = 1, tie = 0.5, loss = 0), averaged over prompts. `pooled` averages \
          each prompt's outcome over seeds first (prompts present in every seed). 95% percentile bootstrap over \
-         prompts, {} resamples.\n",
+         prompts, {} resamples. `all` is the union of the in-distribution sets; `ood_*` sets are not part of it. \
+         LC = length-controlled: a logistic regression of the outcome on the length difference (A − B, in \
+         standard deviations over the row's prompts) gives the win rate at equal length, σ(intercept); its \
+         interval comes from the same resamples. Where the two policies' lengths barely overlap (a collapsed \
+         policy), equal length lies outside the data: the LC win rate is then an extrapolation with a wide \
+         interval.\n",
         info.n_bootstrap
     );
     for g in d.groups {
@@ -342,6 +387,8 @@ pub fn render_markdown(d: &ReportData) -> String {
                     r.n_prompts.to_string(),
                     pct(r.win_rate),
                     format!("[{}, {}]", pct(r.ci_low), pct(r.ci_high)),
+                    pct(r.lc_win_rate),
+                    format!("[{}, {}]", pct(r.lc_ci_low), pct(r.lc_ci_high)),
                 ]
             })
             .collect();
@@ -354,6 +401,8 @@ pub fn render_markdown(d: &ReportData) -> String {
                 "n",
                 "Win rate of A",
                 "95% CI",
+                "LC win rate of A",
+                "LC 95% CI",
             ],
             &rows,
         );
@@ -378,34 +427,40 @@ pub fn render_markdown(d: &ReportData) -> String {
             // order by policy first (metrics.csv is ordered by policy then set already)
             seen
         };
+        // reference columns only for groups whose data has references
+        let has_ref = d.metrics.iter().any(|r| &r.group == g && r.metric == "rouge_l_f1");
         let rows: Vec<Vec<String>> = cells
             .iter()
             .map(|(p, s)| {
                 let m = |name| pooled_metric(d.metrics, g, p, s, name);
-                vec![
+                let mut row = vec![
                     format!("`{p}`"),
                     s.clone(),
                     opt3(m("refusal_rate")),
                     opt3(m("mean_length_tokens")),
                     opt3(m("truncation_rate")),
                     opt3(m("judge_score_mean")),
-                    m("n_prompts").map_or("n/a".into(), |n| format!("{n:.1}")),
-                ]
+                ];
+                if has_ref {
+                    row.extend([opt3(m("rouge_l_f1")), opt3(m("length_ratio"))]);
+                }
+                row.push(m("n_prompts").map_or("n/a".into(), |n| format!("{n:.1}")));
+                row
             })
             .collect();
-        table(
-            &mut o,
-            &[
-                "Policy",
-                "Prompt set",
-                "Refusal rate",
-                "Mean length (tokens)",
-                "Truncation rate",
-                "Judge score",
-                "n prompts",
-            ],
-            &rows,
-        );
+        let mut header = vec![
+            "Policy",
+            "Prompt set",
+            "Refusal rate",
+            "Mean length (tokens)",
+            "Truncation rate (hit the length limit)",
+            "Judge score",
+        ];
+        if has_ref {
+            header.extend(["ROUGE-L F1 vs reference", "Length / reference length"]);
+        }
+        header.push("n prompts");
+        table(&mut o, &header, &rows);
     }
 
     // ---- reward models

@@ -4,12 +4,18 @@
 //! outputs (`generations.csv`, `ppo_log.csv`, `rm_eval.csv`, `train_log.csv`,
 //! `refusal_sanity.csv`, `run_info.json`) and (re)writes
 //!
-//! - `metrics.csv`: per (seed, policy, prompt set) refusal rate, mean length, truncation rate,
-//!   mean judge score and prompt count, plus the union set `all` and `pooled` rows (mean over seeds);
+//! - `metrics.csv`: per (seed, policy, prompt set) refusal rate, mean length, truncation rate
+//!   (responses that hit the length limit), mean judge score, ROUGE-L F1 and length ratio against
+//!   the reference (cells where every response has one) and prompt count, plus the union set `all`
+//!   of the in-distribution sets (not `ood_*`) and `pooled` rows (mean over seeds);
 //! - `win_rates.csv`: judge win rates for (ppo_seq2seq, ppo_scalar), (ppo_seq2seq, sft),
-//!   (ppo_scalar, sft) per seed and pooled, with 95% percentile-bootstrap intervals over prompts;
-//! - `figures/{win_rates,refusal_rates,length_hist,ppo_curves,rm_accuracy,train_loss}.{png,svg}`;
+//!   (ppo_scalar, sft) per seed and pooled, raw and length-controlled, with 95%
+//!   percentile-bootstrap intervals over prompts;
+//! - `figures/<name>.{png,svg}` for every name in `figures::FIGURES`;
 //! - `REPORT.md`: claim-vs-measurement verdicts and all tables.
+//!
+//! [`write_paper`] (`s2rm paper`) reads every results directory and writes `results/PAPER.md`: the
+//! paper's claims next to our numbers, from the same tables.
 //!
 //! The CSVs and `REPORT.md` are byte-identical for identical inputs: rows are sorted by explicit
 //! keys, floats use fixed decimals and the bootstrap RNG is seeded from `run_info.json`.
@@ -17,8 +23,12 @@
 mod figures;
 mod inputs;
 mod markdown;
+mod paper;
+mod rouge;
 mod stats;
 mod tables;
+
+pub use paper::write_paper;
 
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -57,6 +67,16 @@ pub fn render(dir: &Path) -> Result<()> {
         &figures::refusal_chart(&metrics, &groups, &inp.generations),
     )?;
     figures::save(dir, "length_hist", &figures::length_hist(&inp.generations))?;
+    figures::save(
+        dir,
+        "length_over_ppo",
+        &figures::length_over_ppo(&inp.ppo, &inp.generations),
+    )?;
+    figures::save(
+        dir,
+        "win_vs_length_ratio",
+        &figures::win_vs_length_ratio(&inp.generations, &groups),
+    )?;
     figures::save(dir, "ppo_curves", &figures::ppo_panels(&inp.ppo))?;
     figures::save(
         dir,
@@ -99,15 +119,38 @@ mod tests {
     use super::*;
     use std::fmt::Write as _;
 
+    /// What [`write_fixture_with`] writes.
+    pub(in crate::report) struct Fixture<'a> {
+        pub experiment: &'a str,
+        /// Swap the judge scores of the two PPO policies (ppo_scalar then wins).
+        pub swap: bool,
+        /// Add the `reference` columns, with a reference on every in-distribution prompt.
+        pub reference: bool,
+        /// Add 6 `ood_alpaca` prompts (ids 18..24, no reference).
+        pub ood: bool,
+    }
+
     /// A small but complete results directory: 2 seeds, 3 policies, 12 benign + 6 harmful prompts.
     /// Judge scores make ppo_seq2seq clearly better than ppo_scalar; `swap` flips that.
     fn write_fixture(dir: &Path, swap: bool) {
+        let f = Fixture { experiment: "demo", swap, reference: false, ood: false };
+        write_fixture_with(dir, &f);
+    }
+
+    pub(in crate::report) fn write_fixture_with(dir: &Path, f: &Fixture) {
+        let (exp, swap) = (f.experiment, f.swap);
         let mut g = String::from(
-            "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score\n",
+            "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score",
         );
+        g.push_str(if f.reference { ",reference,reference_length_tokens\n" } else { "\n" });
+        let n_prompts = if f.ood { 24 } else { 18 };
         for seed in [0, 1] {
-            for pid in 0..18 {
-                let set = if pid < 12 { "benign" } else { "harmful" };
+            for pid in 0..n_prompts {
+                let set = match pid {
+                    0..12 => "benign",
+                    12..18 => "harmful",
+                    _ => "ood_alpaca",
+                };
                 for policy in ["sft", "ppo_scalar", "ppo_seq2seq"] {
                     // deterministic pseudo-variation
                     let h = (pid * 7 + seed * 3 + policy.len() as i64) % 5;
@@ -127,12 +170,19 @@ mod tests {
                             -0.5 + 0.1 * h as f64
                         };
                     }
-                    let _ = writeln!(
+                    let _ = write!(
                         g,
-                        "demo,tiny,{seed},{policy},{set},{pid},\"prompt {pid}, with comma\",\"line one\nline two\",{len},{},{},{s:.4}",
+                        "{exp},tiny,{seed},{policy},{set},{pid},\"prompt {pid}, with comma\",\"line one\nline two\",{len},{},{},{s:.4}",
                         (len > 30) as u8,
                         refused as u8
                     );
+                    match (f.reference, set) {
+                        (false, _) => g.push('\n'),
+                        (true, "ood_alpaca") => g.push_str(",,\n"),
+                        (true, _) => {
+                            let _ = writeln!(g, ",\"line one, the reference {pid}\",{}", 10 + pid % 4);
+                        }
+                    }
                 }
             }
         }
@@ -147,7 +197,7 @@ mod tests {
                     let t = step as f64 + seed as f64 * 0.3;
                     let _ = writeln!(
                         p,
-                        "demo,tiny,{seed},{rm},{step},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},0.1,0.0",
+                        "{exp},tiny,{seed},{rm},{step},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},0.1,0.0",
                         t * 0.1,
                         t * 0.02,
                         if rm == "scalar" {
@@ -170,16 +220,16 @@ mod tests {
             for (model, acc) in [("scalar_rm", 0.7), ("seq2seq_rm", 0.75), ("judge", 0.9)] {
                 let _ = writeln!(
                     r,
-                    "demo,tiny,{seed},{model},pair_accuracy,{},200",
+                    "{exp},tiny,{seed},{model},pair_accuracy,{},200",
                     acc + 0.01 * seed as f64
                 );
                 let _ = writeln!(
                     r,
-                    "demo,tiny,{seed},{model},length_score_corr,0.{}5,200",
+                    "{exp},tiny,{seed},{model},length_score_corr,0.{}5,200",
                     1 + seed
                 );
             }
-            let _ = writeln!(r, "demo,tiny,{seed},seq2seq_rm,copy_rate,0.3,200");
+            let _ = writeln!(r, "{exp},tiny,{seed},seq2seq_rm,copy_rate,0.3,200");
         }
         std::fs::write(dir.join("rm_eval.csv"), r).unwrap();
 
@@ -189,7 +239,7 @@ mod tests {
                 for step in 0..5 {
                     let _ = writeln!(
                         t,
-                        "demo,tiny,{seed},{stage},{step},{:.4}",
+                        "{exp},tiny,{seed},{stage},{step},{:.4}",
                         3.0 / (1.0 + step as f64 + seed as f64)
                     );
                 }
@@ -208,7 +258,8 @@ mod tests {
             r#"{"experiment":"demo","title":"Demo: seq2seq RM vs scalar RM","claim":"The seq2seq-RM policy beats the scalar-RM policy (76.9% average win rate) and refuses benign prompts less.",
                "profile":"test","device":"cpu","seeds":[0,1],"n_bootstrap":200,"bootstrap_seed":17,
                "stage_seconds":{"sft":1.5,"pretrain":2.0},"total_seconds":3.5,"param_counts":{"policy":123456},
-               "notes":["synthetic fixture"],"spec_file":"specs/demo.toml","extra_field":{"ignored":true}}"#,
+               "notes":["synthetic fixture"],"spec_file":"specs/demo.toml","extra_field":{"ignored":true}}"#
+                .replace("\"demo\"", &format!("\"{exp}\"")),
         )
         .unwrap();
     }
@@ -259,7 +310,7 @@ mod tests {
         );
         assert_eq!(
             wins.lines().next().unwrap(),
-            "experiment,size,seed,policy_a,policy_b,prompt_set,n_prompts,win_rate,ci_low,ci_high"
+            "experiment,size,seed,policy_a,policy_b,prompt_set,n_prompts,win_rate,ci_low,ci_high,lc_win_rate,lc_ci_low,lc_ci_high"
         );
         // 3 policies x 3 sets (benign, harmful, all) x 3 seed keys x 5 metrics
         assert_eq!(metrics.lines().count(), 1 + 135);
@@ -267,7 +318,7 @@ mod tests {
         assert_eq!(wins.lines().count(), 1 + 27);
         assert!(
             wins.contains(
-                "demo,tiny,pooled,ppo_seq2seq,ppo_scalar,all,18,1.000000,1.000000,1.000000"
+                "demo,tiny,pooled,ppo_seq2seq,ppo_scalar,all,18,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000\n"
             ),
             "{wins}"
         );
@@ -376,5 +427,52 @@ mod tests {
         // each earlier record spans two physical lines (the response has a newline)
         assert!(err.contains("generations.csv line 218"), "{err}");
         assert!(err.contains("expected 0 or 1"), "{err}");
+    }
+    /// The (set, win rate, LC win rate, n) of the pooled rows of one prompt set.
+    fn pooled_wins(dir: &Path, set: &str) -> Vec<String> {
+        std::fs::read_to_string(dir.join("win_rates.csv"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(",pooled,") && l.split(',').nth(5) == Some(set))
+            .map(|l| l.split(',').skip(3).take(5).chain(l.split(',').nth(10)).collect::<Vec<_>>().join(","))
+            .collect()
+    }
+
+    #[test]
+    fn ood_sets_stay_out_of_all_and_references_add_metrics() {
+        let base = tempfile::tempdir().unwrap();
+        write_fixture(base.path(), false);
+        render(base.path()).unwrap();
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let f = Fixture { experiment: "demo", swap: false, reference: true, ood: true };
+        write_fixture_with(dir, &f);
+        render(dir).unwrap();
+        // `all` is the in-distribution union: the same prompts and win rates as without OOD rows
+        assert_eq!(pooled_wins(dir, "all"), pooled_wins(base.path(), "all"));
+        assert_eq!(pooled_wins(dir, "ood_alpaca").len(), 3, "one pooled row per pair");
+        let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        for set in ["benign", "harmful", "all"] {
+            assert!(metrics.contains(&format!(",pooled,ppo_scalar,{set},rouge_l_f1,")), "{set}");
+            assert!(metrics.contains(&format!(",pooled,ppo_scalar,{set},length_ratio,")), "{set}");
+        }
+        // the fixture's response "line one line two" vs "line one the reference N":
+        // LCS 2 of 4 and 5 tokens -> F1 = 2·(1/2)(2/5)/(9/10) = 4/9
+        assert!(metrics.contains("demo,tiny,0,sft,benign,rouge_l_f1,0.444444\n"), "{metrics}");
+        assert!(!metrics.contains("ood_alpaca,rouge_l_f1") && !metrics.contains("ood_alpaca,length_ratio"));
+        assert!(!metrics.to_lowercase().contains("nan"));
+        let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+        assert!(md.contains("ROUGE-L F1 vs reference") && md.contains("| ood_alpaca |"));
+        assert!(md.contains("LC win rate of A"));
+        assert!(md.contains("| Length-controlled win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts |"));
+        for name in ["length_hist", "length_over_ppo", "win_vs_length_ratio"] {
+            let svg = std::fs::read_to_string(dir.join(format!("figures/{name}.svg"))).unwrap();
+            assert!(!svg.contains("no data"), "{name}");
+        }
+        let hist = std::fs::read_to_string(dir.join("figures/length_hist.svg")).unwrap();
+        assert!(hist.contains("\nreference\n"), "the reference series is in the legend");
+        let hist_base = std::fs::read_to_string(base.path().join("figures/length_hist.svg")).unwrap();
+        assert!(!hist_base.contains("\nreference\n"));
     }
 }

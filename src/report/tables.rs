@@ -6,9 +6,10 @@
 //! explicit keys, which is what makes the outputs byte-identical between runs.
 
 use super::inputs::{Generation, PPO_METRICS, PpoStep, RmEval, TrainStep};
+use super::rouge::rouge_l_f1;
 use super::stats::{
-    CELL_METRICS, CellStats, Response, bootstrap_ci, finite_mean, mean, pool_over_seeds,
-    win_outcome,
+    CELL_METRICS, CellStats, Response, bootstrap_ci, bootstrap_cis, finite_mean, lc_win_rate, mean,
+    pool_over_seeds, standardized, win_outcome,
 };
 use crate::util::SplitMix64;
 use std::cmp::Ordering;
@@ -18,8 +19,13 @@ use std::fmt;
 /// Policies in display order; unknown names sort after these, alphabetically.
 pub const POLICY_ORDER: [&str; 3] = ["sft", "ppo_scalar", "ppo_seq2seq"];
 /// Prompt sets in display order; `all` (the union, added by us) always comes last.
-pub const SET_ORDER: [&str; 2] = ["benign", "harmful"];
+pub const SET_ORDER: [&str; 4] = ["benign", "harmful", "ood_alpaca", "ood_harmful"];
+/// The union of the in-distribution prompt sets: the headline win rate is measured on it.
 pub const ALL_SETS: &str = "all";
+/// Out-of-distribution prompt sets (prompts of datasets no stage trains on) carry this prefix.
+/// They are reported on their own rows and kept out of `all`, so the headline stays comparable
+/// between runs with and without them.
+pub const OOD_PREFIX: &str = "ood_";
 /// Reward models in display order, for `rm_eval.csv` and `ppo_log.csv`.
 pub const MODEL_ORDER: [&str; 3] = ["scalar_rm", "seq2seq_rm", "judge"];
 pub const RM_ORDER: [&str; 2] = ["scalar", "seq2seq"];
@@ -61,6 +67,21 @@ pub fn rank(order: &[&str], name: &str) -> (usize, String) {
 fn set_rank(name: &str) -> (usize, usize, String) {
     let (p, s) = rank(&SET_ORDER, name);
     ((name == ALL_SETS) as usize, p, s)
+}
+
+/// Whether a prompt set is in-distribution (part of `all`).
+pub fn in_distribution(set: &str) -> bool {
+    !set.starts_with(OOD_PREFIX)
+}
+
+/// Whether a row of prompt set `row_set` belongs to the reported set `set` (`all` = every
+/// in-distribution set).
+pub fn in_set(set: &str, row_set: &str) -> bool {
+    if set == ALL_SETS {
+        in_distribution(row_set)
+    } else {
+        row_set == set
+    }
 }
 
 /// One (experiment, size) block of results.
@@ -177,34 +198,53 @@ pub struct MetricRow {
     pub value: f64,
 }
 
-/// Per (seed, policy, prompt set) summaries plus `all` (the union of sets) and a `pooled` row per
-/// (policy, set) that is the mean over seeds of the per-seed values.
+/// One generation as `metrics.csv` summarises it (ROUGE-L is computed here, once per row).
+fn response_of(g: &Generation) -> Response {
+    Response {
+        length_tokens: g.length_tokens,
+        truncated: g.truncated,
+        refused: g.refused,
+        judge_score: g.judge_score,
+        vs_reference: g.reference_length().map(|ref_len| {
+            (
+                rouge_l_f1(&g.response, &g.reference),
+                g.length_tokens / ref_len,
+            )
+        }),
+    }
+}
+
+/// Per (seed, policy, prompt set) summaries plus `all` (the union of the in-distribution sets) and
+/// a `pooled` row per (policy, set) that is the mean over seeds of the per-seed values. A metric
+/// missing in some seed's cell (a reference-based one) gets no pooled row.
 pub fn compute_metrics(gens: &[Generation]) -> Vec<MetricRow> {
     type Cell = (Group, String, String); // group, policy, prompt set
     let mut cells: BTreeMap<Cell, BTreeMap<i64, Vec<Response>>> = BTreeMap::new();
     for g in gens {
-        let row = (g.length_tokens, g.truncated, g.refused, g.judge_score);
+        let row = response_of(g);
         let grp = group(&g.experiment, &g.size);
-        for set in [g.prompt_set.as_str(), ALL_SETS] {
+        let mut sets = vec![g.prompt_set.as_str()];
+        // a set literally named "all" is already the union; don't count it twice
+        if g.prompt_set != ALL_SETS && in_distribution(&g.prompt_set) {
+            sets.push(ALL_SETS);
+        }
+        for set in sets {
             cells
                 .entry((grp.clone(), g.policy.clone(), set.to_string()))
                 .or_default()
                 .entry(g.seed)
                 .or_default()
                 .push(row);
-            if g.prompt_set == ALL_SETS {
-                break; // a set literally named "all" is already the union; don't count it twice
-            }
         }
     }
     let mut out = Vec::new();
     for ((grp, policy, set), by_seed) in cells {
-        let per_seed: Vec<[f64; 5]> = by_seed
+        let per_seed: Vec<Vec<(&'static str, f64)>> = by_seed
             .values()
             .map(|rows| CellStats::from_rows(rows).values())
             .collect();
-        let mut push = |seed: SeedKey, values: [f64; 5]| {
-            for (metric, value) in CELL_METRICS.iter().zip(values) {
+        let mut push = |seed: SeedKey, values: &[(&'static str, f64)]| {
+            for &(metric, value) in values {
                 out.push(MetricRow {
                     group: grp.clone(),
                     seed,
@@ -216,13 +256,19 @@ pub fn compute_metrics(gens: &[Generation]) -> Vec<MetricRow> {
             }
         };
         for (seed, values) in by_seed.keys().zip(&per_seed) {
-            push(SeedKey::Seed(*seed), *values);
+            push(SeedKey::Seed(*seed), values);
         }
-        let mut pooled = [0.0; 5];
-        for (i, p) in pooled.iter_mut().enumerate() {
-            *p = mean(&per_seed.iter().map(|v| v[i]).collect::<Vec<_>>());
-        }
-        push(SeedKey::Pooled, pooled);
+        let pooled: Vec<(&'static str, f64)> = CELL_METRICS
+            .iter()
+            .filter_map(|m| {
+                let v: Option<Vec<f64>> = per_seed
+                    .iter()
+                    .map(|vals| vals.iter().find(|(n, _)| n == m).map(|p| p.1))
+                    .collect();
+                v.map(|v| (*m, mean(&v)))
+            })
+            .collect();
+        push(SeedKey::Pooled, &pooled);
     }
     out.sort_by(|x, y| metric_sort_key(x).cmp(&metric_sort_key(y)));
     out
@@ -304,7 +350,7 @@ pub fn seed_range(
 // ---------------------------------------------------------------------------------------------
 // win_rates.csv
 
-pub const WIN_HEADER: [&str; 10] = [
+pub const WIN_HEADER: [&str; 13] = [
     "experiment",
     "size",
     "seed",
@@ -315,6 +361,9 @@ pub const WIN_HEADER: [&str; 10] = [
     "win_rate",
     "ci_low",
     "ci_high",
+    "lc_win_rate",
+    "lc_ci_low",
+    "lc_ci_high",
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -328,16 +377,24 @@ pub struct WinRow {
     pub win_rate: f64,
     pub ci_low: f64,
     pub ci_high: f64,
+    /// Length-controlled win rate (see [`super::stats::lc_win_rate`]) and its interval, from the
+    /// same bootstrap resamples as the raw one.
+    pub lc_win_rate: f64,
+    pub lc_ci_low: f64,
+    pub lc_ci_high: f64,
 }
 
 /// Prompt key: (prompt set, prompt id). Ids are meant to be unique already; the set makes sure.
-type PromptKey = (String, i64);
+pub type PromptKey = (String, i64);
 /// One policy's responses in one seed: (group, seed, policy).
 type PolicyRun = (Group, i64, String);
 
-/// Mean judge score per prompt for every (group, seed, policy). Duplicate rows for one prompt
+/// Mean of `value` per prompt for every (group, seed, policy). Duplicate rows for one prompt
 /// (several samples) are averaged.
-fn judge_by_prompt(gens: &[Generation]) -> BTreeMap<PolicyRun, BTreeMap<PromptKey, f64>> {
+fn by_prompt(
+    gens: &[Generation],
+    value: impl Fn(&Generation) -> f64,
+) -> BTreeMap<PolicyRun, BTreeMap<PromptKey, f64>> {
     // (sum, count) per prompt, for averaging duplicate samples
     let mut sums: BTreeMap<PolicyRun, BTreeMap<PromptKey, (f64, usize)>> = BTreeMap::new();
     for g in gens {
@@ -346,7 +403,7 @@ fn judge_by_prompt(gens: &[Generation]) -> BTreeMap<PolicyRun, BTreeMap<PromptKe
             .or_default()
             .entry((g.prompt_set.clone(), g.prompt_id))
             .or_insert((0.0, 0));
-        e.0 += g.judge_score;
+        e.0 += value(g);
         e.1 += 1;
     }
     sums.into_iter()
@@ -359,64 +416,124 @@ fn judge_by_prompt(gens: &[Generation]) -> BTreeMap<PolicyRun, BTreeMap<PromptKe
         .collect()
 }
 
-/// Per-prompt outcomes of a vs b for the prompts both answered (restricted to `set` unless `all`).
+/// Per-prompt outcomes of a vs b for the prompts both answered, restricted to `set` ([`in_set`]).
 pub fn outcomes(
     a: &BTreeMap<PromptKey, f64>,
     b: &BTreeMap<PromptKey, f64>,
     set: &str,
 ) -> BTreeMap<PromptKey, f64> {
+    paired(a, b, set, win_outcome)
+}
+
+/// `f(a, b)` per prompt that both maps hold, restricted to `set`.
+fn paired(
+    a: &BTreeMap<PromptKey, f64>,
+    b: &BTreeMap<PromptKey, f64>,
+    set: &str,
+    f: impl Fn(f64, f64) -> f64,
+) -> BTreeMap<PromptKey, f64> {
     a.iter()
-        .filter(|(k, _)| set == ALL_SETS || k.0 == set)
-        .filter_map(|(k, sa)| b.get(k).map(|sb| (k.clone(), win_outcome(*sa, *sb))))
+        .filter(|(k, _)| in_set(set, &k.0))
+        .filter_map(|(k, va)| b.get(k).map(|vb| (k.clone(), f(*va, *vb))))
         .collect()
 }
 
-/// Win rates per seed and pooled, with percentile-bootstrap 95% intervals. The bootstrap stream of
-/// a row is its position in the sorted output, so each row's interval is reproducible on its own.
+/// One comparison's per-prompt data in one seed: the outcome of a vs b and len_a − len_b.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PairedPrompts {
+    pub outcome: BTreeMap<PromptKey, f64>,
+    pub length_diff: BTreeMap<PromptKey, f64>,
+}
+
+/// Per seed, the per-prompt outcomes and length differences of `a` vs `b` on `set` (seeds where
+/// the pair shares no prompt are left out).
+pub fn paired_prompts(
+    gens: &[Generation],
+    grp: &Group,
+    a: &str,
+    b: &str,
+    set: &str,
+) -> Vec<(i64, PairedPrompts)> {
+    let rows: Vec<Generation> = in_group(gens, grp).cloned().collect();
+    let scores = by_prompt(&rows, |g| g.judge_score);
+    let lengths = by_prompt(&rows, |g| g.length_tokens);
+    let seeds: BTreeSet<i64> = rows.iter().map(|g| g.seed).collect();
+    seeds
+        .into_iter()
+        .filter_map(|s| {
+            let key = |p: &str| (grp.clone(), s, p.to_string());
+            let outcome = outcomes(scores.get(&key(a))?, scores.get(&key(b))?, set);
+            let length_diff = paired(lengths.get(&key(a))?, lengths.get(&key(b))?, set, |x, y| {
+                x - y
+            });
+            (!outcome.is_empty()).then_some((
+                s,
+                PairedPrompts {
+                    outcome,
+                    length_diff,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The `pooled` version of [`paired_prompts`]: prompts present in every seed, each one's outcome
+/// and length difference averaged over seeds.
+pub fn pool_paired(per_seed: &[(i64, PairedPrompts)]) -> PairedPrompts {
+    let pool = |f: fn(&PairedPrompts) -> &BTreeMap<PromptKey, f64>| {
+        pool_over_seeds(&per_seed.iter().map(|(_, p)| f(p)).collect::<Vec<_>>())
+    };
+    PairedPrompts {
+        outcome: pool(|p| &p.outcome),
+        length_diff: pool(|p| &p.length_diff),
+    }
+}
+
+/// (raw win rate, its CI, LC win rate, its CI) of one row; both intervals from the same resamples.
+fn win_stats(p: &PairedPrompts, n_boot: usize, rng: &mut SplitMix64) -> [f64; 6] {
+    let y: Vec<f64> = p.outcome.values().copied().collect();
+    let x = standardized(&p.length_diff.values().copied().collect::<Vec<_>>());
+    let pts: Vec<(f64, f64)> = x.into_iter().zip(y.iter().copied()).collect();
+    let mut raw = |idx: &[usize]| idx.iter().map(|&i| y[i]).sum::<f64>() / idx.len() as f64;
+    let mut lc = |idx: &[usize]| lc_win_rate(&idx.iter().map(|&i| pts[i]).collect::<Vec<_>>());
+    let ci = bootstrap_cis(y.len(), n_boot, rng, &mut [&mut raw, &mut lc]);
+    [
+        mean(&y),
+        ci[0].0,
+        ci[0].1,
+        lc_win_rate(&pts),
+        ci[1].0,
+        ci[1].1,
+    ]
+}
+
+/// Win rates per seed and pooled, with percentile-bootstrap 95% intervals over prompts, raw and
+/// length-controlled. The bootstrap stream of a row is its position in the sorted output, so each
+/// row's intervals are reproducible on their own.
 pub fn compute_win_rates(gens: &[Generation], n_boot: usize, boot_seed: u64) -> Vec<WinRow> {
-    let scores = judge_by_prompt(gens);
-    // (sort key, prompt set, per-prompt outcomes); the key is (group, pair index, set rank, seed)
+    // (sort key, prompt set, per-prompt data); the key is (group, pair index, set rank, seed)
     type Entry = (
         (Group, usize, (usize, usize, String), SeedKey),
         String,
-        Vec<f64>,
+        PairedPrompts,
     );
     let mut entries: Vec<Entry> = Vec::new();
     for grp in groups_of(gens) {
-        let seeds: BTreeSet<i64> = in_group(gens, &grp).map(|g| g.seed).collect();
         let mut sets = sets_of(gens, &grp);
         sets.push(ALL_SETS.to_string());
         for (pi, (pa, pb)) in PAIRS.iter().enumerate() {
             for set in &sets {
-                let per_seed: Vec<(i64, BTreeMap<PromptKey, f64>)> = seeds
-                    .iter()
-                    .filter_map(|&s| {
-                        let a = scores.get(&(grp.clone(), s, pa.to_string()))?;
-                        let b = scores.get(&(grp.clone(), s, pb.to_string()))?;
-                        let o = outcomes(a, b, set);
-                        (!o.is_empty()).then_some((s, o))
-                    })
-                    .collect();
+                let per_seed = paired_prompts(gens, &grp, pa, pb, set);
                 if per_seed.is_empty() {
                     continue;
                 }
                 let key = |seed| (grp.clone(), pi, set_rank(set), seed);
-                for (s, o) in &per_seed {
-                    entries.push((
-                        key(SeedKey::Seed(*s)),
-                        set.clone(),
-                        o.values().copied().collect(),
-                    ));
+                let pooled = pool_paired(&per_seed);
+                for (s, p) in per_seed {
+                    entries.push((key(SeedKey::Seed(s)), set.clone(), p));
                 }
-                let maps: Vec<&BTreeMap<PromptKey, f64>> =
-                    per_seed.iter().map(|(_, o)| o).collect();
-                let pooled = pool_over_seeds(&maps);
-                if !pooled.is_empty() {
-                    entries.push((
-                        key(SeedKey::Pooled),
-                        set.clone(),
-                        pooled.into_values().collect(),
-                    ));
+                if !pooled.outcome.is_empty() {
+                    entries.push((key(SeedKey::Pooled), set.clone(), pooled));
                 }
             }
         }
@@ -425,19 +542,29 @@ pub fn compute_win_rates(gens: &[Generation], n_boot: usize, boot_seed: u64) -> 
     entries
         .into_iter()
         .enumerate()
-        .map(|(idx, ((grp, pi, _, seed), set, values))| {
+        .map(|(idx, ((grp, pi, _, seed), set, p))| {
             let mut rng = SplitMix64::derive(boot_seed, idx as u64);
-            let (ci_low, ci_high) = bootstrap_ci(&values, n_boot, &mut rng);
+            let [
+                win_rate,
+                ci_low,
+                ci_high,
+                lc_win_rate,
+                lc_ci_low,
+                lc_ci_high,
+            ] = win_stats(&p, n_boot, &mut rng);
             WinRow {
                 group: grp,
                 seed,
                 policy_a: PAIRS[pi].0.to_string(),
                 policy_b: PAIRS[pi].1.to_string(),
                 prompt_set: set,
-                n_prompts: values.len(),
-                win_rate: mean(&values),
+                n_prompts: p.outcome.len(),
+                win_rate,
                 ci_low,
                 ci_high,
+                lc_win_rate,
+                lc_ci_low,
+                lc_ci_high,
             }
         })
         .collect()
@@ -457,6 +584,9 @@ pub fn win_records(rows: &[WinRow]) -> Vec<Vec<String>> {
                 fmt6(r.win_rate),
                 fmt6(r.ci_low),
                 fmt6(r.ci_high),
+                fmt6(r.lc_win_rate),
+                fmt6(r.lc_ci_low),
+                fmt6(r.lc_ci_high),
             ]
         })
         .collect()
@@ -479,6 +609,64 @@ pub fn pooled_win<'a>(
     })
 }
 
+/// One bin of the win rate against the length ratio.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RatioBin {
+    /// Mean of ln((len_a + 1) / (len_b + 1)) in the bin.
+    pub log_ratio: f64,
+    pub win_rate: f64,
+    pub n: usize,
+}
+
+/// Win rate of `a` over `b` as a function of their length ratio: every (seed, prompt) of `set` is
+/// a point x = ln((len_a + 1) / (len_b + 1)) (add-one so that empty answers stay finite), y = the
+/// outcome; points sorted by x (ties by seed and prompt) and cut into `n_bins` equal-count bins.
+pub fn win_by_length_ratio(
+    gens: &[Generation],
+    grp: &Group,
+    a: &str,
+    b: &str,
+    set: &str,
+    n_bins: usize,
+) -> Vec<RatioBin> {
+    let rows: Vec<Generation> = in_group(gens, grp).cloned().collect();
+    let scores = by_prompt(&rows, |g| g.judge_score);
+    let lengths = by_prompt(&rows, |g| g.length_tokens);
+    let seeds: BTreeSet<i64> = rows.iter().map(|g| g.seed).collect();
+    let mut pts: Vec<(f64, i64, PromptKey, f64)> = Vec::new();
+    for s in seeds {
+        let key = |p: &str| (grp.clone(), s, p.to_string());
+        let (Some(sa), Some(sb), Some(la), Some(lb)) = (
+            scores.get(&key(a)),
+            scores.get(&key(b)),
+            lengths.get(&key(a)),
+            lengths.get(&key(b)),
+        ) else {
+            continue;
+        };
+        let ratio = paired(la, lb, set, |x, y| ((x + 1.0) / (y + 1.0)).ln());
+        for (k, y) in outcomes(sa, sb, set) {
+            pts.push((ratio[&k], s, k, y));
+        }
+    }
+    pts.sort_by(|p, q| {
+        p.0.total_cmp(&q.0)
+            .then_with(|| (p.1, &p.2).cmp(&(q.1, &q.2)))
+    });
+    let n = pts.len();
+    let k = n_bins.min(n);
+    (0..k)
+        .map(|i| {
+            let bin = &pts[i * n / k..(i + 1) * n / k];
+            RatioBin {
+                log_ratio: mean(&bin.iter().map(|p| p.0).collect::<Vec<_>>()),
+                win_rate: mean(&bin.iter().map(|p| p.3).collect::<Vec<_>>()),
+                n: bin.len(),
+            }
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Refusal difference on benign prompts
 
@@ -494,47 +682,67 @@ pub struct RefusalDiff {
     pub ci_high: f64,
 }
 
-/// Per prompt, the mean refusal over a policy's seeds (prompts present in all its seeds).
-fn pooled_refusal(gens: &[Generation], grp: &Group, policy: &str, set: &str) -> BTreeMap<i64, f64> {
-    let mut by_seed: BTreeMap<i64, BTreeMap<i64, (f64, usize)>> = BTreeMap::new();
-    for g in in_group(gens, grp).filter(|g| g.policy == policy && g.prompt_set == set) {
+/// Per prompt of `set` ([`in_set`]), a policy's mean `value` over its seeds (prompts present in
+/// all its seeds; rows where `value` is `None` are left out).
+pub fn pooled_per_prompt(
+    gens: &[Generation],
+    grp: &Group,
+    policy: &str,
+    set: &str,
+    value: impl Fn(&Generation) -> Option<f64>,
+) -> BTreeMap<PromptKey, f64> {
+    let mut by_seed: BTreeMap<i64, BTreeMap<PromptKey, (f64, usize)>> = BTreeMap::new();
+    for g in in_group(gens, grp).filter(|g| g.policy == policy && in_set(set, &g.prompt_set)) {
+        let Some(v) = value(g) else { continue };
         let e = by_seed
             .entry(g.seed)
             .or_default()
-            .entry(g.prompt_id)
+            .entry((g.prompt_set.clone(), g.prompt_id))
             .or_insert((0.0, 0));
-        e.0 += g.refused as u8 as f64;
+        e.0 += v;
         e.1 += 1;
     }
-    let maps: Vec<BTreeMap<i64, f64>> = by_seed
+    let maps: Vec<BTreeMap<PromptKey, f64>> = by_seed
         .into_values()
         .map(|m| m.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect())
         .collect();
     pool_over_seeds(&maps.iter().collect::<Vec<_>>())
 }
 
-/// Pure core of the refusal difference: per-prompt pooled refusal of the scalar and seq2seq
-/// policies -> (n, scalar rate, seq2seq rate, diff, ci_low, ci_high) over the shared prompts.
-pub fn refusal_diff_of(
-    scalar: &BTreeMap<i64, f64>,
-    seq2seq: &BTreeMap<i64, f64>,
+/// A paired difference over prompts: mean of a, mean of b, mean of a − b and its 95% bootstrap
+/// interval, over the prompts both sides have.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairedDiff {
+    pub n_prompts: usize,
+    pub a_mean: f64,
+    pub b_mean: f64,
+    pub diff: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+}
+
+/// Pure core of the paired differences (refusal, length): per-prompt pooled values of two sides
+/// -> their means and the mean difference with a bootstrap interval over the shared prompts.
+pub fn paired_diff_of<K: Ord>(
+    a: &BTreeMap<K, f64>,
+    b: &BTreeMap<K, f64>,
     n_boot: usize,
     rng: &mut SplitMix64,
-) -> (usize, f64, f64, f64, f64, f64) {
-    let shared: Vec<(f64, f64)> = scalar
+) -> PairedDiff {
+    let shared: Vec<(f64, f64)> = a
         .iter()
-        .filter_map(|(k, a)| seq2seq.get(k).map(|b| (*a, *b)))
+        .filter_map(|(k, x)| b.get(k).map(|y| (*x, *y)))
         .collect();
-    let diffs: Vec<f64> = shared.iter().map(|(a, b)| a - b).collect();
-    let (lo, hi) = bootstrap_ci(&diffs, n_boot, rng);
-    (
-        diffs.len(),
-        mean(&shared.iter().map(|p| p.0).collect::<Vec<_>>()),
-        mean(&shared.iter().map(|p| p.1).collect::<Vec<_>>()),
-        mean(&diffs),
-        lo,
-        hi,
-    )
+    let diffs: Vec<f64> = shared.iter().map(|(x, y)| x - y).collect();
+    let (ci_low, ci_high) = bootstrap_ci(&diffs, n_boot, rng);
+    PairedDiff {
+        n_prompts: diffs.len(),
+        a_mean: mean(&shared.iter().map(|p| p.0).collect::<Vec<_>>()),
+        b_mean: mean(&shared.iter().map(|p| p.1).collect::<Vec<_>>()),
+        diff: mean(&diffs),
+        ci_low,
+        ci_high,
+    }
 }
 
 /// Benign refusal rate of ppo_scalar minus ppo_seq2seq per group, with a bootstrap interval over
@@ -546,20 +754,20 @@ pub fn compute_refusal_diffs(
 ) -> Vec<RefusalDiff> {
     let mut out = Vec::new();
     for (gi, grp) in groups_of(gens).into_iter().enumerate() {
-        let scalar = pooled_refusal(gens, &grp, "ppo_scalar", "benign");
-        let seq = pooled_refusal(gens, &grp, "ppo_seq2seq", "benign");
+        let refused = |g: &Generation| Some(g.refused as u8 as f64);
+        let scalar = pooled_per_prompt(gens, &grp, "ppo_scalar", "benign", refused);
+        let seq = pooled_per_prompt(gens, &grp, "ppo_seq2seq", "benign", refused);
         let mut rng = SplitMix64::derive(boot_seed, REFUSAL_STREAM_BASE + gi as u64);
-        let (n, scalar_rate, seq2seq_rate, diff, ci_low, ci_high) =
-            refusal_diff_of(&scalar, &seq, n_boot, &mut rng);
-        if n > 0 {
+        let d = paired_diff_of(&scalar, &seq, n_boot, &mut rng);
+        if d.n_prompts > 0 {
             out.push(RefusalDiff {
                 group: grp,
-                n_prompts: n,
-                scalar_rate,
-                seq2seq_rate,
-                diff,
-                ci_low,
-                ci_high,
+                n_prompts: d.n_prompts,
+                scalar_rate: d.a_mean,
+                seq2seq_rate: d.b_mean,
+                diff: d.diff,
+                ci_low: d.ci_low,
+                ci_high: d.ci_high,
             });
         }
     }
@@ -813,7 +1021,20 @@ mod tests {
             truncated: trunc,
             refused,
             judge_score: judge,
+            ..Default::default()
         }
+    }
+
+    fn with_reference(
+        mut g: Generation,
+        response: &str,
+        reference: &str,
+        ref_len: f64,
+    ) -> Generation {
+        g.response = response.into();
+        g.reference = reference.into();
+        g.reference_length_tokens = Some(ref_len);
+        g
     }
 
     fn metric(rows: &[MetricRow], seed: SeedKey, policy: &str, set: &str, m: &str) -> f64 {
@@ -929,9 +1150,12 @@ mod tests {
         // per-prompt pooled refusal: scalar {1: 1.0, 2: 0.5, 3: 1.0}, seq2seq {1: 0.0, 2: 0.5, 4: 0.0}
         let scalar: BTreeMap<i64, f64> = [(1, 1.0), (2, 0.5), (3, 1.0)].into();
         let seq: BTreeMap<i64, f64> = [(1, 0.0), (2, 0.5), (4, 0.0)].into();
-        let (n, s, q, d, lo, hi) = refusal_diff_of(&scalar, &seq, 200, &mut SplitMix64::new(3));
-        assert_eq!((n, s, q, d), (2, 0.75, 0.25, 0.5));
-        assert!(lo <= d && d <= hi && lo >= 0.0 && hi <= 1.0);
+        let d = paired_diff_of(&scalar, &seq, 200, &mut SplitMix64::new(3));
+        assert_eq!(
+            (d.n_prompts, d.a_mean, d.b_mean, d.diff),
+            (2, 0.75, 0.25, 0.5)
+        );
+        assert!(d.ci_low <= d.diff && d.diff <= d.ci_high && d.ci_low >= 0.0 && d.ci_high <= 1.0);
 
         // end to end through generations: two seeds, benign
         let gens = vec![
@@ -964,10 +1188,241 @@ mod tests {
         let mut v = vec!["zeta", "ppo_seq2seq", "alpha", "sft", "ppo_scalar"];
         v.sort_by_key(|p| rank(&POLICY_ORDER, p));
         assert_eq!(v, ["sft", "ppo_scalar", "ppo_seq2seq", "alpha", "zeta"]);
-        let mut s = vec!["all", "harmful", "other", "benign"];
+        let mut s = vec![
+            "all",
+            "ood_harmful",
+            "harmful",
+            "other",
+            "ood_alpaca",
+            "benign",
+        ];
         s.sort_by_key(|x| set_rank(x));
-        assert_eq!(s, ["benign", "harmful", "other", "all"]);
+        assert_eq!(
+            s,
+            [
+                "benign",
+                "harmful",
+                "ood_alpaca",
+                "ood_harmful",
+                "other",
+                "all"
+            ]
+        );
         assert_eq!(fmt6(-0.0000001), "0.000000");
         assert_eq!(fmt6(0.25), "0.250000");
+    }
+    #[test]
+    fn all_means_in_distribution() {
+        // benign: seq2seq wins; ood_harmful: seq2seq loses. `all` must hold benign only.
+        let gens = vec![
+            row(0, "ppo_seq2seq", "benign", 1, 5.0, false, false, 1.0),
+            row(0, "ppo_scalar", "benign", 1, 5.0, false, false, 0.0),
+            row(0, "ppo_seq2seq", "ood_harmful", 1, 9.0, false, true, 0.0),
+            row(0, "ppo_scalar", "ood_harmful", 1, 5.0, false, false, 1.0),
+        ];
+        let wins = compute_win_rates(&gens, 50, 1);
+        let get = |set: &str| {
+            wins.iter()
+                .find(|r| r.prompt_set == set && r.seed == SeedKey::Pooled)
+                .unwrap()
+        };
+        assert_eq!((get("all").n_prompts, get("all").win_rate), (1, 1.0));
+        assert_eq!(get("ood_harmful").win_rate, 0.0);
+        let sets: Vec<&str> = wins
+            .iter()
+            .filter(|r| r.seed == SeedKey::Pooled)
+            .map(|r| r.prompt_set.as_str())
+            .collect();
+        assert_eq!(sets, ["benign", "ood_harmful", "all"]);
+        let m = compute_metrics(&gens);
+        assert_eq!(
+            metric(
+                &m,
+                SeedKey::Pooled,
+                "ppo_seq2seq",
+                "all",
+                "mean_length_tokens"
+            ),
+            5.0
+        );
+        assert_eq!(
+            metric(&m, SeedKey::Pooled, "ppo_seq2seq", "all", "refusal_rate"),
+            0.0
+        );
+        assert_eq!(
+            metric(
+                &m,
+                SeedKey::Pooled,
+                "ppo_seq2seq",
+                "ood_harmful",
+                "refusal_rate"
+            ),
+            1.0
+        );
+    }
+
+    #[test]
+    fn reference_metrics_only_where_every_row_has_a_reference() {
+        let gens = vec![
+            // seed 0: ROUGE-L 5/6 and 1 (mean 11/12); length ratios 6/6 and 3/2 (mean 1.25)
+            with_reference(
+                row(0, "sft", "benign", 1, 6.0, false, false, 0.0),
+                "the cat sat on the mat",
+                "the cat lay on the mat",
+                6.0,
+            ),
+            with_reference(
+                row(0, "sft", "benign", 2, 3.0, false, false, 0.0),
+                "Hello, world",
+                "hello world",
+                2.0,
+            ),
+            // seed 1: ROUGE-L 0 and 1 (mean 0.5); ratios 2 and 1 (mean 1.5)
+            with_reference(
+                row(1, "sft", "benign", 1, 12.0, false, false, 0.0),
+                "dog",
+                "the cat lay on the mat",
+                6.0,
+            ),
+            with_reference(
+                row(1, "sft", "benign", 2, 2.0, false, false, 0.0),
+                "hello world",
+                "hello world",
+                2.0,
+            ),
+            // an OOD set without references: no reference metrics there, and `all` keeps them
+            row(0, "sft", "ood_alpaca", 1, 4.0, false, false, 0.0),
+            row(1, "sft", "ood_alpaca", 1, 4.0, false, false, 0.0),
+        ];
+        let m = compute_metrics(&gens);
+        use SeedKey::*;
+        assert!((metric(&m, Seed(0), "sft", "benign", "rouge_l_f1") - 11.0 / 12.0).abs() < 1e-12);
+        assert_eq!(metric(&m, Seed(0), "sft", "benign", "length_ratio"), 1.25);
+        assert!(
+            (metric(&m, Pooled, "sft", "benign", "rouge_l_f1") - (11.0 / 12.0 + 0.5) / 2.0).abs()
+                < 1e-12
+        );
+        assert_eq!(metric(&m, Pooled, "sft", "all", "length_ratio"), 1.375);
+        assert!(!m.iter().any(|r| r.prompt_set == "ood_alpaca"
+            && (r.metric == "rouge_l_f1" || r.metric == "length_ratio")));
+        assert!(m.iter().all(|r| r.value.is_finite()));
+        // metric order within a cell: the reference metrics sit before n_prompts
+        let names: Vec<&str> = m
+            .iter()
+            .filter(|r| r.seed == Seed(0) && r.prompt_set == "benign")
+            .map(|r| r.metric)
+            .collect();
+        assert_eq!(names, CELL_METRICS);
+
+        // a seed whose cell lacks references: per-seed rows where they exist, no pooled row
+        let mut partial = gens.clone();
+        partial[2].reference.clear();
+        partial[2].reference_length_tokens = None;
+        let m = compute_metrics(&partial);
+        assert!(
+            m.iter()
+                .any(|r| r.seed == Seed(0) && r.prompt_set == "benign" && r.metric == "rouge_l_f1")
+        );
+        assert!(
+            !m.iter()
+                .any(|r| r.seed != Seed(0) && r.metric == "rouge_l_f1")
+        );
+    }
+
+    #[test]
+    fn lc_win_rate_discounts_length_in_win_rows() {
+        // seq2seq is longer on most prompts and wins exactly when it is longer (a tie when equal).
+        let mut gens = Vec::new();
+        for (id, d) in (-3i64..=12).chain([0]).enumerate() {
+            let id = id as i64;
+            let judge = win_outcome(d as f64, 0.0);
+            gens.push(row(
+                0,
+                "ppo_seq2seq",
+                "benign",
+                id,
+                20.0 + d as f64,
+                false,
+                false,
+                judge,
+            ));
+            gens.push(row(0, "ppo_scalar", "benign", id, 20.0, false, false, 0.5));
+        }
+        let rows = compute_win_rates(&gens, 200, 4);
+        let r = rows
+            .iter()
+            .find(|r| r.prompt_set == "all" && r.seed == SeedKey::Pooled)
+            .unwrap();
+        assert!(r.win_rate > 0.7, "{r:?}");
+        assert!((r.lc_win_rate - 0.5).abs() < 0.01, "{r:?}");
+        assert!(
+            r.lc_ci_low <= r.lc_win_rate + 1e-9 && r.lc_win_rate <= r.lc_ci_high + 1e-9,
+            "{r:?}"
+        );
+        assert_eq!(rows, compute_win_rates(&gens, 200, 4), "deterministic");
+        // equal lengths everywhere: LC equals the raw win rate, interval included
+        for g in gens.iter_mut() {
+            g.length_tokens = 20.0;
+        }
+        for r in compute_win_rates(&gens, 200, 4) {
+            assert_eq!(
+                (r.lc_win_rate, r.lc_ci_low, r.lc_ci_high),
+                (r.win_rate, r.ci_low, r.ci_high)
+            );
+        }
+    }
+
+    #[test]
+    fn length_ratio_bins_are_equal_count() {
+        // 14 prompts, seq2seq length 1..=14 vs scalar 7: it wins when longer.
+        let mut gens = Vec::new();
+        for id in 0..14i64 {
+            let len = (id + 1) as f64;
+            gens.push(row(
+                0,
+                "ppo_seq2seq",
+                "benign",
+                id,
+                len,
+                false,
+                false,
+                win_outcome(len, 7.0),
+            ));
+            gens.push(row(0, "ppo_scalar", "benign", id, 7.0, false, false, 0.5));
+            gens.push(row(
+                0,
+                "ppo_seq2seq",
+                "ood_alpaca",
+                id,
+                99.0,
+                false,
+                false,
+                1.0,
+            ));
+            gens.push(row(
+                0,
+                "ppo_scalar",
+                "ood_alpaca",
+                id,
+                1.0,
+                false,
+                false,
+                0.0,
+            ));
+        }
+        let g = Group {
+            experiment: "e".into(),
+            size: "tiny".into(),
+        };
+        let bins = win_by_length_ratio(&gens, &g, "ppo_seq2seq", "ppo_scalar", ALL_SETS, 7);
+        assert_eq!(bins.len(), 7);
+        assert!(bins.iter().all(|b| b.n == 2));
+        let wins: Vec<f64> = bins.iter().map(|b| b.win_rate).collect();
+        assert_eq!(wins, [0.0, 0.0, 0.0, 0.75, 1.0, 1.0, 1.0]);
+        assert!(
+            (bins[0].log_ratio - ((2.0f64 / 8.0).ln() + (3.0f64 / 8.0).ln()) / 2.0).abs() < 1e-12
+        );
+        assert!(bins.windows(2).all(|w| w[0].log_ratio < w[1].log_ratio));
+        assert!(win_by_length_ratio(&gens, &g, "ppo_seq2seq", "sft", ALL_SETS, 7).is_empty());
     }
 }

@@ -1,0 +1,738 @@
+//! `results/PAPER.md`: each claim of the paper next to our number, its 95% interval, the number of
+//! seeds and a verdict, over every results directory. Written by `s2rm paper`; like `REPORT.md` it
+//! is a pure, byte-deterministic function of the directories' input CSVs, and it reuses the
+//! per-directory tables (`tables.rs`) and verdict texts (`markdown.rs`) rather than recomputing.
+
+use super::inputs::{Generation, Inputs, RunInfo};
+use super::markdown::{
+    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, cell, f3, headline, lc_headline, pct,
+    policy_caveats, refusal_headline, table,
+};
+use super::stats::{Verdict, stratified_mean_ci, verdict};
+use super::tables::{
+    self, ALL_SETS, Group, MetricRow, OOD_PREFIX, RefusalDiff, RmSummary, WinRow, pooled_metric,
+    pooled_per_prompt, pooled_win,
+};
+use crate::util::{SplitMix64, write_atomic};
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::path::Path;
+
+/// The paper's three tasks, by our experiment names, in table order.
+pub const EXPERIMENTS: [(&str, &str); 3] = [
+    ("safety", "single-turn safety dialogue"),
+    ("summarization", "text summarization (TL;DR)"),
+    (
+        "helpfulness",
+        "third NLP task (stand-in: HH-RLHF helpfulness)",
+    ),
+];
+/// Bootstrap of the average win rate over (experiment, size) cells: resamples and RNG seed.
+const AVERAGE_N_BOOT: usize = 2000;
+const AVERAGE_BOOT_SEED: u64 = 769;
+/// Streams of the summarization length differences: past the refusal streams of `tables.rs`.
+const LENGTH_STREAM_BASE: u64 = 2 << 32;
+
+/// One results directory with the tables `render` derives from it.
+struct Run {
+    name: String,
+    info: RunInfo,
+    gens: Vec<Generation>,
+    groups: Vec<Group>,
+    metrics: Vec<MetricRow>,
+    wins: Vec<WinRow>,
+    refusal: Vec<RefusalDiff>,
+    rm: Vec<RmSummary>,
+}
+
+impl Run {
+    fn load(dir: &Path, name: String) -> Result<Self> {
+        let inp = Inputs::load(dir).with_context(|| format!("results directory {name}"))?;
+        let (n_boot, seed) = (inp.info.n_bootstrap, inp.info.bootstrap_seed);
+        Ok(Self {
+            groups: tables::groups_of(&inp.generations),
+            metrics: tables::compute_metrics(&inp.generations),
+            wins: tables::compute_win_rates(&inp.generations, n_boot, seed),
+            refusal: tables::compute_refusal_diffs(&inp.generations, n_boot, seed),
+            rm: tables::rm_summaries(&inp.rm_eval),
+            gens: inp.generations,
+            info: inp.info,
+            name,
+        })
+    }
+
+    fn seeds(&self, g: &Group) -> usize {
+        self.gens
+            .iter()
+            .filter(|r| r.experiment == g.experiment && r.size == g.size)
+            .map(|r| r.seed)
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+
+    /// The report data of this run, for the per-group caveats of `markdown.rs`.
+    fn report_data(&self) -> ReportData<'_> {
+        ReportData {
+            info: &self.info,
+            groups: &self.groups,
+            metrics: &self.metrics,
+            wins: &self.wins,
+            refusal: &self.refusal,
+            rm: &self.rm,
+            ppo: &[],
+            train: &[],
+            sanity: &[],
+        }
+    }
+}
+
+/// Read every `results/*/` directory holding a `generations.csv` (sorted by name) and write the
+/// claim table to `output`.
+pub fn write_paper(results: &Path, output: &Path) -> Result<()> {
+    if !results.is_dir() {
+        bail!(
+            "results directory {} does not exist or is not a directory",
+            results.display()
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(results)
+        .with_context(|| format!("cannot list {}", results.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(super::inputs::GENERATIONS).is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let runs = names
+        .into_iter()
+        .map(|n| Run::load(&results.join(&n), n))
+        .collect::<Result<Vec<_>>>()?;
+    write_atomic(output, render_paper(&runs).as_bytes())
+}
+
+/// The (run, group) cells that stand for their (experiment, size) in the average: the directory
+/// named after the experiment if it has that group, else the first directory (by name) that has
+/// it. Other directories with the same group are variants (ablations), shown but not averaged.
+fn primary_cells(runs: &[Run]) -> BTreeSet<(usize, Group)> {
+    let mut chosen: BTreeMap<Group, usize> = BTreeMap::new();
+    for (ri, run) in runs.iter().enumerate() {
+        for g in &run.groups {
+            match chosen.get(g) {
+                Some(&prev) if runs[prev].name == g.experiment || run.name != g.experiment => {}
+                _ => {
+                    chosen.insert(g.clone(), ri);
+                }
+            }
+        }
+    }
+    chosen.into_iter().map(|(g, ri)| (ri, g)).collect()
+}
+
+/// Every (run, group) of one experiment, in directory then size order.
+fn cells_of<'a>(
+    runs: &'a [Run],
+    experiment: &'a str,
+) -> impl Iterator<Item = (usize, &'a Run, &'a Group)> {
+    runs.iter().enumerate().flat_map(move |(ri, r)| {
+        r.groups
+            .iter()
+            .filter(move |g| g.experiment == experiment)
+            .map(move |g| (ri, r, g))
+    })
+}
+
+/// "`dir` / size", marked when the cell is a variant.
+fn place(run: &Run, g: &Group, primary: &BTreeSet<(usize, Group)>, ri: usize) -> String {
+    let variant = if primary.contains(&(ri, g.clone())) {
+        ""
+    } else {
+        " (variant)"
+    };
+    format!("`{}` / {}{variant}", cell(&run.name), cell(&g.size))
+}
+
+/// "LC [low, high]" of a win-rate row.
+fn lc_interval(w: &WinRow) -> String {
+    format!(
+        "{} [{}, {}]",
+        pct(w.lc_win_rate),
+        pct(w.lc_ci_low),
+        pct(w.lc_ci_high)
+    )
+}
+
+fn bold(v: Verdict) -> String {
+    format!("**{}**", v.as_str())
+}
+
+fn not_run(claim: &str, what: &str) -> Vec<String> {
+    vec![
+        claim.into(),
+        "—".into(),
+        format!("not run ({what})"),
+        "—".into(),
+        "—".into(),
+    ]
+}
+
+fn render_paper(runs: &[Run]) -> String {
+    let primary = primary_cells(runs);
+    let mut o = String::new();
+    o.push_str("# The paper's claims vs this reproduction\n\n");
+    header(&mut o, runs, &primary);
+    refusal_claim(&mut o, runs, &primary);
+    length_claim(&mut o, runs, &primary);
+    win_rate_claim(&mut o, runs, &primary);
+    ood_claim(&mut o, runs, &primary);
+    caveat_section(&mut o, runs);
+    o.push_str("## Regenerating\n\n```sh\ns2rm paper --results results --output results/PAPER.md\n# or\nmake figures\n```\n");
+    o
+}
+
+fn header(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+    o.push_str(
+        "Zhou, Ji, Dai, Li, Yang, *Sequence to Sequence Reward Modeling: Improving RLHF by Language Feedback*, \
+         AAAI 2025. This file is generated by `s2rm paper` from the input CSVs of the results directories \
+         (`generations.csv`, `rm_eval.csv`, `run_info.json`, ...); it uses the same tables as each directory's \
+         `REPORT.md`. Do not edit it by hand.\n\n",
+    );
+    if runs.is_empty() {
+        o.push_str("No results directory with a `generations.csv` was found: every claim below is **not run**.\n\n");
+    } else {
+        o.push_str("Directories used (sorted by name):\n\n");
+        for (ri, r) in runs.iter().enumerate() {
+            let sizes: Vec<String> = r
+                .groups
+                .iter()
+                .map(|g| {
+                    let v = if primary.contains(&(ri, g.clone())) {
+                        ""
+                    } else {
+                        ", variant"
+                    };
+                    format!("`{}` / {}{v}", g.experiment, g.size)
+                })
+                .collect();
+            let seeds: Vec<String> = r.info.seeds.iter().map(|s| s.to_string()).collect();
+            let _ = writeln!(
+                o,
+                "- `{}`: {}; profile `{}`, seeds {}, device {}",
+                cell(&r.name),
+                if sizes.is_empty() {
+                    "no rows".to_string()
+                } else {
+                    sizes.join("; ")
+                },
+                cell(&r.info.profile),
+                if seeds.is_empty() {
+                    "n/a".into()
+                } else {
+                    seeds.join(", ")
+                },
+                if r.info.device.is_empty() {
+                    "unknown".into()
+                } else {
+                    cell(&r.info.device)
+                },
+            );
+        }
+        o.push('\n');
+        o.push_str(
+            "A *variant* is a second directory with the same (experiment, size), e.g. an ablation: it is shown but \
+             not averaged; the directory named after the experiment stands for it.\n\n",
+        );
+    }
+    let judges: Vec<String> = runs
+        .iter()
+        .filter_map(|r| {
+            let acc =
+                r.rm.iter()
+                    .filter(|s| s.model == "judge" && s.metric == "pair_accuracy");
+            let v: Vec<String> = acc.map(|s| f3(s.mean)).collect();
+            (!v.is_empty()).then(|| format!("{} (`{}`)", v.join(", "), cell(&r.name)))
+        })
+        .collect();
+    let _ = write!(
+        o,
+        "**The judge.** Win rates are judged by a small scalar reward model with the policies' architecture, \
+         trained on preference data the proxy RMs never see — not the strong LLM judge the paper presumably used. \
+         Its held-out pair accuracy: {}. Below {} its preferences are weak evidence, and a win rate then measures \
+         what this judge prefers rather than what people prefer (see each directory's `REPORT.md`).\n\n",
+        if judges.is_empty() {
+            "not measured".to_string()
+        } else {
+            judges.join("; ")
+        },
+        f3(WEAK_JUDGE_ACCURACY)
+    );
+    o.push_str(
+        "**Verdicts.** *reproduced*: the whole 95% interval lies on the paper's side (win rate > 50%, difference \
+         > 0); *not reproduced*: it lies entirely on the other side; *inconclusive*: it straddles the threshold \
+         (or a policy collapsed, which voids the comparison); *not run*: the experiment has no results directory \
+         yet. Intervals: percentile bootstrap over prompts, each prompt's outcome first averaged over seeds. \
+         `all` is the union of the in-distribution prompt sets (`ood_*` sets are separate). The paper gives \
+         numbers for the win rate only (76.9% average over 3 tasks × {2B, 7B}); our models are far smaller.\n\n",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (i) refusal-to-response
+
+fn refusal_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+    o.push_str("## (i) Refusal-to-response (safety)\n\n");
+    o.push_str(
+        "> **Paper:** in single-turn safety dialogue, PPO with a scalar RM falls into the refusal-to-response \
+         paradigm (it refuses even when it should answer); the seq2seq RM avoids it.\n\n",
+    );
+    let claim = "Benign refusal rate, `ppo_scalar` − `ppo_seq2seq` > 0";
+    let mut rows = Vec::new();
+    for (ri, run, g) in cells_of(runs, "safety") {
+        let (m, v) = refusal_headline(&run.refusal, g, &run.metrics);
+        rows.push(vec![
+            claim.into(),
+            place(run, g, primary, ri),
+            m,
+            run.seeds(g).to_string(),
+            bold(v),
+        ]);
+    }
+    if rows.is_empty() {
+        rows.push(not_run(claim, "no `safety` results directory"));
+    }
+    table(
+        o,
+        &[
+            "Claim",
+            "Where",
+            "Ours (pooled, 95% CI)",
+            "Seeds",
+            "Verdict",
+        ],
+        &rows,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (ii) long-response bias
+
+/// Mean length per policy and the pooled length ratio to the reference, as one phrase.
+fn length_facts(run: &Run, g: &Group) -> String {
+    let mut parts = Vec::new();
+    for p in ["sft", "ppo_scalar", "ppo_seq2seq"] {
+        if let Some(len) = pooled_metric(&run.metrics, g, p, ALL_SETS, "mean_length_tokens") {
+            let ratio = pooled_metric(&run.metrics, g, p, ALL_SETS, "length_ratio")
+                .map_or(String::new(), |r| format!(", {} × reference", f3(r)));
+            parts.push(format!("`{p}` {} tokens{ratio}", f3(len)));
+        }
+    }
+    parts.join("; ")
+}
+
+/// Paired length difference of `a` minus `b` (a policy name, or `reference`) over `all` prompts.
+fn length_diff(run: &Run, g: &Group, a: &str, b: &str, stream: u64) -> (String, Verdict) {
+    let len = |r: &Generation| Some(r.length_tokens);
+    let xa = pooled_per_prompt(&run.gens, g, a, ALL_SETS, len);
+    // the reference's length, read off policy a's rows (every policy carries it)
+    let xb = if b == "reference" {
+        pooled_per_prompt(&run.gens, g, a, ALL_SETS, Generation::reference_length)
+    } else {
+        pooled_per_prompt(&run.gens, g, b, ALL_SETS, len)
+    };
+    let mut rng = SplitMix64::derive(run.info.bootstrap_seed, LENGTH_STREAM_BASE + stream);
+    let d = tables::paired_diff_of(&xa, &xb, run.info.n_bootstrap, &mut rng);
+    if d.n_prompts == 0 {
+        let why = if b == "reference" {
+            "no references in generations.csv"
+        } else {
+            "policies missing"
+        };
+        return (format!("not measured ({why})"), Verdict::NotMeasured);
+    }
+    (
+        format!(
+            "{} − {} = {:+.1} [{:+.1}, {:+.1}] tokens (n = {} prompts)",
+            f3(d.a_mean),
+            f3(d.b_mean),
+            d.diff,
+            d.ci_low,
+            d.ci_high,
+            d.n_prompts
+        ),
+        verdict(d.ci_low, d.ci_high, 0.0),
+    )
+}
+
+fn length_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+    o.push_str("## (ii) Long-response bias (summarization)\n\n");
+    o.push_str(
+        "> **Paper:** in text summarization, PPO with a scalar RM develops a long-response bias; the seq2seq RM \
+         avoids it.\n\n",
+    );
+    let claims = [
+        "Mean length, `ppo_scalar` − `ppo_seq2seq` > 0",
+        "Mean length, `ppo_scalar` − reference > 0",
+        "Length-controlled win rate, `ppo_seq2seq` vs `ppo_scalar` > 50%",
+    ];
+    let mut rows = Vec::new();
+    let mut facts = Vec::new();
+    for (k, (ri, run, g)) in cells_of(runs, "summarization").enumerate() {
+        let at = place(run, g, primary, ri);
+        let seeds = run.seeds(g).to_string();
+        let stream = 2 * k as u64;
+        let measured = [
+            length_diff(run, g, "ppo_scalar", "ppo_seq2seq", stream),
+            length_diff(run, g, "ppo_scalar", "reference", stream + 1),
+            lc_headline(&run.wins, g),
+        ];
+        for (claim, (m, v)) in claims.iter().zip(measured) {
+            rows.push(vec![
+                claim.to_string(),
+                at.clone(),
+                m,
+                seeds.clone(),
+                bold(v),
+            ]);
+        }
+        facts.push(format!("{at}: {}", length_facts(run, g)));
+    }
+    if rows.is_empty() {
+        rows.extend(
+            claims
+                .iter()
+                .map(|c| not_run(c, "no `summarization` results directory")),
+        );
+    }
+    table(
+        o,
+        &[
+            "Claim",
+            "Where",
+            "Ours (pooled, 95% CI)",
+            "Seeds",
+            "Verdict",
+        ],
+        &rows,
+    );
+    if !facts.is_empty() {
+        o.push_str("Mean response length over the in-distribution prompts (pooled over seeds) and its ratio to the reference:\n\n");
+        for f in facts {
+            let _ = writeln!(o, "- {f}");
+        }
+        o.push('\n');
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (iii) win rate, per experiment × size and on average
+
+/// The pooled per-prompt outcomes behind a cell's headline win rate (for the average's bootstrap).
+fn headline_outcomes(run: &Run, g: &Group) -> Vec<f64> {
+    let per_seed = tables::paired_prompts(&run.gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS);
+    tables::pool_paired(&per_seed)
+        .outcome
+        .into_values()
+        .collect()
+}
+
+fn win_rate_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+    o.push_str("## (iii) Win rate of the seq2seq-RM policy against the scalar-RM policy\n\n");
+    let _ = writeln!(
+        o,
+        "> **Paper:** the seq2seq RM improves RLHF on 3 NLP tasks with 2B and 7B models: average win rate {} \
+         (`ppo_seq2seq` vs `ppo_scalar`).\n",
+        pct(PAPER_WIN_RATE)
+    );
+    let mut experiments: Vec<(String, String)> = EXPERIMENTS
+        .iter()
+        .map(|(e, t)| (e.to_string(), t.to_string()))
+        .collect();
+    for r in runs {
+        for g in &r.groups {
+            if !experiments.iter().any(|(e, _)| e == &g.experiment) {
+                experiments.push((g.experiment.clone(), "not a task of the paper".into()));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut strata: Vec<Vec<f64>> = Vec::new();
+    let mut averaged: Vec<String> = Vec::new();
+    for (e, task) in &experiments {
+        let claim = format!("`{e}` — {task}: win rate > 50%");
+        let mut any = false;
+        for (ri, run, g) in cells_of(runs, e) {
+            any = true;
+            let (m, v) = headline(&run.wins, g);
+            rows.push(vec![
+                claim.clone(),
+                place(run, g, primary, ri),
+                m,
+                pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS)
+                    .map_or("n/a".into(), lc_interval),
+                run.seeds(g).to_string(),
+                bold(v),
+            ]);
+            let outcomes = headline_outcomes(run, g);
+            if primary.contains(&(ri, g.clone())) && !outcomes.is_empty() {
+                strata.push(outcomes);
+                averaged.push(format!("`{}` / {}", cell(&run.name), cell(&g.size)));
+            }
+        }
+        if !any {
+            let mut r = not_run(&claim, &format!("no `{e}` results directory"));
+            r.insert(3, "—".into());
+            rows.push(r);
+        }
+    }
+    // the average over (experiment, size) cells, each cell's prompts resampled within it
+    let avg = if strata.is_empty() {
+        vec![
+            format!(
+                "Average over tasks × sizes: > 50% (paper: {})",
+                pct(PAPER_WIN_RATE)
+            ),
+            "—".into(),
+            "not run (no cell measured)".into(),
+            "—".into(),
+            "—".into(),
+            "—".into(),
+        ]
+    } else {
+        let means: Vec<f64> = strata.iter().map(|s| super::stats::mean(s)).collect();
+        let m = super::stats::mean(&means);
+        let mut rng = SplitMix64::new(AVERAGE_BOOT_SEED);
+        let (lo, hi) = stratified_mean_ci(&strata, AVERAGE_N_BOOT, &mut rng);
+        let paper_side = if hi < PAPER_WIN_RATE {
+            "the paper's 76.9% is above our interval"
+        } else if lo > PAPER_WIN_RATE {
+            "the paper's 76.9% is below our interval"
+        } else {
+            "the paper's 76.9% is inside our interval"
+        };
+        let n_cells = EXPERIMENTS.len() * 2;
+        vec![
+            format!(
+                "Average over tasks × sizes: > 50% (paper: {})",
+                pct(PAPER_WIN_RATE)
+            ),
+            format!(
+                "{} of the paper's {n_cells} cells: {}",
+                strata.len(),
+                averaged.join(", ")
+            ),
+            format!("{} [{}, {}]; {paper_side}", pct(m), pct(lo), pct(hi)),
+            "—".into(),
+            "—".into(),
+            bold(verdict(lo, hi, 0.5)),
+        ]
+    };
+    rows.push(avg);
+    table(
+        o,
+        &[
+            "Claim",
+            "Where",
+            "Ours (pooled, 95% CI)",
+            "Length-controlled (95% CI)",
+            "Seeds",
+            "Verdict",
+        ],
+        &rows,
+    );
+    let _ = writeln!(
+        o,
+        "The average weighs every (experiment, size) cell equally; its interval resamples each cell's prompts within \
+         the cell ({AVERAGE_N_BOOT} resamples, seed {AVERAGE_BOOT_SEED}). Sizes: ours are the `size` column of the \
+         CSVs, the paper's were 2B and 7B.\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (iv) out-of-distribution prompts
+
+fn ood_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+    o.push_str("## (iv) Out-of-distribution prompts\n\n");
+    o.push_str(
+        "> **Paper:** the seq2seq RM still improves RLHF on out-of-distribution prompts.\n\n",
+    );
+    let mut rows = Vec::new();
+    for (ri, run) in runs.iter().enumerate() {
+        for g in &run.groups {
+            let sets: Vec<String> = tables::sets_of(&run.gens, g)
+                .into_iter()
+                .filter(|s| s.starts_with(OOD_PREFIX))
+                .collect();
+            for set in sets {
+                let Some(w) = pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", &set) else {
+                    continue;
+                };
+                rows.push(vec![
+                    format!("`{set}`: win rate > 50%"),
+                    place(run, g, primary, ri),
+                    format!(
+                        "{} [{}, {}] (n = {} prompts)",
+                        pct(w.win_rate),
+                        pct(w.ci_low),
+                        pct(w.ci_high),
+                        w.n_prompts
+                    ),
+                    lc_interval(w),
+                    run.seeds(g).to_string(),
+                    bold(verdict(w.ci_low, w.ci_high, 0.5)),
+                ]);
+            }
+        }
+    }
+    if rows.is_empty() {
+        let mut r = not_run(
+            "`ood_*` sets: win rate > 50%",
+            "no `ood_*` prompt set in any results directory",
+        );
+        r.insert(3, "—".into());
+        rows.push(r);
+    }
+    table(
+        o,
+        &[
+            "Claim",
+            "Where",
+            "Ours (pooled, 95% CI)",
+            "Length-controlled (95% CI)",
+            "Seeds",
+            "Verdict",
+        ],
+        &rows,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// caveats
+
+fn caveat_section(o: &mut String, runs: &[Run]) {
+    let mut lines = Vec::new();
+    for r in runs {
+        let d = r.report_data();
+        for g in &r.groups {
+            for c in policy_caveats(&d, g) {
+                lines.push(format!("`{}` / {}: {c}", cell(&r.name), cell(&g.size)));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    o.push_str("## Caveats from the measurements\n\n");
+    for l in lines {
+        let _ = writeln!(o, "- {l}");
+    }
+    o.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{Fixture, write_fixture_with};
+    use super::*;
+
+    fn fixture(results: &Path, name: &str, experiment: &str, swap: bool) {
+        let dir = results.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let reference = experiment == "summarization";
+        let f = Fixture {
+            experiment,
+            swap,
+            reference,
+            ood: reference,
+        };
+        write_fixture_with(&dir, &f);
+    }
+
+    fn paper(results: &Path) -> String {
+        let out = results.join("PAPER.md");
+        write_paper(results, &out).unwrap();
+        std::fs::read_to_string(out).unwrap()
+    }
+
+    fn row<'a>(md: &'a str, starts: &str, at: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(starts) && l.contains(at))
+            .unwrap_or_else(|| panic!("no row {starts} … {at} in\n{md}"))
+    }
+
+    #[test]
+    fn no_results_means_every_claim_is_not_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("not_a_run")).unwrap(); // no generations.csv: skipped
+        let md = paper(tmp.path());
+        assert!(md.contains("s2rm paper"));
+        for claim in [
+            "| Benign refusal",
+            "| Mean length, `ppo_scalar` − `ppo_seq2seq`",
+            "| `helpfulness`",
+            "| `ood_*`",
+        ] {
+            assert!(row(&md, claim, "").contains("not run"), "{claim}");
+        }
+        assert!(row(&md, "| Average", "").contains("not run"));
+        assert!(!md.contains("(n = "), "no numbers may be invented");
+    }
+
+    #[test]
+    fn claims_from_several_directories_deterministically() {
+        let tmp = tempfile::tempdir().unwrap();
+        let res = tmp.path();
+        fixture(res, "safety", "safety", false);
+        // an ablation of the same (experiment, size): shown, not averaged
+        fixture(res, "safety_ablation", "safety", true);
+        fixture(res, "summarization", "summarization", false);
+        let md = paper(res);
+        assert_eq!(md, paper(res), "byte-deterministic");
+
+        // (i): the fixture's scalar policy refuses half the benign prompts, seq2seq none
+        assert!(row(&md, "| Benign refusal", "| `safety` / tiny |").contains("**reproduced**"));
+        assert!(
+            row(
+                &md,
+                "| Benign refusal",
+                "`safety_ablation` / tiny (variant)"
+            )
+            .contains("+0.500")
+        );
+        // (ii): ppo_scalar (8–12 tokens) is shorter than ppo_seq2seq (25–41) and than the reference (10–13)
+        let longer = row(
+            &md,
+            "| Mean length, `ppo_scalar` − `ppo_seq2seq`",
+            "`summarization` / tiny",
+        );
+        assert!(longer.contains("**not reproduced**"), "{longer}");
+        let vs_ref = row(
+            &md,
+            "| Mean length, `ppo_scalar` − reference",
+            "`summarization` / tiny",
+        );
+        assert!(
+            vs_ref.contains("(n = 18 prompts)"),
+            "OOD prompts have no reference: {vs_ref}"
+        );
+        assert!(md.contains("× reference"));
+        // (iii): safety and summarization measured (seq2seq wins every prompt), helpfulness not run;
+        // the average covers the two primary cells only
+        assert!(row(&md, "| `safety`", "| `safety` / tiny |").contains("100.0% [100.0%, 100.0%]"));
+        assert!(row(&md, "| `safety`", "`safety_ablation`").contains("**not reproduced**"));
+        assert!(row(&md, "| `helpfulness`", "").contains("not run"));
+        let avg = row(&md, "| Average", "");
+        assert!(
+            avg.contains("2 of the paper's 6 cells: `safety` / tiny, `summarization` / tiny"),
+            "{avg}"
+        );
+        assert!(
+            avg.contains("**reproduced**") && avg.contains("below our interval"),
+            "{avg}"
+        );
+        // (iv): the summarization fixture has an OOD set
+        assert!(row(&md, "| `ood_alpaca`", "`summarization` / tiny").contains("(n = 6 prompts)"));
+        // the judge's accuracy (0.9 + 0.01·seed) is named, the directories too
+        assert!(
+            md.contains("0.905 (`safety`)")
+                && md.contains("- `safety_ablation`: `safety` / tiny, variant")
+        );
+    }
+}
