@@ -1494,6 +1494,7 @@ mod tests {
         "catqa_english",
         "dangerousqa",
         "tldr_judged",
+        "tldr_references",
         "ultrafeedback_train",
         "ultrafeedback_eval",
         "alpaca_eval_outputs",
