@@ -636,7 +636,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checkpoint_every_is_not_part_of_the_stage_key() {
+    fn checkpoint_every_and_eval_settings_are_not_part_of_the_stage_key() {
         let spec = |sets: &[&str]| {
             let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
             crate::spec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/safety.toml")), "smoke", &sets).unwrap().spec
@@ -645,6 +645,9 @@ mod tests {
         let base = stem(&[]);
         assert_eq!(stem(&["ppo.checkpoint_every=0"]), base);
         assert_eq!(stem(&["ppo.checkpoint_every=7"]), base);
+        // New out-of-distribution sets or eval sizes re-evaluate, they do not retrain.
+        assert_eq!(stem(&["eval.extra_sets.ood_new=[\"harmfulqa\"]"]), base);
+        assert_eq!(stem(&["eval.max_prompts_per_set=3", "eval.max_new_tokens=5"]), base);
         assert_ne!(stem(&["ppo.lr=1e-3"]), base, "a field that changes results must change the key");
     }
 }
