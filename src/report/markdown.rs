@@ -109,10 +109,11 @@ pub fn headline(wins: &[WinRow], g: &Group) -> (String, Verdict) {
     }
 }
 
-/// The length-controlled counterpart of [`headline`]: the win rate at equal response lengths.
-pub fn lc_headline(wins: &[WinRow], g: &Group) -> (String, Verdict) {
+/// The length-controlled counterpart of [`headline`]: the win rate at equal response lengths. A
+/// collapsed PPO policy voids it (equal length lies outside the data: an extrapolation).
+pub fn lc_headline(wins: &[WinRow], g: &Group, metrics: &[MetricRow]) -> (String, Verdict) {
     match pooled_win(wins, g, "ppo_seq2seq", "ppo_scalar", "all") {
-        Some(r) => (
+        Some(r) => void_if_collapsed(
             format!(
                 "{} [{}, {}] (raw {}, n = {} prompts)",
                 pct(r.lc_win_rate),
@@ -122,6 +123,9 @@ pub fn lc_headline(wins: &[WinRow], g: &Group) -> (String, Verdict) {
                 r.n_prompts
             ),
             verdict(r.lc_ci_low, r.lc_ci_high, 0.5),
+            metrics,
+            g,
+            "its length comparison is not evidence",
         ),
         None => (
             "not measured (policies missing)".into(),
@@ -162,7 +166,7 @@ pub fn degenerate_policies(metrics: &[MetricRow], g: &Group) -> Vec<(&'static st
 pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group, metrics: &[MetricRow]) -> (String, Verdict) {
     match refusal.iter().find(|r| &r.group == g) {
         Some(r) => {
-            let mut text = format!(
+            let text = format!(
                 "{} − {} = {:+.3} [{:+.3}, {:+.3}] (n = {} benign prompts)",
                 f3(r.scalar_rate),
                 f3(r.seq2seq_rate),
@@ -171,18 +175,23 @@ pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group, metrics: &[MetricRow
                 r.ci_high,
                 r.n_prompts
             );
-            let mut v = verdict(r.ci_low, r.ci_high, 0.0);
-            for (p, len) in degenerate_policies(metrics, g) {
-                let _ = write!(text, "; `{p}` collapsed to near-empty answers (mean {len:.2} tokens), so its refusal rate is not evidence");
-                v = Verdict::Inconclusive;
-            }
-            (text, v)
+            void_if_collapsed(text, verdict(r.ci_low, r.ci_high, 0.0), metrics, g, "its refusal rate is not evidence")
         }
         None => (
             "not measured (no benign prompts for both PPO policies)".into(),
             Verdict::NotMeasured,
         ),
     }
+}
+
+/// A measurement that means nothing when a PPO policy barely answers: each collapsed policy is
+/// named after `text` (with `why`) and the verdict becomes `inconclusive`.
+pub fn void_if_collapsed(mut text: String, mut v: Verdict, metrics: &[MetricRow], g: &Group, why: &str) -> (String, Verdict) {
+    for (p, len) in degenerate_policies(metrics, g) {
+        let _ = write!(text, "; `{p}` collapsed to near-empty answers (mean {len:.2} tokens), so {why}");
+        v = Verdict::Inconclusive;
+    }
+    (text, v)
 }
 
 /// A judge below this held-out pair accuracy is flagged as weak evidence.
@@ -310,7 +319,7 @@ pub fn render_markdown(d: &ReportData) -> String {
             m,
             format!("**{}**", v.as_str()),
         ]);
-        let (m, v) = lc_headline(d.wins, g);
+        let (m, v) = lc_headline(d.wins, g, d.metrics);
         rows.push(vec![
             format!("Length-controlled win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts{sfx}"),
             "> 50%: the win is not only a length preference of the judge".into(),
@@ -715,6 +724,26 @@ mod tests {
         assert_eq!(v, Verdict::Reproduced);
         let collapsed = vec![len("ppo_scalar", 20.0), len("ppo_seq2seq", 1.0)];
         let (text, v) = refusal_headline(std::slice::from_ref(&diff), &g, &collapsed);
+        assert_eq!(v, Verdict::Inconclusive);
+        assert!(text.contains("`ppo_seq2seq` collapsed"), "{text}");
+
+        // The length-controlled win rate of a collapsed policy is an extrapolation: no verdict.
+        let win = WinRow {
+            group: g.clone(),
+            seed: SeedKey::Pooled,
+            policy_a: "ppo_seq2seq".into(),
+            policy_b: "ppo_scalar".into(),
+            prompt_set: "all".into(),
+            n_prompts: 10,
+            win_rate: 0.2,
+            ci_low: 0.1,
+            ci_high: 0.3,
+            lc_win_rate: 0.95,
+            lc_ci_low: 0.8,
+            lc_ci_high: 0.99,
+        };
+        assert_eq!(lc_headline(std::slice::from_ref(&win), &g, &healthy).1, Verdict::Reproduced);
+        let (text, v) = lc_headline(std::slice::from_ref(&win), &g, &collapsed);
         assert_eq!(v, Verdict::Inconclusive);
         assert!(text.contains("`ppo_seq2seq` collapsed"), "{text}");
     }

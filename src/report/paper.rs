@@ -5,7 +5,7 @@
 
 use super::inputs::{Generation, Inputs, RunInfo};
 use super::markdown::{
-    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, cell, f3, headline, lc_headline, pct,
+    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, cell, f3, headline, lc_headline, pct, void_if_collapsed, degenerate_policies,
     policy_caveats, refusal_headline, table,
 };
 use super::stats::{Verdict, stratified_mean_ci, verdict};
@@ -151,10 +151,12 @@ fn place(run: &Run, g: &Group, primary: &BTreeSet<(usize, Group)>, ri: usize) ->
     format!("`{}` / {}{variant}", cell(&run.name), cell(&g.size))
 }
 
-/// "LC [low, high]" of a win-rate row.
-fn lc_interval(w: &WinRow) -> String {
+/// "LC [low, high]" of a win-rate row; flagged when a PPO policy of the cell collapsed (equal
+/// length then lies outside the data, so the number is an extrapolation).
+fn lc_interval(w: &WinRow, run: &Run, g: &Group) -> String {
+    let flag = if degenerate_policies(&run.metrics, g).is_empty() { "" } else { " (extrapolated: a policy collapsed)" };
     format!(
-        "{} [{}, {}]",
+        "{} [{}, {}]{flag}",
         pct(w.lc_win_rate),
         pct(w.lc_ci_low),
         pct(w.lc_ci_high)
@@ -379,10 +381,12 @@ fn length_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>
         let at = place(run, g, primary, ri);
         let seeds = run.seeds(g).to_string();
         let stream = 2 * k as u64;
+        let (m, v) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", stream);
         let measured = [
-            length_diff(run, g, "ppo_scalar", "ppo_seq2seq", stream),
+            // A seq2seq-RM policy that stopped answering is shorter for no reason the claim means.
+            void_if_collapsed(m, v, &run.metrics, g, "the length difference is not evidence"),
             length_diff(run, g, "ppo_scalar", "reference", stream + 1),
-            lc_headline(&run.wins, g),
+            lc_headline(&run.wins, g, &run.metrics),
         ];
         for (claim, (m, v)) in claims.iter().zip(measured) {
             rows.push(vec![
@@ -467,7 +471,7 @@ fn win_rate_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group
                 place(run, g, primary, ri),
                 m,
                 pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS)
-                    .map_or("n/a".into(), lc_interval),
+                    .map_or("n/a".into(), |w| lc_interval(w, run, g)),
                 run.seeds(g).to_string(),
                 bold(v),
             ]);
@@ -575,7 +579,7 @@ fn ood_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
                         pct(w.ci_high),
                         w.n_prompts
                     ),
-                    lc_interval(w),
+                    lc_interval(w, run, g),
                     run.seeds(g).to_string(),
                     bold(verdict(w.ci_low, w.ci_high, 0.5)),
                 ]);
