@@ -41,7 +41,10 @@ fn token_copy_rate(steps: usize, d_model: usize, n_layers: usize) -> f64 {
 #[test]
 fn the_seq2seq_rm_learns_to_copy_random_strings() {
     // Measured: 1.000 after 300 steps at d_model 64 and 128 (2 layers); an RM that cannot see its
-    // input stays near 1/33 (chance over the 33 content tokens).
+    // input stays near 1/33 (chance over the 33 content tokens). Also measured (not run here, 70 s
+    // each): 40-token strings over a 2048 vocabulary, d_model 128, 300 steps: identity only 1.000,
+    // but `one_to_one` mixing (half the targets unrelated to the input) 0.024 — at this scale the
+    // correction half of the batch keeps the model from discovering copying at all.
     let rate = token_copy_rate(200, 64, 2);
     assert!(rate > 0.9, "token copy rate {rate:.3}: the seq2seq RM does not learn the identity mapping");
 }
