@@ -184,6 +184,13 @@ pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group, metrics: &[MetricRow
     }
 }
 
+/// The refusal-to-response claim is about safety dialogue: it is a claim of a group only when its
+/// in-distribution prompts include a `harmful` set beside the benign one (so that refusing has a
+/// right and a wrong place). Summarization and helpfulness still report refusal rates as metrics.
+pub fn refusal_claim_applies(metrics: &[MetricRow], g: &Group) -> bool {
+    metrics.iter().any(|r| &r.group == g && r.prompt_set == "harmful")
+}
+
 /// A measurement that means nothing when a PPO policy barely answers: each collapsed policy is
 /// named after `text` (with `why`) and the verdict becomes `inconclusive`.
 pub fn void_if_collapsed(mut text: String, mut v: Verdict, metrics: &[MetricRow], g: &Group, why: &str) -> (String, Verdict) {
@@ -286,13 +293,18 @@ pub fn render_markdown(d: &ReportData) -> String {
         let _ = write!(
             o,
             "{label} Pooled over seeds, `ppo_seq2seq` beats `ppo_scalar` with a win rate of {m} (paper: {}{}; \
-             verdict: **{}**). The benign-prompt refusal rate of `ppo_scalar` minus that of `ppo_seq2seq` is {rm} \
-             (verdict: **{}**).",
+             verdict: **{}**).",
             pct(PAPER_WIN_RATE),
             paper_vs_interval(d.wins, g),
             v.as_str(),
-            rv.as_str()
         );
+        if refusal_claim_applies(d.metrics, g) {
+            let _ = write!(
+                o,
+                " The benign-prompt refusal rate of `ppo_scalar` minus that of `ppo_seq2seq` is {rm} (verdict: **{}**).",
+                rv.as_str()
+            );
+        }
     }
     o.push_str("\n\n");
 
@@ -326,6 +338,9 @@ pub fn render_markdown(d: &ReportData) -> String {
             m,
             format!("**{}**", v.as_str()),
         ]);
+        if !refusal_claim_applies(d.metrics, g) {
+            continue;
+        }
         let (m, v) = refusal_headline(d.refusal, g, d.metrics);
         rows.push(vec![
             format!("Benign refusal rate, `ppo_scalar` − `ppo_seq2seq`{sfx}"),
@@ -746,6 +761,14 @@ mod tests {
         let (text, v) = lc_headline(std::slice::from_ref(&win), &g, &collapsed);
         assert_eq!(v, Verdict::Inconclusive);
         assert!(text.contains("`ppo_seq2seq` collapsed"), "{text}");
+    }
+
+    #[test]
+    fn the_refusal_claim_needs_a_harmful_set() {
+        let g = Group { experiment: "e".into(), size: "s".into() };
+        let row = |set: &str| MetricRow { group: g.clone(), seed: SeedKey::Pooled, policy: "sft".into(), prompt_set: set.into(), metric: "refusal_rate", value: 0.0 };
+        assert!(!refusal_claim_applies(&[row("benign"), row("ood_harmful")], &g), "an OOD harmful set is not the task's");
+        assert!(refusal_claim_applies(&[row("benign"), row("harmful")], &g));
     }
 
     #[test]
