@@ -543,15 +543,20 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         .map(|(seed, g)| {
             vec![
                 name.clone(), size.clone(), seed.to_string(), g.policy.clone(), g.set.clone(), g.prompt_id.to_string(),
-                g.prompt.clone(), g.response.clone(), g.length_tokens.to_string(), b(g.truncated), b(g.refused), f(g.judge_score as f64),
+                g.response.clone(), g.length_tokens.to_string(), b(g.truncated), b(g.refused), f(g.judge_score as f64),
                 g.reference.clone().map(|r| r.0).unwrap_or_default(), g.reference.as_ref().map(|r| r.1.to_string()).unwrap_or_default(),
             ]
         })
         .collect();
     files.push((out.join("generations.csv"), csv_bytes(
-        &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score", "reference", "reference_length_tokens"],
+        &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "response", "length_tokens", "truncated", "refused", "judge_score", "reference", "reference_length_tokens"],
         &rows,
     )?));
+    // Each eval prompt once (generations.csv names it by set and id: a TL;DR post repeated on every
+    // seed and policy's row would make that file mostly copies of the data).
+    let rows: Vec<Vec<String>> =
+        eval_prompts.iter().map(|p| vec![name.clone(), p.set.clone(), p.id.to_string(), p.text.clone()]).collect();
+    files.push((out.join("prompts.csv"), csv_bytes(&["experiment", "prompt_set", "prompt_id", "prompt"], &rows)?));
     let rows: Vec<Vec<String>> = ppo_log
         .iter()
         .map(|(seed, rm, l)| {

@@ -38,8 +38,9 @@ fn smoke_profile_writes_every_output() {
     smoke(&out, &data, &[]);
 
     let expect: &[(&str, &[&str])] = &[
-        ("generations.csv", &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "prompt", "response", "length_tokens", "truncated", "refused", "judge_score", "reference", "reference_length_tokens"]),
+        ("generations.csv", &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "response", "length_tokens", "truncated", "refused", "judge_score", "reference", "reference_length_tokens"]),
         ("ppo_log.csv", &["experiment", "size", "seed", "rm", "step", "rm_reward", "kl", "response_length", "refusal_rate", "entropy", "policy_loss", "value_loss", "clip_frac", "truncated_rate"]),
+        ("prompts.csv", &["experiment", "prompt_set", "prompt_id", "prompt"]),
         ("rm_eval.csv", &["experiment", "size", "seed", "model", "metric", "value", "n"]),
         ("train_log.csv", &["experiment", "size", "seed", "stage", "step", "loss"]),
         ("refusal_sanity.csv", &["source", "response_kind", "n", "refusal_rate"]),
@@ -69,7 +70,7 @@ fn smoke_profile_writes_every_output() {
     assert!(sets.contains("benign") && sets.contains("harmful"), "prompt sets: {sets:?}");
     assert_eq!(g.len() % 6, 0, "each prompt answered by 3 policies × 2 seeds");
     for r in &g {
-        assert!(r[11].parse::<f64>().unwrap().is_finite());
+        assert!(r[10].parse::<f64>().unwrap().is_finite());
     }
     // PPO log: steps × 2 RMs × 2 seeds; every number finite.
     let p = rows(&out.join("ppo_log.csv"));
@@ -97,7 +98,7 @@ fn same_spec_seed_and_device_give_identical_csvs() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     smoke(&a, &data, &["experiment.seeds=[3]"]);
     smoke(&b, &data, &["experiment.seeds=[3]"]);
-    for f in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"] {
+    for f in ["generations.csv", "prompts.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"] {
         let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
         assert!(x == y, "{f} differs between two identical runs");
     }
@@ -115,12 +116,17 @@ fn summarization_smoke_scores_against_the_human_references() {
     let out = tmp.path().join("summarization");
     smoke_of("summarization", &out, &data, &["experiment.seeds=[1]"]);
     let path = out.join("generations.csv");
-    let (reference, ref_len, prompt) = (col(&path, "reference"), col(&path, "reference_length_tokens"), col(&path, "prompt"));
+    let (reference, ref_len) = (col(&path, "reference"), col(&path, "reference_length_tokens"));
     let g = rows(&path);
     assert!(!g.is_empty());
-    // Every eval post has its human reference (TL;DR posts end with "TL;DR:").
+    // The eval prompts are TL;DR posts (they end with "TL;DR:"), each listed once.
+    let posts = rows(&out.join("prompts.csv"));
+    assert_eq!(posts.len(), g.len() / 3, "one row per post; 3 policies answer each");
+    for r in &posts {
+        assert!(r[3].trim_end().ends_with("TL;DR:"), "not a TL;DR post: {}", &r[3]);
+    }
+    // Every eval post has its human reference.
     for r in &g {
-        assert!(r[prompt].trim_end().ends_with("TL;DR:"), "not a TL;DR post: {}", &r[prompt]);
         assert!(!r[reference].is_empty(), "eval post without reference");
         assert!(r[ref_len].parse::<usize>().unwrap() > 0);
     }

@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const CSVS: [&str; 7] =
-    ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"];
+const CSVS: [&str; 8] =
+    ["generations.csv", "prompts.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "metrics.csv", "win_rates.csv", "refusal_sanity.csv"];
 
 
 /// The smoke run with 8 PPO steps instead of 2: it checkpoints after steps 1 to 7, so that a
