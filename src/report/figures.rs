@@ -117,6 +117,23 @@ pub fn save(dir: &Path, name: &str, fig: &impl Figure) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Colours and labels
 
+/// The legend box every line chart here draws: white, framed, in a corner.
+fn legend_box<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, font_size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(pe)?;
+    Ok(())
+}
+
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -331,14 +348,7 @@ impl Figure for BarChart {
                     PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(pe)?;
+        legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
     }
 }
@@ -648,14 +658,7 @@ impl Figure for LengthHist {
                     PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(pe)?;
+        legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
     }
 }
@@ -779,14 +782,7 @@ impl Figure for Panels {
             }
             // one legend is enough (all panels share the same lines), and only if there are several
             if pi == 0 && panel.lines.len() > 1 {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .label_font((FONT, 12))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(pe)?;
+                legend_box(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
             }
         }
         Ok(())
@@ -1004,14 +1000,7 @@ impl Figure for RatioChart {
                     PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(pe)?;
+        legend_box(&mut chart, SeriesLabelPosition::UpperLeft, 15)?;
         Ok(())
     }
 }
