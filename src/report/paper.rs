@@ -151,6 +151,10 @@ fn place(run: &Run, g: &Group, primary: &BTreeSet<(usize, Group)>, ri: usize) ->
     format!("`{}` / {}{variant}", cell(&run.name), cell(&g.size))
 }
 
+/// Columns of the win-rate claim tables (iii) and (iv).
+const WIN_CLAIM_HEADER: [&str; 6] =
+    ["Claim", "Where", "Ours (pooled, 95% CI)", "Length-controlled (95% CI)", "Seeds", "Verdict"];
+
 /// "LC [low, high]" of a win-rate row; flagged when a PPO policy of the cell collapsed (equal
 /// length then lies outside the data, so the number is an extrapolation).
 fn lc_interval(w: &WinRow, run: &Run, g: &Group) -> String {
@@ -532,14 +536,7 @@ fn win_rate_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group
     rows.push(avg);
     table(
         o,
-        &[
-            "Claim",
-            "Where",
-            "Ours (pooled, 95% CI)",
-            "Length-controlled (95% CI)",
-            "Seeds",
-            "Verdict",
-        ],
+        &WIN_CLAIM_HEADER,
         &rows,
     );
     let _ = writeln!(
@@ -596,14 +593,7 @@ fn ood_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
     }
     table(
         o,
-        &[
-            "Claim",
-            "Where",
-            "Ours (pooled, 95% CI)",
-            "Length-controlled (95% CI)",
-            "Seeds",
-            "Verdict",
-        ],
+        &WIN_CLAIM_HEADER,
         &rows,
     );
 }
