@@ -596,6 +596,13 @@ fn read_hh(file: &str, bytes: &[u8], single_turn_only: bool, sink: &mut PairSink
     Ok(())
 }
 
+/// Index of column `name` in a CSV header, or an error listing the columns there are.
+fn csv_column(file: &str, headers: &csv::StringRecord, name: &str) -> Result<usize> {
+    headers.iter().position(|h| h == name).ok_or_else(|| {
+        anyhow!("{file}: CSV header has no column `{name}` (columns: {})", headers.iter().collect::<Vec<_>>().join(", "))
+    })
+}
+
 /// CSV with columns `query`, `postprocessed_response`, `reference_responses`, `preferred`
 /// (`ours` | `reference` | blank); the pair is the preferred summary vs the other one.
 fn read_tldr(file: &str, bytes: &[u8], sink: &mut PairSink) -> Result<()> {
@@ -607,14 +614,7 @@ fn read_tldr(file: &str, bytes: &[u8], sink: &mut PairSink) -> Result<()> {
         .headers()
         .map_err(|e| anyhow!("{file}: cannot read the CSV header: {e}"))?
         .clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| {
-            anyhow!(
-                "{file}: CSV header has no column `{name}` (columns: {})",
-                headers.iter().collect::<Vec<_>>().join(", ")
-            )
-        })
-    };
+    let col = |name: &str| csv_column(file, &headers, name);
     let (q, ours, reference, preferred) = (
         col("query")?,
         col("postprocessed_response")?,
@@ -649,11 +649,7 @@ fn read_tldr_references(manifest: &Manifest, data_dir: &Path, id: &str) -> Resul
     let text = utf8(file, &bytes)?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
     let headers = rdr.headers().map_err(|e| anyhow!("{file}: cannot read the CSV header: {e}"))?.clone();
-    let col = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| {
-            anyhow!("{file}: CSV header has no column `{name}` (columns: {})", headers.iter().collect::<Vec<_>>().join(", "))
-        })
-    };
+    let col = |name: &str| csv_column(file, &headers, name);
     let (q, reference) = (col("query")?, col("reference_responses")?);
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
