@@ -6,14 +6,16 @@ CARGO ?= cargo
 # `make test`: after the tests have built once, `make reproduce-safety` starts in seconds.
 BIN := target/debug/s2rm
 
-.PHONY: help build test reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
+.PHONY: help build test bench bench-venv reproduce-small reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
 
 help:
 	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
 	@echo "make reproduce-summarization   TL;DR summarization, length bias -> results/summarization/"
 	@echo "make reproduce-helpfulness     HH-RLHF helpfulness dialogue + OOD prompts -> results/helpfulness/"
-	@echo "make reproduce-all      every experiment above (default profile), then make figures"
+	@echo "make reproduce-small    every task at the second model size (profile small) -> results/<task>_small/"
+	@echo "make reproduce-all      every experiment above (default profile) and reproduce-small, then make figures"
 	@echo "make test               the whole test suite (CPU only)"
+	@echo "make bench              s2rm bench and bench/torch_reference.py on this machine, then the burn/PyTorch ratios"
 	@echo "make reproduce-safety-mean-scaling   the same with seq2seq rewards divided by length (ablation)"
 	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs, then results/PAPER.md"
 	@echo "make validate           check every spec in experiments/"
@@ -34,8 +36,12 @@ reproduce-helpfulness: build
 	$(BIN) run experiments/helpfulness.toml --profile default
 
 # Every paper experiment (default profile), then the tables, figures and results/PAPER.md.
-reproduce-all: reproduce-safety reproduce-summarization reproduce-helpfulness reproduce-safety-mean-scaling
+reproduce-all: reproduce-safety reproduce-summarization reproduce-helpfulness reproduce-safety-mean-scaling reproduce-small
 	$(MAKE) figures
+
+# The second model size (profile `small`) of every task -> results/<task>_small/.
+reproduce-small: build
+	for t in safety summarization helpfulness; do $(BIN) run experiments/$$t.toml --profile small || exit 1; done
 
 # Ablation: seq2seq token rewards divided by the response length (no length incentive).
 reproduce-safety-mean-scaling: build
@@ -60,6 +66,20 @@ validate: build
 # Pretrained SmolLM2-135M-Instruct (Q4_1 GGUF + rebuilt tokenizer.json) into the git-ignored cache.
 model-smollm2:
 	bash scripts/fetch_smollm2.sh
+
+# Speed against PyTorch eager on the same machine, same shapes, same threads (see bench/README.md).
+# PyTorch comes from PyPI into .venv-bench (about 5 GB: the default wheel pulls the CUDA libraries).
+THREADS ?= $(shell nproc)
+TORCH_PY ?= .venv-bench/bin/python
+bench: build $(TORCH_PY)
+	RAYON_NUM_THREADS=$(THREADS) $(BIN) bench --output results/bench/burn.csv
+	$(TORCH_PY) bench/torch_reference.py --threads $(THREADS) --output results/bench/torch.csv
+	python3 bench/compare.py results/bench/burn.csv results/bench/torch.csv | tee results/bench/ratios.md
+
+.venv-bench/bin/python:
+	python3 -m venv .venv-bench
+	.venv-bench/bin/pip install torch==2.5.1 numpy
+bench-venv: .venv-bench/bin/python
 
 test:
 	$(CARGO) test --no-fail-fast

@@ -1,6 +1,7 @@
 //! s2rm — a reproduction harness for *Sequence to Sequence Reward Modeling: Improving RLHF by
 //! Language Feedback* (Zhou et al., AAAI 2025). One module per pipeline stage; see README.md.
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod eval;

@@ -191,7 +191,9 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
-const PROFILES: [&str; 3] = ["smoke", "default", "gpu"];
+/// Profiles a spec may define: `smoke` (seconds, what the tests run), `default` (the committed
+/// results, model preset `tiny`), `small` (the second model size, same steps), `gpu` (pretrained).
+pub const PROFILES: [&str; 4] = ["smoke", "default", "small", "gpu"];
 
 pub mod schema;
 use schema::{Problem, Schema};

@@ -21,7 +21,7 @@ use super::losses::{gae, kl_shaped_rewards, ppo_policy_loss, ppo_value_loss, whi
 use super::{LoopCfg, Sampler, adam, lr_at, progress};
 use crate::data::RefusalDetector;
 use crate::model::generate::{GenConfig, generate};
-use crate::model::{Lm, Packed, f32_tensor, i64_tensor, next_token_entropy, next_token_logprobs, pack, to_vec_f32};
+use crate::model::{Lm, Packed, f32_tensor, i64_tensor, next_token_logprobs, pack, to_vec_f32};
 use crate::reward::TokenReward;
 use crate::spec::PpoSpec;
 use crate::text::{PAD, Text};
@@ -29,6 +29,7 @@ use crate::util::SplitMix64;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
 use std::path::{Path, PathBuf};
 
 /// One row of `ppo_log.csv`.
@@ -59,14 +60,45 @@ struct Rollout {
     returns: Vec<f32>,
 }
 
-/// Log-probs `[B, T-1]`, values `[B, T-1]` (the value before each next token) and entropies.
-fn forward_policy(model: &Lm, packed: &Packed, targets: &[i64], device: &Device) -> (Tensor<2>, Tensor<2>, Tensor<3>) {
+/// Log-probs `[B, T-1]` and values `[B, T-1]` (the value before each next token), with autodiff
+/// when the model has it (the update).
+fn forward_policy(model: &Lm, packed: &Packed, targets: &[i64], device: &Device) -> (Tensor<2>, Tensor<2>) {
     let tm = packed.t - 1;
     let hidden = model.hidden_packed(packed, device);
     let values = model.values(hidden.clone()).narrow(1, 0, tm);
-    let logits = model.logits(hidden);
-    let lp = next_token_logprobs(logits.clone(), i64_tensor(targets.to_vec(), [packed.b, tm], device));
-    (lp, values, logits)
+    let lp = next_token_logprobs(model.logits(hidden), i64_tensor(targets.to_vec(), [packed.b, tm], device));
+    (lp, values)
+}
+
+/// The rollout side's log-probs, values and (with `entropy`) entropies, in the `[B, T-1]`
+/// next-token layout of [`forward_policy`] but computed only at the positions that predict a
+/// continuation token (`p-1 ..`); the prompt positions, which nothing reads, stay 0. This skips
+/// the prompt positions' LM head and softmax and computes one log-softmax for both log-probs and
+/// entropies; every value it returns equals `forward_policy`'s bit for bit (tested).
+fn rollout_scores(model: &Lm, packed: &Packed, targets: &[i64], entropy: bool, device: &Device) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (b, tm, p) = (packed.b, packed.t - 1, packed.p);
+    let c = packed.t - p;
+    let (mut lp, mut values, mut ent) = (vec![0f32; b * tm], vec![0f32; b * tm], vec![0f32; if entropy { b * tm } else { 0 }]);
+    if c == 0 || p == 0 {
+        return (lp, values, ent);
+    }
+    let hidden = model.hidden_packed(packed, device).narrow(1, p - 1, c);
+    let v = to_vec_f32(model.values(hidden.clone()));
+    let log_p = log_softmax(model.logits(hidden), 2);
+    let tc: Vec<i64> = (0..b).flat_map(|r| targets[r * tm + p - 1..r * tm + p - 1 + c].iter().copied()).collect();
+    let l = to_vec_f32(log_p.clone().gather(2, i64_tensor(tc, [b, c, 1], device)));
+    let e = entropy.then(|| to_vec_f32((log_p.clone().exp() * log_p).sum_dim(2).neg()));
+    for r in 0..b {
+        for j in 0..c {
+            let (at, k) = (r * tm + p - 1 + j, r * c + j);
+            lp[at] = l[k];
+            values[at] = v[k];
+            if let Some(e) = &e {
+                ent[at] = e[k];
+            }
+        }
+    }
+    (lp, values, ent)
 }
 
 fn select_rows<T: Clone>(v: &[T], row_len: usize, rows: &[usize]) -> Vec<T> {
@@ -188,6 +220,185 @@ fn read_checkpoint(prefix: &Path, template: &Lm, grad_clip: f32, n_prompts: usiz
 }
 
 /// Runs PPO from the SFT policy; returns the trained policy (inference copy) and the step log.
+/// Seconds spent in each phase of PPO steps, summed over the steps timed (`s2rm bench`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseTimes {
+    /// Sampling the responses (KV-cache generation).
+    pub rollout: f64,
+    /// The policy's log-probs, values and entropies on the rollout batch (no autodiff).
+    pub policy_forward: f64,
+    /// The reference model's log-probs.
+    pub reference: f64,
+    /// Reward-model scoring, KL shaping, GAE and whitening.
+    pub reward: f64,
+    /// `ppo_epochs` passes of minibatch forward, backward and Adam steps.
+    pub update: f64,
+}
+
+impl PhaseTimes {
+    pub fn total(&self) -> f64 {
+        self.rollout + self.policy_forward + self.reference + self.reward + self.update
+    }
+}
+
+/// Runs `work` and adds its wall time to `slot`. Every phase ends by reading its results back to
+/// the host, so a lazy backend has finished the phase's work when the clock stops.
+fn timed<T>(slot: &mut f64, work: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let out = work();
+    *slot += t.elapsed().as_secs_f64();
+    out
+}
+
+/// What one PPO step needs besides the policy: frozen models and settings.
+pub struct StepCtx<'a> {
+    pub reference: &'a Lm,
+    pub reward: &'a dyn TokenReward,
+    pub gen_cfg: &'a GenConfig,
+    pub cfg: &'a PpoSpec,
+    /// The stage's name in error messages.
+    pub label: &'a str,
+    pub device: &'a Device,
+}
+
+/// One step's prompts: raw ids (what the reward model reads), the templated prefixes the policy
+/// continues, and one sampling seed per row.
+pub struct StepBatch<'a> {
+    pub raw: &'a [Vec<u32>],
+    pub prefixes: &'a [Vec<u32>],
+    pub seeds: &'a [u64],
+}
+
+/// What a step leaves for its log row: the responses and sums over the batch.
+pub struct StepOut {
+    pub tokens: Vec<Vec<u32>>,
+    pub finished: Vec<bool>,
+    pub rm_sum: f64,
+    pub kl_sum: f64,
+    pub ent_sum: f64,
+    pub n_tok: f64,
+    pub pl_sum: f64,
+    pub vl_sum: f64,
+    pub cf_sum: f64,
+    pub n_mb: f64,
+}
+
+/// One PPO step: rollout, policy and reference log-probs, rewards + KL + GAE on the host, then the
+/// clipped updates. [`train_ppo`] calls it once per step; `s2rm bench` times its phases.
+#[allow(clippy::too_many_arguments)]
+pub fn ppo_step(
+    mut policy: Lm,
+    optim: &mut ModuleOptimizer,
+    ctx: &StepCtx,
+    batch: &StepBatch,
+    step: usize,
+    lr: f64,
+    mb_rng: &mut SplitMix64,
+    times: &mut PhaseTimes,
+) -> Result<(Lm, StepOut)> {
+    let (cfg, device, label) = (ctx.cfg, ctx.device, ctx.label);
+    // --- rollout (no autodiff anywhere in this block) ---
+    let actor = policy.valid();
+    let rollout = timed(&mut times.rollout, || generate(&actor, batch.prefixes, batch.seeds, ctx.gen_cfg, device));
+    let packed = pack(batch.prefixes, &rollout.tokens, PAD);
+    let (targets, mask) = packed.continuation_targets();
+    let tm = packed.t - 1;
+    let (old_lp, old_values, entropy) = timed(&mut times.policy_forward, || rollout_scores(&actor, &packed, &targets, true, device));
+    let ref_lp = timed(&mut times.reference, || rollout_scores(ctx.reference, &packed, &targets, false, device).0);
+    let reward_start = std::time::Instant::now();
+    let rm = ctx.reward.token_rewards(batch.raw, &rollout.tokens);
+    if let Some((row, v)) = rm.iter().enumerate().find_map(|(r, v)| v.iter().find(|x| !x.is_finite()).map(|x| (r, *x))) {
+        bail!("stage `{label}`: reward is {v} at step {step} (response {row} of the batch); the {} reward model gives non-finite rewards", ctx.reward.kind());
+    }
+
+    // --- rewards, KL and GAE on the host ---
+    let b = packed.b;
+    let mut advantages = vec![0f32; b * tm];
+    let mut returns = vec![0f32; b * tm];
+    let mut all_adv = Vec::new();
+    let (mut rm_sum, mut kl_sum, mut ent_sum, mut n_tok) = (0f64, 0f64, 0f64, 0f64);
+    for row in 0..b {
+        let n = rollout.tokens[row].len();
+        let at = |j: usize| row * tm + packed.p + j - 1;
+        let lp: Vec<f32> = (0..n).map(|j| old_lp[at(j)]).collect();
+        let rlp: Vec<f32> = (0..n).map(|j| ref_lp[at(j)]).collect();
+        let vals: Vec<f32> = (0..n).map(|j| old_values[at(j)]).collect();
+        let mut shaped = kl_shaped_rewards(&rm[row], &lp, &rlp, cfg.kl_coef);
+        if !rollout.finished[row] {
+            if let Some(last) = shaped.last_mut() {
+                *last += cfg.truncation_penalty;
+            }
+        }
+        let (adv, ret) = gae(&shaped, &vals, cfg.gamma, cfg.lambda);
+        for j in 0..n {
+            advantages[at(j)] = adv[j];
+            returns[at(j)] = ret[j];
+            ent_sum += entropy[at(j)] as f64;
+        }
+        all_adv.extend_from_slice(&adv);
+        rm_sum += rm[row].iter().map(|&r| r as f64).sum::<f64>();
+        kl_sum += lp.iter().zip(&rlp).map(|(a, b)| (a - b) as f64).sum::<f64>();
+        n_tok += n as f64;
+    }
+    if let Some(a) = all_adv.iter().find(|a| !a.is_finite()) {
+        bail!("stage `{label}`: advantage is {a} at step {step} (the value head or the policy's log-probs diverged); lower ppo.lr ({:e})", cfg.lr);
+    }
+    if cfg.whiten_advantages {
+        whiten(&mut all_adv);
+        let mut k = 0;
+        for row in 0..b {
+            for j in 0..rollout.tokens[row].len() {
+                advantages[row * tm + packed.p + j - 1] = all_adv[k];
+                k += 1;
+            }
+        }
+    }
+    times.reward += reward_start.elapsed().as_secs_f64();
+    let ro = Rollout { packed, targets, mask, old_lp, old_values, advantages, returns };
+
+    // --- PPO update ---
+    let update_start = std::time::Instant::now();
+    let (mut pl_sum, mut vl_sum, mut cf_sum, mut n_mb) = (0f64, 0f64, 0f64, 0f64);
+    for _epoch in 0..cfg.ppo_epochs {
+        let mut order: Vec<usize> = (0..b).collect();
+        mb_rng.shuffle(&mut order);
+        for mb in order.chunks(cfg.minibatch_size) {
+            let sub = ro.packed.rows(mb);
+            let sub_targets = select_rows(&ro.targets, tm, mb);
+            let t = |v: &[f32]| f32_tensor(select_rows(v, tm, mb), [mb.len(), tm], device);
+            let (new_lp, new_v) = forward_policy(&policy, &sub, &sub_targets, device);
+            let mask = t(&ro.mask);
+            let (pg, clip_frac) = ppo_policy_loss(new_lp, t(&ro.old_lp), t(&ro.advantages), mask.clone(), cfg.clip_ratio);
+            let vl = ppo_value_loss(new_v, t(&ro.old_values), t(&ro.returns), mask, cfg.value_clip);
+            let loss = pg.clone() + vl.clone().mul_scalar(cfg.vf_coef);
+            let lv = to_vec_f32(loss.clone())[0];
+            if !lv.is_finite() {
+                bail!("stage `{label}`: loss is {lv} at step {step}; lower ppo.lr ({:e})", cfg.lr);
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &policy);
+            policy = optim.step(lr, policy, grads);
+            pl_sum += to_vec_f32(pg)[0] as f64;
+            vl_sum += to_vec_f32(vl)[0] as f64;
+            cf_sum += to_vec_f32(clip_frac)[0] as f64;
+            n_mb += 1.0;
+        }
+    }
+    times.update += update_start.elapsed().as_secs_f64();
+    let out = StepOut {
+        tokens: rollout.tokens,
+        finished: rollout.finished,
+        rm_sum,
+        kl_sum,
+        ent_sum,
+        n_tok,
+        pl_sum,
+        vl_sum,
+        cf_sum,
+        n_mb,
+    };
+    Ok((policy, out))
+}
+
 pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
     let cfg = inp.cfg;
     let device = inp.device;
@@ -236,116 +447,39 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
     pb.reset_eta();
 
     for step in start..cfg.steps {
-        // --- rollout (no autodiff anywhere in this block) ---
+        // --- prompts and sampling seeds: functions of the seed and the step only ---
         let idx = prompt_sampler.next_batch(cfg.batch_size);
         let raw: Vec<Vec<u32>> = idx.iter().map(|&i| inp.prompts[i].clone()).collect();
         let prefixes: Vec<Vec<u32>> = raw.iter().map(|p| inp.text.tpl.policy_prefix(p, inp.max_prompt)).collect();
         let seeds: Vec<u64> = (0..raw.len())
             .map(|i| SplitMix64::derive(inp.seed, (step * cfg.batch_size + i) as u64).next_u64())
             .collect();
-        let actor = policy.valid();
-        let rollout = generate(&actor, &prefixes, &seeds, &gen_cfg, device);
-        let packed = pack(&prefixes, &rollout.tokens, PAD);
-        let (targets, mask) = packed.continuation_targets();
-        let tm = packed.t - 1;
-        let (old_lp_t, old_v_t, logits) = forward_policy(&actor, &packed, &targets, device);
-        let entropy = to_vec_f32(next_token_entropy(logits));
-        let old_lp = to_vec_f32(old_lp_t);
-        let old_values = to_vec_f32(old_v_t);
-        let (ref_lp_t, _, _) = forward_policy(&reference, &packed, &targets, device);
-        let ref_lp = to_vec_f32(ref_lp_t);
-        let rm = inp.reward.token_rewards(&raw, &rollout.tokens);
-        if let Some((row, v)) = rm.iter().enumerate().find_map(|(r, v)| v.iter().find(|x| !x.is_finite()).map(|x| (r, *x))) {
-            pb.abandon();
-            bail!("stage `{label}`: reward is {v} at step {step} (response {row} of the batch); the {} reward model gives non-finite rewards", inp.reward.kind());
-        }
-
-        // --- rewards, KL and GAE on the host ---
-        let b = packed.b;
-        let mut advantages = vec![0f32; b * tm];
-        let mut returns = vec![0f32; b * tm];
-        let mut all_adv = Vec::new();
-        let (mut rm_sum, mut kl_sum, mut ent_sum, mut n_tok) = (0f64, 0f64, 0f64, 0f64);
-        for row in 0..b {
-            let n = rollout.tokens[row].len();
-            let at = |j: usize| row * tm + packed.p + j - 1;
-            let lp: Vec<f32> = (0..n).map(|j| old_lp[at(j)]).collect();
-            let rlp: Vec<f32> = (0..n).map(|j| ref_lp[at(j)]).collect();
-            let vals: Vec<f32> = (0..n).map(|j| old_values[at(j)]).collect();
-            let mut shaped = kl_shaped_rewards(&rm[row], &lp, &rlp, cfg.kl_coef);
-            if !rollout.finished[row] {
-                if let Some(last) = shaped.last_mut() {
-                    *last += cfg.truncation_penalty;
-                }
+        let batch = StepBatch { raw: &raw, prefixes: &prefixes, seeds: &seeds };
+        let ctx = StepCtx { reference: &reference, reward: inp.reward, gen_cfg: &gen_cfg, cfg, label: &label, device };
+        let out = match ppo_step(policy, &mut optim, &ctx, &batch, step, lr_at(&loop_cfg, step), &mut mb_rng, &mut PhaseTimes::default()) {
+            Ok((p, out)) => {
+                policy = p;
+                out
             }
-            let (adv, ret) = gae(&shaped, &vals, cfg.gamma, cfg.lambda);
-            for j in 0..n {
-                advantages[at(j)] = adv[j];
-                returns[at(j)] = ret[j];
-                ent_sum += entropy[at(j)] as f64;
+            Err(e) => {
+                pb.abandon();
+                return Err(e);
             }
-            all_adv.extend_from_slice(&adv);
-            rm_sum += rm[row].iter().map(|&r| r as f64).sum::<f64>();
-            kl_sum += lp.iter().zip(&rlp).map(|(a, b)| (a - b) as f64).sum::<f64>();
-            n_tok += n as f64;
-        }
-        if let Some(a) = all_adv.iter().find(|a| !a.is_finite()) {
-            pb.abandon();
-            bail!("stage `{label}`: advantage is {a} at step {step} (the value head or the policy's log-probs diverged); lower ppo.lr ({:e})", cfg.lr);
-        }
-        if cfg.whiten_advantages {
-            whiten(&mut all_adv);
-            let mut k = 0;
-            for row in 0..b {
-                for j in 0..rollout.tokens[row].len() {
-                    advantages[row * tm + packed.p + j - 1] = all_adv[k];
-                    k += 1;
-                }
-            }
-        }
-        let ro = Rollout { packed, targets, mask, old_lp, old_values, advantages, returns };
-
-        // --- PPO update ---
-        let (mut pl_sum, mut vl_sum, mut cf_sum, mut n_mb) = (0f64, 0f64, 0f64, 0f64);
-        for _epoch in 0..cfg.ppo_epochs {
-            let mut order: Vec<usize> = (0..b).collect();
-            mb_rng.shuffle(&mut order);
-            for mb in order.chunks(cfg.minibatch_size) {
-                let sub = ro.packed.rows(mb);
-                let sub_targets = select_rows(&ro.targets, tm, mb);
-                let t = |v: &[f32]| f32_tensor(select_rows(v, tm, mb), [mb.len(), tm], device);
-                let (new_lp, new_v, _) = forward_policy(&policy, &sub, &sub_targets, device);
-                let mask = t(&ro.mask);
-                let (pg, clip_frac) = ppo_policy_loss(new_lp, t(&ro.old_lp), t(&ro.advantages), mask.clone(), cfg.clip_ratio);
-                let vl = ppo_value_loss(new_v, t(&ro.old_values), t(&ro.returns), mask, cfg.value_clip);
-                let loss = pg.clone() + vl.clone().mul_scalar(cfg.vf_coef);
-                let lv = to_vec_f32(loss.clone())[0];
-                if !lv.is_finite() {
-                    pb.abandon();
-                    bail!("stage `{label}`: loss is {lv} at step {step}; lower ppo.lr ({:e})", cfg.lr);
-                }
-                let grads = GradientsParams::from_grads(loss.backward(), &policy);
-                policy = optim.step(lr_at(&loop_cfg, step), policy, grads);
-                pl_sum += to_vec_f32(pg)[0] as f64;
-                vl_sum += to_vec_f32(vl)[0] as f64;
-                cf_sum += to_vec_f32(clip_frac)[0] as f64;
-                n_mb += 1.0;
-            }
-        }
-
-        let texts: Vec<String> = rollout.tokens.iter().map(|r| inp.text.decode(r)).collect();
+        };
+        let b = out.tokens.len();
+        let texts: Vec<String> = out.tokens.iter().map(|r| inp.text.decode(r)).collect();
         let refusals = texts.iter().filter(|s| inp.refusal.is_refusal(s)).count();
         let entry = PpoLog {
             step,
-            rm_reward: (rm_sum / b as f64) as f32,
-            kl: (kl_sum / b as f64) as f32,
-            response_length: (n_tok / b as f64) as f32,
+            rm_reward: (out.rm_sum / b as f64) as f32,
+            kl: (out.kl_sum / b as f64) as f32,
+            response_length: (out.n_tok / b as f64) as f32,
             refusal_rate: refusals as f32 / b as f32,
-            entropy: (ent_sum / n_tok.max(1.0)) as f32,
-            policy_loss: (pl_sum / n_mb) as f32,
-            value_loss: (vl_sum / n_mb) as f32,
-            clip_frac: (cf_sum / n_mb) as f32,
-            truncated_rate: rollout.finished.iter().filter(|&&f| !f).count() as f32 / b as f32,
+            entropy: (out.ent_sum / out.n_tok.max(1.0)) as f32,
+            policy_loss: (out.pl_sum / out.n_mb) as f32,
+            value_loss: (out.vl_sum / out.n_mb) as f32,
+            clip_frac: (out.cf_sum / out.n_mb) as f32,
+            truncated_rate: out.finished.iter().filter(|&&f| !f).count() as f32 / b as f32,
         };
         pb.set_message(format!("R {:.3} KL {:.3} len {:.1}", entry.rm_reward, entry.kl, entry.response_length));
         pb.inc(1);
@@ -412,6 +546,32 @@ mod tests {
         let sft = cfg.init_seeded(&ad, 3);
         let prompts = texts.iter().take(5).map(|t| text.encode(t)).collect();
         Fixture { ad, text, prompts, refusal: RefusalDetector::from_patterns(vec!["sorry".into()]), sft }
+    }
+
+    /// The rollout side's narrowed pass gives exactly the full pass's numbers where they are read
+    /// (ragged prompts and responses, so left and right padding both occur).
+    #[test]
+    fn rollout_scores_equal_the_full_forward_bit_for_bit() {
+        let f = fixture();
+        let dev = Device::flex();
+        let model = f.sft.valid();
+        let prefixes: Vec<Vec<u32>> = f.prompts.iter().map(|p| f.text.tpl.policy_prefix(p, 12)).collect();
+        let conts: Vec<Vec<u32>> = (0..prefixes.len()).map(|i| (0..(3 + 4 * i) as u32).map(|k| 5 + (k * 7 + i as u32) % 200).collect()).collect();
+        let packed = pack(&prefixes, &conts, PAD);
+        let (targets, mask) = packed.continuation_targets();
+        let (lp, v, ent) = rollout_scores(&model, &packed, &targets, true, &dev);
+        let (flp, fv) = forward_policy(&model, &packed, &targets, &dev);
+        let (flp, fv) = (to_vec_f32(flp), to_vec_f32(fv));
+        let hidden = model.hidden_packed(&packed, &dev);
+        let fent = to_vec_f32(crate::model::next_token_entropy(model.logits(hidden)));
+        let mut read = 0;
+        for (i, &m) in mask.iter().enumerate() {
+            if m > 0.0 {
+                assert_eq!((lp[i].to_bits(), v[i].to_bits(), ent[i].to_bits()), (flp[i].to_bits(), fv[i].to_bits(), fent[i].to_bits()), "position {i}");
+                read += 1;
+            }
+        }
+        assert_eq!(read, conts.iter().map(Vec::len).sum::<usize>());
     }
 
     fn spec(checkpoint_every: usize) -> PpoSpec {

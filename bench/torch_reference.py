@@ -1,0 +1,512 @@
+#!/usr/bin/env python3
+"""PyTorch CPU reference for `s2rm bench`: the same work, in eager fp32, with the same CSV schema.
+
+Run (torch 2.x with CPU support is needed: `pip install torch`):
+
+    python3 bench/torch_reference.py --threads 2
+    python3 bench/compare.py results/bench/burn.csv results/bench/torch.csv
+
+The numbers are meant to be compared row by row with the burn side's CSV (see bench/compare.py).
+
+Model ("gpt" family, mirrors src/model/mod.rs)
+------------------------------------------------
+* token embedding `Embedding(V, d)` + learned position embedding `Embedding(128, d)`; the
+  position of a token is the number of real (non-pad) tokens before it in its row.
+* `n_layers` pre-LN blocks: `x = x + proj(attn(ln1(x)))`, `x = x + fc2(gelu(fc1(ln2(x))))`;
+  LayerNorm eps 1e-5 with affine, every Linear has a bias, `qkv` is one fused `Linear(d, 3d)`,
+  GELU is exact (erf).
+* attention (default, the one compared against burn) is written out:
+  `softmax(q @ k^T / sqrt(d_head) + bias, -1) @ v`, where `bias [B, 1, T, Tk]` is an additive
+  float mask (0 allowed, -1e9 masked: causal + key padding) built for every forward, as the Rust
+  side does. `--sdpa` uses `F.scaled_dot_product_attention(q, k, v, attn_mask=bias)` instead
+  (for information only; its rows are NOT what burn should be compared against).
+* final LayerNorm, then `lm_head = Linear(d, V, bias=False)` (not tied), `value_head = Linear(d, 1)`,
+  `score_head = Linear(d, 1)`. Init normal(0, 0.02), zero biases.
+* optimiser: `torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8)`, no weight decay, default (foreach)
+  implementation; before every step each parameter's gradient is clipped to norm 1.0 on its own
+  (burn's per-parameter norm clipping).
+* `torch.set_num_threads(--threads)` (default 2, the Rust side's thread count),
+  `torch.set_num_interop_threads(1)`, fp32, no autocast, mkldnn left at its default.
+
+Background load: torch's OpenMP threads spin-wait at every parallel region. If other processes
+keep the cores busy (even at nice 19 when the kernel's autogroup scheduling is on), a 2-thread run
+can be several times slower than a 1-thread run. Seen here: 64-token generation went from 0.27 s
+to 1.8 s. Benchmark on an idle machine, or run with `OMP_WAIT_POLICY=PASSIVE python3 ...` (it must
+be set before torch starts; the banner on stderr shows it). On an idle machine the default
+(spinning) is the fair setting.
+
+Presets (`--presets`, default `tiny,small`; max_seq_len 128 for all)
+---------------------------------------------------------------------
+    tiny : V=2048, d=128, n_layers=2, n_heads=4, d_ff=512
+    small: V=2048, d=192, n_layers=3, n_heads=6, d_ff=768
+    issue: V=4096, d=128, n_layers=2, n_heads=4, d_ff=512   (only when asked)
+
+Benchmarks (`--benchmarks`, default `train,generate,ppo`)
+-----------------------------------------------------------
+Each benchmark runs `--warmup` (default 1) untimed repetitions, then `--runs` (default 5) timed
+repetitions (time.perf_counter); the CSV gives the median, min and max over the timed runs.
+
+* `train` (tokens/s): one repetition = 5 optimiser steps of next-token LM training on a batch of
+  16 rows x 128 uniform random tokens, full causal mask (no padding); loss = mean cross-entropy of
+  the 127 next-token predictions per row (log_softmax + gather); backward, per-parameter clip 1.0,
+  Adam step (lr 1e-4). Value = 5 * 16 * 128 / seconds.
+* `generate` (tokens/s): 16 prompts of 32 random tokens (no padding), KV-cache decoding of 64 new
+  tokens per row under no_grad: one prefill forward over the 32 prompt tokens (lm_head on the last
+  position only), then 63 single-token decode steps (the 64th token needs no forward), k/v appended
+  to a per-layer cache with torch.cat. Each step: last position's logits -> fp32 log_softmax ->
+  `torch.multinomial(probs, 1)` (temperature 1, no top-k/p) with a torch.Generator seeded per
+  repetition; the sampled token's log-prob is kept (as the Rust side does); no end token.
+  Value = 16 * 64 / seconds.
+* PPO step (s, seconds per step): one repetition = one PPO step; each phase is its own row:
+    - `ppo_rollout`       : generation as above, 16 prompts x 32 tokens, 40 new tokens, policy.
+    - `ppo_policy_forward`: no_grad policy forward on the 16 x 72 batch: next-token log-probs
+                            (log_softmax + gather), value head, entropy of each next-token
+                            distribution (one log_softmax shared by log-probs and entropy).
+    - `ppo_reference`     : no_grad forward of a separate reference model (same preset, other
+                            weights): next-token log-probs.
+    - `ppo_reward`        : no_grad forward of a separate reward model; `score_head` read at the
+                            last token of each row (clamped to +-5 like the Rust scalar reward,
+                            whitening mean 0 / std 1); then, with torch on the host: the score
+                            on the last response token, minus 0.02 * (logp - ref_logp) per token,
+                            GAE (gamma 1, lambda 0.95) and advantages whitened over all response
+                            tokens.
+    - `ppo_update`        : 2 epochs x 2 shuffled minibatches of 8 rows: policy forward with grad,
+                            clipped policy loss (clip 0.2, ratio exp(new - old), masked mean over
+                            response tokens), clipped value loss (clip 5.0 around the old values,
+                            0.5 * max of squared errors, masked mean), loss = pg + 0.1 * vl,
+                            backward, per-parameter clip 1.0, Adam step (lr 5e-5).
+    - `ppo_step`          : the sum of the five phases of the same repetition.
+  The PPO batch is causal with no padding (every row is 32 + 40 tokens).
+
+CSV (`--output`, default results/bench/torch.csv; also printed as an aligned table)
+-------------------------------------------------------------------------------------
+    framework,device,threads,preset,benchmark,unit,median,min,max,runs
+framework = `pytorch-<torch.__version__>`, device = `cpu`, numbers with 6 significant digits,
+runs = number of timed runs. For tokens/s rows larger is faster; for `s` rows smaller is faster.
+"""
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MAX_SEQ_LEN = 128
+MASKED = -1e9
+HEADER = ["framework", "device", "threads", "preset", "benchmark", "unit", "median", "min", "max", "runs"]
+
+PRESETS = {
+    "tiny": dict(vocab=2048, d=128, n_layers=2, n_heads=4, d_ff=512),
+    "small": dict(vocab=2048, d=192, n_layers=3, n_heads=6, d_ff=768),
+    "issue": dict(vocab=4096, d=128, n_layers=2, n_heads=4, d_ff=512),
+}
+
+# Benchmark shapes (must match `s2rm bench`).
+TRAIN_STEPS, TRAIN_B, TRAIN_T, TRAIN_LR = 5, 16, 128, 1e-4
+GEN_B, GEN_PROMPT, GEN_NEW = 16, 32, 64
+PPO_B, PPO_PROMPT, PPO_NEW = 16, 32, 40
+PPO_EPOCHS, PPO_MINIBATCH, PPO_LR = 2, 8, 5e-5
+KL_COEF, GAMMA, LAMBDA = 0.02, 1.0, 0.95
+CLIP_RATIO, VALUE_CLIP, VF_COEF, SCORE_CLIP = 0.2, 5.0, 0.1, 5.0
+GRAD_CLIP = 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    def __init__(self, d, n_heads, d_ff, sdpa):
+        super().__init__()
+        self.n_heads, self.sdpa = n_heads, sdpa
+        self.ln1 = nn.LayerNorm(d, eps=1e-5)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d, eps=1e-5)
+        self.fc1 = nn.Linear(d, d_ff)
+        self.fc2 = nn.Linear(d_ff, d)
+
+    def forward(self, x, bias, cache=None, layer=0):
+        """`x [B, T, d]`, `bias [B, 1, T, T_past + T]`; `cache`: list of per-layer (k, v) or None
+        entries, extended in place."""
+        b, t, d = x.shape
+        h = self.n_heads
+        dh = d // h
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q = q.reshape(b, t, h, dh).transpose(1, 2)
+        k = k.reshape(b, t, h, dh).transpose(1, 2)
+        v = v.reshape(b, t, h, dh).transpose(1, 2)
+        if cache is not None:
+            if cache[layer] is not None:
+                pk, pv = cache[layer]
+                k = torch.cat([pk, k], dim=2)
+                v = torch.cat([pv, v], dim=2)
+            cache[layer] = (k, v)
+        if self.sdpa:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias
+            ctx = torch.softmax(scores, dim=-1) @ v
+        ctx = ctx.transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(ctx)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class Lm(nn.Module):
+    def __init__(self, vocab, d, n_layers, n_heads, d_ff, sdpa=False):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab, d)
+        self.pos_emb = nn.Embedding(MAX_SEQ_LEN, d)
+        self.blocks = nn.ModuleList(Block(d, n_heads, d_ff, sdpa) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d, eps=1e-5)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.value_head = nn.Linear(d, 1)
+        self.score_head = nn.Linear(d, 1)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+
+    def hidden(self, tokens, positions, bias, cache=None):
+        x = self.tok_emb(tokens) + self.pos_emb(positions)
+        for i, block in enumerate(self.blocks):
+            x = block(x, bias, cache, i)
+        return self.ln_f(x)
+
+    def logits(self, hidden):
+        return self.lm_head(hidden)
+
+    def values(self, hidden):
+        return self.value_head(hidden).squeeze(-1)
+
+    def scores(self, hidden):
+        return self.score_head(hidden).squeeze(-1)
+
+
+def positions_from_attn(attn):
+    """`attn [B, T]` bool (True = real token) -> positions: number of real tokens before each."""
+    return (attn.long().cumsum(dim=1) - 1).clamp_min(0) * attn.long()
+
+
+def causal_bias(attn):
+    """Causal + key-padding additive bias `[B, 1, T, T]` from `attn [B, T]`."""
+    b, t = attn.shape
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    allowed = causal.unsqueeze(0) & attn.unsqueeze(1)  # [B, T(query), T(key)]
+    zero = torch.zeros((), dtype=torch.float32)
+    masked = torch.full((), MASKED, dtype=torch.float32)
+    return torch.where(allowed, zero, masked).unsqueeze(1)
+
+
+def forward_full(model, tokens):
+    """Forward of a batch without padding: hidden `[B, T, d]`."""
+    attn = torch.ones(tokens.shape, dtype=torch.bool)
+    return model.hidden(tokens, positions_from_attn(attn), causal_bias(attn))
+
+
+def next_token_logprobs(logits, tokens):
+    """`logits [B, T, V]`, `tokens [B, T]` -> (log_softmax `[B, T-1, V]`, log p(token_{i+1}) `[B, T-1]`)."""
+    lp_all = torch.log_softmax(logits[:, :-1], dim=-1)
+    return lp_all, lp_all.gather(2, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+def clip_and_step(params, optim):
+    for p in params:
+        torch.nn.utils.clip_grad_norm_([p], GRAD_CLIP)
+    optim.step()
+    optim.zero_grad(set_to_none=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Generation
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(model, prompts, max_new, gen):
+    """KV-cache sampling from `prompts [B, P]` (no padding, no end token). Returns (tokens
+    `[B, max_new]`, log-probs `[B, max_new]`)."""
+    b, p = prompts.shape
+    attn = torch.ones(b, p, dtype=torch.bool)
+    cache = [None] * len(model.blocks)
+    hidden = model.hidden(prompts, positions_from_attn(attn), causal_bias(attn), cache)
+    last_logits = model.logits(hidden[:, p - 1 : p]).squeeze(1)  # lm_head on the last position only
+    out_tokens, out_lp = [], []
+    n_real = torch.full((b, 1), p, dtype=torch.long)
+    for step in range(max_new):
+        lp = torch.log_softmax(last_logits.float(), dim=-1)
+        tok = torch.multinomial(lp.exp(), 1, generator=gen)  # [B, 1]
+        out_tokens.append(tok)
+        out_lp.append(lp.gather(1, tok))
+        if step + 1 == max_new:
+            break
+        k = p + step + 1
+        bias = torch.zeros(b, 1, 1, k)  # every cached position is a real token (no padding)
+        hidden = model.hidden(tok, n_real, bias, cache)
+        n_real = n_real + 1
+        last_logits = model.logits(hidden).squeeze(1)
+    return torch.cat(out_tokens, dim=1), torch.cat(out_lp, dim=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Benchmarks
+# ----------------------------------------------------------------------------------------------
+
+
+def repeat(fn, warmup, runs):
+    """Runs `fn(rep)` warmup + runs times; `fn` returns a dict {name: seconds}. Returns the timed ones."""
+    for i in range(warmup):
+        fn(i)
+    return [fn(warmup + i) for i in range(runs)]
+
+
+def bench_train(cfg, seed, warmup, runs, sdpa):
+    torch.manual_seed(seed)
+    model = Lm(**cfg, sdpa=sdpa)
+    model.train()
+    params = list(model.parameters())
+    optim = torch.optim.Adam(params, lr=TRAIN_LR, betas=(0.9, 0.999), eps=1e-8)
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def rep(_):
+        batches = [torch.randint(0, cfg["vocab"], (TRAIN_B, TRAIN_T), generator=gen) for _ in range(TRAIN_STEPS)]
+        t0 = time.perf_counter()
+        for tokens in batches:
+            hidden = forward_full(model, tokens)
+            _, lp = next_token_logprobs(model.logits(hidden), tokens)
+            loss = -lp.mean()
+            loss.backward()
+            clip_and_step(params, optim)
+            loss.item()
+        return {"train": time.perf_counter() - t0}
+
+    secs = [r["train"] for r in repeat(rep, warmup, runs)]
+    return {"train": ("tokens/s", [TRAIN_STEPS * TRAIN_B * TRAIN_T / s for s in secs])}
+
+
+def bench_generate(cfg, seed, warmup, runs, sdpa):
+    torch.manual_seed(seed)
+    model = Lm(**cfg, sdpa=sdpa)
+    model.eval()
+    data_gen = torch.Generator().manual_seed(seed + 1)
+
+    def rep(i):
+        prompts = torch.randint(0, cfg["vocab"], (GEN_B, GEN_PROMPT), generator=data_gen)
+        gen = torch.Generator().manual_seed(seed + 100 + i)
+        t0 = time.perf_counter()
+        tokens, _ = generate(model, prompts, GEN_NEW, gen)
+        assert tokens.shape == (GEN_B, GEN_NEW)
+        return {"generate": time.perf_counter() - t0}
+
+    secs = [r["generate"] for r in repeat(rep, warmup, runs)]
+    return {"generate": ("tokens/s", [GEN_B * GEN_NEW / s for s in secs])}
+
+
+def gae(rewards, values, gamma, lam):
+    """Batched GAE over `[B, N]` response tokens; the value after the last token is 0."""
+    n = rewards.shape[1]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros(rewards.shape[0])
+    for t in reversed(range(n)):
+        next_v = values[:, t + 1] if t + 1 < n else torch.zeros(rewards.shape[0])
+        delta = rewards[:, t] + gamma * next_v - values[:, t]
+        last = delta + gamma * lam * last
+        adv[:, t] = last
+    return adv, adv + values
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+PPO_PHASES = ["ppo_rollout", "ppo_policy_forward", "ppo_reference", "ppo_reward", "ppo_update"]
+
+
+def bench_ppo(cfg, seed, warmup, runs, sdpa):
+    torch.manual_seed(seed)
+    policy = Lm(**cfg, sdpa=sdpa)
+    reference = Lm(**cfg, sdpa=sdpa)
+    reward_model = Lm(**cfg, sdpa=sdpa)
+    for m in (policy, reference, reward_model):
+        m.eval()  # no dropout anywhere; train/eval changes nothing
+    params = list(policy.parameters())
+    optim = torch.optim.Adam(params, lr=PPO_LR, betas=(0.9, 0.999), eps=1e-8)
+    data_gen = torch.Generator().manual_seed(seed + 1)
+    mb_gen = torch.Generator().manual_seed(seed + 2)
+    p, n = PPO_PROMPT, PPO_NEW
+    t_len = p + n
+    tm = t_len - 1
+    # Response targets: next-token index i (predicting token i+1) counts when i+1 >= p.
+    mask = torch.zeros(PPO_B, tm)
+    mask[:, p - 1 :] = 1.0
+    resp = slice(p - 1, tm)  # positions in [B, T-1] of the response tokens' log-probs
+
+    def rep(i):
+        times = {}
+        prompts = torch.randint(0, cfg["vocab"], (PPO_B, p), generator=data_gen)
+        gen = torch.Generator().manual_seed(seed + 100 + i)
+
+        # --- rollout ---
+        t0 = time.perf_counter()
+        response, _ = generate(policy, prompts, n, gen)
+        tokens = torch.cat([prompts, response], dim=1)  # [B, 72]
+        times["ppo_rollout"] = time.perf_counter() - t0
+
+        # --- policy forward ---
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            hidden = forward_full(policy, tokens)
+            old_values = policy.values(hidden)[:, :tm]
+            lp_all, old_lp = next_token_logprobs(policy.logits(hidden), tokens)
+            entropy = -(lp_all.exp() * lp_all).sum(-1)
+        times["ppo_policy_forward"] = time.perf_counter() - t0
+
+        # --- reference forward ---
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            _, ref_lp = next_token_logprobs(reference.logits(forward_full(reference, tokens)), tokens)
+        times["ppo_reference"] = time.perf_counter() - t0
+
+        # --- reward model, KL shaping, GAE, whitening ---
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            scores = reward_model.scores(forward_full(reward_model, tokens))[:, t_len - 1]
+            scores = scores.clamp(-SCORE_CLIP, SCORE_CLIP)  # (s - mean 0) / std 1, clipped
+            lp_r, rlp_r, v_r = old_lp[:, resp], ref_lp[:, resp], old_values[:, resp]
+            rewards = -KL_COEF * (lp_r - rlp_r)
+            rewards[:, -1] += scores
+            adv_r, ret_r = gae(rewards, v_r, GAMMA, LAMBDA)
+            adv_r = (adv_r - adv_r.mean()) / adv_r.std(unbiased=False).clamp_min(1e-8)
+            advantages = torch.zeros(PPO_B, tm)
+            returns = torch.zeros(PPO_B, tm)
+            advantages[:, resp] = adv_r
+            returns[:, resp] = ret_r
+            stats = (scores.sum().item(), (lp_r - rlp_r).sum().item(), (entropy[:, resp]).sum().item())
+        assert all(math.isfinite(s) for s in stats)
+        times["ppo_reward"] = time.perf_counter() - t0
+
+        # --- PPO update ---
+        t0 = time.perf_counter()
+        for _epoch in range(PPO_EPOCHS):
+            order = torch.randperm(PPO_B, generator=mb_gen)
+            for mb in order.split(PPO_MINIBATCH):
+                sub = tokens[mb]
+                hidden = forward_full(policy, sub)
+                new_v = policy.values(hidden)[:, :tm]
+                _, new_lp = next_token_logprobs(policy.logits(hidden), sub)
+                m = mask[mb]
+                adv = advantages[mb]
+                ratio = (new_lp - old_lp[mb]).exp()
+                unclipped = -adv * ratio
+                clipped = -adv * ratio.clamp(1.0 - CLIP_RATIO, 1.0 + CLIP_RATIO)
+                pg = masked_mean(torch.maximum(unclipped, clipped), m)
+                clip_frac = masked_mean((clipped > unclipped).float(), m)
+                ov, ret = old_values[mb], returns[mb]
+                v_clipped = ov + (new_v - ov).clamp(-VALUE_CLIP, VALUE_CLIP)
+                vl = 0.5 * masked_mean(torch.maximum((new_v - ret).square(), (v_clipped - ret).square()), m)
+                loss = pg + VF_COEF * vl
+                lv = loss.item()
+                assert math.isfinite(lv), f"loss is {lv}"
+                loss.backward()
+                clip_and_step(params, optim)
+                pg.item(), vl.item(), clip_frac.item()
+        times["ppo_update"] = time.perf_counter() - t0
+        return times
+
+    reps = repeat(rep, warmup, runs)
+    out = {name: ("s", [r[name] for r in reps]) for name in PPO_PHASES}
+    out["ppo_step"] = ("s", [sum(r[name] for name in PPO_PHASES) for r in reps])
+    return out
+
+
+BENCHMARKS = {"train": bench_train, "generate": bench_generate, "ppo": bench_ppo}
+
+
+# ----------------------------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------------------------
+
+
+def fmt(x):
+    return f"{x:.6g}"
+
+
+def print_table(rows):
+    widths = [max(len(str(r[i])) for r in [HEADER] + rows) for i in range(len(HEADER))]
+    numeric = {"threads", "median", "min", "max", "runs"}
+    for r in [HEADER] + rows:
+        cells = []
+        for i, c in enumerate(r):
+            c = str(c)
+            cells.append(c.rjust(widths[i]) if HEADER[i] in numeric else c.ljust(widths[i]))
+        print("  ".join(cells).rstrip())
+    sys.stdout.flush()
+
+
+def parse_list(s, allowed, what):
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [x for x in items if x not in allowed]
+    if bad or not items:
+        sys.exit(f"unknown {what}: {','.join(bad) or '(none)'}; choose from {','.join(allowed)}")
+    return items
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--presets", default="tiny,small", help="comma list of tiny,small,issue (default tiny,small)")
+    ap.add_argument("--benchmarks", default="train,generate,ppo", help="comma list of train,generate,ppo")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed repetitions (default 1)")
+    ap.add_argument("--runs", type=int, default=5, help="timed repetitions (default 5)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sdpa", action="store_true", help="F.scaled_dot_product_attention instead of explicit attention (information only)")
+    ap.add_argument("--output", default="results/bench/torch.csv", help="CSV path (default results/bench/torch.csv)")
+    args = ap.parse_args()
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1:
+        sys.exit("--runs and --threads must be >= 1, --warmup >= 0")
+    presets = parse_list(args.presets, list(PRESETS), "preset")
+    benches = parse_list(args.benchmarks, list(BENCHMARKS), "benchmark")
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    framework = f"pytorch-{torch.__version__}"
+    print(
+        f"# {framework}, cpu, {torch.get_num_threads()} threads, attention: "
+        f"{'sdpa' if args.sdpa else 'explicit'}, warmup {args.warmup}, runs {args.runs}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+        file=sys.stderr,
+    )
+
+    rows = []
+    for preset in presets:
+        for bench in benches:
+            t0 = time.perf_counter()
+            results = BENCHMARKS[bench](PRESETS[preset], args.seed, args.warmup, args.runs, args.sdpa)
+            print(f"# {preset} {bench}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            for name, (unit, values) in results.items():
+                rows.append([
+                    framework, "cpu", args.threads, preset, name, unit,
+                    fmt(statistics.median(values)), fmt(min(values)), fmt(max(values)), len(values),
+                ])
+
+    out_dir = os.path.dirname(args.output)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    with open(args.output, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(HEADER)
+        w.writerows(rows)
+    print_table(rows)
+    print(f"# wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+//! `s2rm bench`: training tokens/s, generation tokens/s and a PPO-step breakdown per model preset,
+//! through the harness's own code paths (the pretraining loop, KV-cache generation, [`ppo_step`]).
+//! `bench/torch_reference.py` does the same work in PyTorch and writes the same CSV columns, so
+//! `make bench` can print burn/PyTorch ratios. Shapes (both sides):
+//! - `train`: 5 Adam steps (per-parameter norm clipping at 1.0) of next-token loss on 16 rows of
+//!   128 random tokens (127 targets each, causal mask, no padding); tokens/s = 5 · 16 · 128 / s.
+//! - `generate`: 16 prompts of 32 random tokens, 64 new tokens each (one prefill and 63 cached decode
+//!   steps, sampling from the full softmax, no end token); tokens/s = 16 · 64 / s.
+//! - `ppo_*`: one PPO step with the safety spec's `ppo` table (16 prompts of 32 tokens, 40 new tokens,
+//!   2 epochs of 2 minibatches of 8) and a scalar RM of the same preset: seconds per phase.
+//!
+//! Each benchmark runs `warmup` untimed repetitions, then `runs` timed ones; the CSV holds the median,
+//! min and max. Weights are random (speed does not depend on them); every draw is seeded.
+
+use crate::device;
+use crate::model::generate::{GenConfig, generate};
+use crate::model::{Lm, LmConfig};
+use crate::reward::ScalarReward;
+use crate::text::Template;
+use crate::train::ppo::{PhaseTimes, StepBatch, StepCtx, ppo_step};
+use crate::train::{LoopCfg, adam, pretrain};
+use crate::util::SplitMix64;
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use std::path::Path;
+use std::time::Instant;
+
+/// Benchmark shapes of the `train` and `generate` rows (see the module docs).
+pub const TRAIN_BATCH: usize = 16;
+pub const TRAIN_SEQ: usize = 128;
+pub const TRAIN_STEPS: usize = 5;
+pub const GEN_BATCH: usize = 16;
+pub const GEN_PROMPT: usize = 32;
+pub const GEN_NEW: usize = 64;
+pub const PPO_PROMPT: usize = 32;
+
+/// The bench's model presets: `tiny` and `small` are the `default` and `small` profiles of
+/// experiments/*.toml (a unit test keeps them equal); `issue` is the shape the performance issue
+/// measured PyTorch at. Position tables hold `TRAIN_SEQ` positions.
+pub fn preset(name: &str) -> Result<LmConfig> {
+    let (vocab_size, d_model, n_layers, n_heads, d_ff) = match name {
+        "tiny" => (2048, 128, 2, 4, 512),
+        "small" => (2048, 192, 3, 6, 768),
+        "issue" => (4096, 128, 2, 4, 512),
+        other => bail!("unknown bench preset `{other}`: expected tiny, small or issue"),
+    };
+    Ok(LmConfig { preset: name.into(), vocab_size, d_model, n_layers, n_heads, d_ff, max_seq_len: TRAIN_SEQ, ..Default::default() })
+}
+
+pub const BENCHMARKS: [&str; 3] = ["train", "generate", "ppo"];
+
+pub struct BenchOptions {
+    pub presets: Vec<String>,
+    pub benchmarks: Vec<String>,
+    pub runs: usize,
+    pub warmup: usize,
+    pub device: String,
+    pub output: std::path::PathBuf,
+    /// The spec whose `ppo` table the PPO rows use.
+    pub ppo_spec: std::path::PathBuf,
+}
+
+/// One CSV row: median, min and max of `values` (a rate or seconds).
+#[derive(serde::Serialize)]
+struct Row {
+    framework: String,
+    device: String,
+    threads: usize,
+    preset: String,
+    benchmark: String,
+    unit: &'static str,
+    median: f64,
+    min: f64,
+    max: f64,
+    runs: usize,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+}
+
+/// Six significant digits, as the PyTorch script writes them.
+fn sig6(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(5 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
+/// Random token rows; ids from 8 up, clear of the special tokens.
+fn random_rows(rng: &mut SplitMix64, rows: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..rows).map(|_| (0..len).map(|_| 8 + rng.below(vocab - 8) as u32).collect()).collect()
+}
+
+/// Runs `rep` `warmup + runs` times; returns the timed repetitions' values.
+fn repeat(warmup: usize, runs: usize, mut rep: impl FnMut() -> Result<Vec<f64>>) -> Result<Vec<Vec<f64>>> {
+    for _ in 0..warmup {
+        rep()?;
+    }
+    (0..runs).map(|_| rep()).collect()
+}
+
+pub fn run(opts: &BenchOptions) -> Result<()> {
+    if opts.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    for b in &opts.benchmarks {
+        if !BENCHMARKS.contains(&b.as_str()) {
+            bail!("unknown benchmark `{b}`: expected {}", BENCHMARKS.join(", "));
+        }
+    }
+    let sel = device::select(&opts.device)?;
+    // burn's CPU backend runs on rayon's global pool: RAYON_NUM_THREADS, else one thread per core.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rayon_threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).filter(|&n: &usize| n > 0);
+    let threads = if sel.name.starts_with("cpu") { rayon_threads.unwrap_or(cores) } else { 0 };
+    let kind = if sel.name.starts_with("cpu") { "cpu" } else { "wgpu" };
+    eprintln!("device: {} — {}; {} timed runs after {} warm-up", sel.name, sel.reason, opts.runs, opts.warmup);
+    let ppo_cfg = crate::spec::load(&opts.ppo_spec, "default", &[])?.spec.ppo;
+    let dev = sel.device.clone();
+    let ad = dev.clone().autodiff();
+    let mut rows = Vec::new();
+    for name in &opts.presets {
+        let cfg = preset(name)?;
+        let v = cfg.vocab_size;
+        let mut push = |benchmark: &str, unit: &'static str, values: Vec<f64>| {
+            let row = Row {
+                framework: "burn-0.22.1".into(),
+                device: kind.into(),
+                threads,
+                preset: name.clone(),
+                benchmark: benchmark.into(),
+                unit,
+                median: sig6(median(&values)),
+                min: sig6(values.iter().copied().fold(f64::INFINITY, f64::min)),
+                max: sig6(values.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+                runs: values.len(),
+            };
+            eprintln!("{:>6} {:<20} {:>12.4} {unit} (min {:.4}, max {:.4})", row.preset, row.benchmark, row.median, row.min, row.max);
+            rows.push(row);
+        };
+        let mut rng = SplitMix64::new(0xBE7C);
+        if opts.benchmarks.iter().any(|b| b == "train") {
+            // Through the pretraining loop: `<bos>` + 127 tokens = 128 positions, 127 targets.
+            let docs = random_rows(&mut rng, 64 * TRAIN_BATCH, TRAIN_SEQ - 1, v);
+            let loop_cfg = LoopCfg { steps: TRAIN_STEPS, lr: 1e-4, warmup_steps: 0, grad_clip: 1.0 };
+            let mut model = cfg.init_seeded(&ad, 1);
+            let mut seed = 0;
+            let t = repeat(opts.warmup, opts.runs, || {
+                seed += 1;
+                let start = Instant::now();
+                let (m, _) = pretrain(model.clone(), &docs, TRAIN_SEQ - 1, TRAIN_BATCH, &loop_cfg, seed, &ad)?;
+                let s = start.elapsed().as_secs_f64();
+                model = m;
+                Ok(vec![(TRAIN_STEPS * TRAIN_BATCH * TRAIN_SEQ) as f64 / s])
+            })?;
+            push("train", "tokens/s", t.iter().map(|r| r[0]).collect());
+        }
+        if opts.benchmarks.iter().any(|b| b == "generate") {
+            let model: Lm = cfg.init_seeded(&dev, 2);
+            let prompts = random_rows(&mut rng, GEN_BATCH, GEN_PROMPT, v);
+            // An end token outside the vocabulary: every row generates all GEN_NEW tokens.
+            let gen_cfg = GenConfig { max_new_tokens: GEN_NEW, eos: v as u32, pad: crate::text::PAD, greedy: false };
+            let mut k = 0u64;
+            let t = repeat(opts.warmup, opts.runs, || {
+                k += 1;
+                let seeds: Vec<u64> = (0..GEN_BATCH as u64).map(|i| k * 1000 + i).collect();
+                let start = Instant::now();
+                let g = generate(&model, &prompts, &seeds, &gen_cfg, &dev);
+                let s = start.elapsed().as_secs_f64();
+                let n: usize = g.tokens.iter().map(Vec::len).sum();
+                Ok(vec![n as f64 / s])
+            })?;
+            push("generate", "tokens/s", t.iter().map(|r| r[0]).collect());
+        }
+        if opts.benchmarks.iter().any(|b| b == "ppo") {
+            let tpl = Template::builtin();
+            let raw_len = PPO_PROMPT - tpl.overhead().0;
+            let sft = cfg.init_seeded(&ad, 3);
+            let reference = sft.valid();
+            let rm = ScalarReward { model: cfg.init_seeded(&dev, 4), tpl: tpl.clone(), device: dev.clone(), max_prompt: raw_len, mean: 0.0, std: 1.0, clip: ppo_cfg.score_clip };
+            let gen_cfg = GenConfig { max_new_tokens: ppo_cfg.max_new_tokens, eos: v as u32, pad: crate::text::PAD, greedy: false };
+            let ctx = StepCtx { reference: &reference, reward: &rm, gen_cfg: &gen_cfg, cfg: &ppo_cfg, label: "bench", device: &dev };
+            let mut policy = sft.valid().train();
+            let mut optim = adam(ppo_cfg.grad_clip);
+            let mut mb_rng = SplitMix64::new(5);
+            let mut step = 0;
+            let t = repeat(opts.warmup, opts.runs, || {
+                let raw = random_rows(&mut rng, ppo_cfg.batch_size, raw_len, v);
+                let prefixes: Vec<Vec<u32>> = raw.iter().map(|p| tpl.policy_prefix(p, raw_len)).collect();
+                let seeds: Vec<u64> = (0..raw.len() as u64).map(|i| step as u64 * 1000 + i).collect();
+                let batch = StepBatch { raw: &raw, prefixes: &prefixes, seeds: &seeds };
+                let mut times = PhaseTimes::default();
+                let (p, _) = ppo_step(policy.clone(), &mut optim, &ctx, &batch, step, ppo_cfg.lr, &mut mb_rng, &mut times)?;
+                policy = p;
+                step += 1;
+                Ok(vec![times.rollout, times.policy_forward, times.reference, times.reward, times.update, times.total()])
+            })?;
+            let names = ["ppo_rollout", "ppo_policy_forward", "ppo_reference", "ppo_reward", "ppo_update", "ppo_step"];
+            for (i, n) in names.iter().enumerate() {
+                push(n, "s", t.iter().map(|r| r[i]).collect());
+            }
+        }
+    }
+    write_csv(&opts.output, &rows)?;
+    println!("{:<8} {:<20} {:>10} {:>12} {:>12} {:>12}", "preset", "benchmark", "unit", "median", "min", "max");
+    for r in &rows {
+        println!("{:<8} {:<20} {:>10} {:>12} {:>12} {:>12}", r.preset, r.benchmark, r.unit, r.median, r.min, r.max);
+    }
+    println!("wrote {}", opts.output.display());
+    Ok(())
+}
+
+fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bench's `tiny` and `small` are the shapes the experiments run (profiles `default` and
+    /// `small` of every spec), so its numbers speak for `make reproduce-*`.
+    #[test]
+    fn bench_presets_are_the_experiment_presets() {
+        for file in ["experiments/safety.toml", "experiments/summarization.toml", "experiments/helpfulness.toml"] {
+            for (profile, name) in [("default", "tiny"), ("small", "small")] {
+                let m = crate::spec::load(Path::new(file), profile, &[]).unwrap().spec.model;
+                let b = preset(name).unwrap();
+                assert_eq!((m.preset.as_str(), m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.d_ff), (name, b.vocab_size, b.d_model, b.n_layers, b.n_heads, b.d_ff), "{file} {profile}");
+            }
+        }
+    }
+
+    #[test]
+    fn median_and_rounding() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(sig6(1234.5678), 1234.57);
+        assert_eq!(sig6(0.000123456789), 0.000123457);
+    }
+}
