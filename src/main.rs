@@ -39,6 +39,10 @@ enum Cmd {
         /// Override any spec field: --set ppo.kl_coef=0.05 (repeatable; value is TOML).
         #[arg(long = "set")]
         sets: Vec<String>,
+        /// Run independent stages (SFT and judge, the two reward models, the two PPO runs) one
+        /// after the other instead of two at a time. The results are identical; only wall time changes.
+        #[arg(long)]
+        sequential: bool,
     },
     /// Re-render metrics.csv, win_rates.csv, figures and REPORT.md from a results directory's CSVs
     /// (no training).
@@ -157,7 +161,7 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets } => {
+        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets, sequential } => {
             if let Some(seeds) = seeds {
                 let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
                 sets.push(format!("experiment.seeds=[{}]", list.join(",")));
@@ -168,7 +172,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 }
             }
             let resolved = spec::load(&file, &profile, &sets)?;
-            let opts = runner::RunOptions { output, data_dir, device };
+            let opts = runner::RunOptions { output, data_dir, device, sequential };
             runner::run(&resolved, &opts)?;
         }
         Cmd::Sample { checkpoint, prompts, max_new_tokens, batch, device } => {

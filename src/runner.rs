@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Command-line overrides of spec fields.
@@ -26,6 +27,9 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub device: Option<String>,
+    /// Run independent stages (SFT and judge; the two RMs; the two PPO runs) one after the other
+    /// instead of two at a time. Same results; for timing comparisons.
+    pub sequential: bool,
 }
 
 /// Everything the data stage hands to training, as text.
@@ -239,7 +243,7 @@ fn f(v: f64) -> String {
 struct StageCache {
     dir: PathBuf,
     base: String,
-    loaded: Vec<String>,
+    loaded: Mutex<Vec<String>>,
 }
 
 impl StageCache {
@@ -261,7 +265,7 @@ impl StageCache {
         }
         let exe = std::env::current_exe().and_then(std::fs::read).map(|b| sha256_hex(&b)).unwrap_or_default();
         let base = format!("{}\n{device}\n{exe}", toml::to_string(&v).context("spec to TOML")?);
-        Ok(Self { dir, base, loaded: Vec::new() })
+        Ok(Self { dir, base, loaded: Mutex::new(Vec::new()) })
     }
 
     /// `<stage>-<seed>-<key>`: the name of every file of this stage.
@@ -312,44 +316,71 @@ impl StageCache {
 
     /// The stage's model and log from an earlier run, or `train` run now and kept.
     fn stage<L: serde::Serialize + serde::de::DeserializeOwned>(
-        &mut self,
-        timer: &mut Timer,
+        &self,
+        timer: &Timer,
         stage: &str,
         seed: u64,
         template: &Lm,
         train: impl FnOnce() -> Result<(Lm, L)>,
     ) -> Result<(Lm, L)> {
         if let Some(hit) = self.load(stage, seed, template) {
-            eprintln!("stage {stage} (seed {seed}): finished in an earlier run, loaded from {}", self.dir.display());
-            self.loaded.push(format!("{stage}/{seed}"));
+            crate::train::say(&format!("stage {stage} (seed {seed}): finished in an earlier run, loaded from {}", self.dir.display()));
+            self.loaded.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{stage}/{seed}"));
             self.clear_checkpoints(stage, seed);
             return Ok(hit);
         }
         // Kept before the stage reports itself done: "done" on the console means it is on disk.
-        let this = &*self;
         timer.time(stage, || {
             let out = train()?;
-            this.store(stage, seed, &out.0, &out.1)?;
-            this.clear_checkpoints(stage, seed);
+            self.store(stage, seed, &out.0, &out.1)?;
+            self.clear_checkpoints(stage, seed);
             Ok(out)
         })
     }
 }
 
+/// Wall seconds per stage (summed over seeds). Two stages that run at the same time each count
+/// their own wall time.
 struct Timer {
-    stages: BTreeMap<String, f64>,
+    stages: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Timer {
-    fn time<T>(&mut self, stage: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    fn time<T>(&self, stage: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
-        eprintln!("stage {stage} ...");
+        crate::train::say(&format!("stage {stage} ..."));
         let out = work()?;
         let s = t.elapsed().as_secs_f64();
-        *self.stages.entry(stage.to_string()).or_default() += s;
-        eprintln!("stage {stage} done in {s:.1}s");
+        *self.stages.lock().unwrap_or_else(|e| e.into_inner()).entry(stage.to_string()).or_default() += s;
+        crate::train::say(&format!("stage {stage} done in {s:.1}s"));
         Ok(out)
     }
+}
+
+/// A copy of `model` whose parameters are new autodiff leaves with the same values. Two stages
+/// that train clones of one model at the same time would otherwise share leaf nodes, hence one
+/// autodiff graph, and burn 0.22's graph locking can deadlock between one thread's backward pass
+/// and the other's forward (seen: `GraphCleaner::init` against `GraphLocator::select`).
+fn own_leaves(model: &Lm) -> Lm {
+    model.valid().train()
+}
+
+/// Runs two independent stages, at the same time unless `sequential`. Each stage is one chain of
+/// small tensor ops that keeps about one core busy, so on a 2-core machine two at once take
+/// little longer than one. Results are the same either way: a stage's arithmetic depends only on
+/// its inputs (per-stage seeds, no shared RNG), and rayon splits each matmul by pool size, not by
+/// load (the smoke CSVs are compared byte for byte in tests/pipeline.rs).
+fn pair<A: Send, B: Send>(sequential: bool, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    if sequential {
+        let ra = a();
+        return (ra, b());
+    }
+    std::thread::scope(|s| {
+        let hb = s.spawn(b);
+        let ra = a();
+        let rb = hb.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (ra, rb)
+    })
 }
 
 /// Runs an experiment; returns the output directory.
@@ -375,8 +406,8 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let size = spec.model.preset.clone();
     let d = &spec.data;
     let (mp, mr) = (d.max_prompt_tokens, d.max_response_tokens);
-    let mut timer = Timer { stages: BTreeMap::new() };
-    let mut stages = StageCache::new(cache.join("stages"), spec, &sel.name)?;
+    let timer = Timer { stages: Mutex::new(BTreeMap::new()) };
+    let stages = StageCache::new(cache.join("stages"), spec, &sel.name)?;
 
     // --- data, tokenizer ---
     let manifest = Manifest::load(Path::new(&d.manifest))?;
@@ -451,21 +482,29 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         let docs: Vec<Vec<u32>> = corpus.docs.iter().map(|s| text.encode(s)).collect();
         let pt = &spec.pretrain;
         let template = base.clone();
-        let (base, log) = stages.stage(&mut timer, "pretrain", base_seed, &template, || {
+        let (base, log) = stages.stage(&timer, "pretrain", base_seed, &template, || {
             train::pretrain(base, &docs, mp + mr, pt.batch_size, &loop_cfg(pt.steps, pt.lr, pt.warmup_steps, pt.grad_clip), base_seed ^ 0x11, &ad)
         })?;
         train_log.extend(log.into_iter().map(|l| (base_seed, l)));
         base
     };
-    let s = &spec.sft;
-    let (sft, log) = stages.stage(&mut timer, "sft", base_seed, &base, || {
-        train::sft(base.clone(), tpl, &sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), base_seed ^ 0x22, &ad)
-    })?;
+    let (s, j) = (&spec.sft, &spec.judge);
+    let (sft, judge) = pair(
+        opts.sequential,
+        || {
+            stages.stage(&timer, "sft", base_seed, &base, || {
+                train::sft(own_leaves(&base), tpl, &sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), base_seed ^ 0x22, &ad)
+            })
+        },
+        || {
+            stages.stage(&timer, "judge", base_seed, &base, || {
+                train::scalar_rm(own_leaves(&base), tpl, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
+            })
+        },
+    );
+    let (sft, log) = sft?;
     train_log.extend(log.into_iter().map(|l| (base_seed, l)));
-    let j = &spec.judge;
-    let (judge, log) = stages.stage(&mut timer, "judge", base_seed, &base, || {
-        train::scalar_rm(base.clone(), tpl, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
-    })?;
+    let (judge, log) = judge?;
     train_log.extend(log.into_iter().map(|l| (base_seed, l)));
     let judge = judge.valid();
     let sft_valid = sft.valid();
@@ -480,15 +519,23 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let mut ppo_log: Vec<(u64, &'static str, PpoLog)> = Vec::new();
     for &seed in &ex.seeds {
         eprintln!("— seed {seed} —");
-        let r = &spec.scalar_rm;
-        let (scalar, log) = stages.stage(&mut timer, "scalar_rm", seed, &sft, || {
-            train::scalar_rm(sft.clone(), tpl, "scalar_rm", &rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, &ad)
-        })?;
+        let (r, q) = (&spec.scalar_rm, &spec.seq2seq_rm);
+        let (scalar, s2s) = pair(
+            opts.sequential,
+            || {
+                stages.stage(&timer, "scalar_rm", seed, &sft, || {
+                    train::scalar_rm(own_leaves(&sft), tpl, "scalar_rm", &rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, &ad)
+                })
+            },
+            || {
+                stages.stage(&timer, "seq2seq_rm", seed, &sft, || {
+                    train::seq2seq_rm(own_leaves(&sft), tpl, &rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, &ad)
+                })
+            },
+        );
+        let (scalar, log) = scalar?;
         train_log.extend(log.into_iter().map(|l| (seed, l)));
-        let q = &spec.seq2seq_rm;
-        let (s2s, log) = stages.stage(&mut timer, "seq2seq_rm", seed, &sft, || {
-            train::seq2seq_rm(sft.clone(), tpl, &rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, &ad)
-        })?;
+        let (s2s, log) = s2s?;
         train_log.extend(log.into_iter().map(|l| (seed, l)));
         let scalar = scalar.valid();
         let s2s = s2s.valid();
@@ -506,10 +553,10 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         let scalar_reward = ScalarReward { model: scalar, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, mean, std, clip: spec.ppo.score_clip };
         let s2s_reward = Seq2seqReward { model: s2s, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
         let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
-        for (name, reward) in [("ppo_scalar", &scalar_reward as &dyn TokenReward), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward)] {
+        let ppo = |name: &str, reward: &dyn TokenReward| {
             // Always passed: a checkpoint on disk is resumed even when `checkpoint_every` is now 0.
             let checkpoint = Some(stages.checkpoint_prefix(name, seed));
-            let (policy, log) = stages.stage(&mut timer, name, seed, &sft_valid, || {
+            stages.stage(&timer, name, seed, &sft_valid, || {
                 train_ppo(PpoInputs {
                     sft: &sft,
                     reward,
@@ -522,7 +569,11 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
                     device: &ad,
                     checkpoint,
                 })
-            })?;
+            })
+        };
+        let (by_scalar, by_s2s) = pair(opts.sequential, || ppo("ppo_scalar", &scalar_reward), || ppo("ppo_seq2seq", &s2s_reward));
+        for (name, reward, out) in [("ppo_scalar", &scalar_reward as &dyn TokenReward, by_scalar), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward, by_s2s)] {
+            let (policy, log) = out?;
             ppo_log.extend(log.into_iter().map(|l| (seed, reward.kind(), l)));
             policies.push((name, policy));
         }
@@ -603,8 +654,8 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         "base_seed": base_seed,
         "n_bootstrap": spec.eval.n_bootstrap,
         "bootstrap_seed": spec.eval.bootstrap_seed,
-        "stage_seconds": timer.stages,
-        "stages_loaded_from_cache": stages.loaded,
+        "stage_seconds": timer.stages.into_inner().unwrap_or_else(|e| e.into_inner()),
+        "stages_loaded_from_cache": stages.loaded.into_inner().unwrap_or_else(|e| e.into_inner()),
         "total_seconds": total,
         "param_counts": { "lm (policy, reference, RMs, judge; each)": lm_params, "score/value head": model_cfg.d_model + 1 },
         "data_counts": corpus.counts,

@@ -59,7 +59,7 @@ pub fn scalar_token_rewards(score: f32, len: usize) -> Vec<f32> {
 }
 
 /// Common interface of the two reward models as PPO sees them.
-pub trait TokenReward {
+pub trait TokenReward: Sync {
     /// One reward per response token. `prompts` are raw prompt token ids (no template).
     fn token_rewards(&self, prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>>;
     fn kind(&self) -> &'static str;

@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use burn::optim::{Adam, AdamConfig, AdamState, GradientsParams, ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use losses::{bradley_terry_loss, sequence_nll};
 
 /// One row of `train_log.csv`.
@@ -31,8 +31,20 @@ pub struct LoopCfg {
     pub grad_clip: f32,
 }
 
+/// Every progress bar of the process, so that two stages running at the same time draw one bar
+/// each instead of overwriting each other's line.
+fn bars() -> &'static MultiProgress {
+    static BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
+
+/// Prints a line to stderr above the progress bars (not through them).
+pub fn say(line: &str) {
+    bars().suspend(|| eprintln!("{line}"));
+}
+
 pub fn progress(len: u64, label: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
+    let pb = bars().add(ProgressBar::new(len));
     pb.set_style(
         ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
             .expect("static template")

@@ -429,17 +429,17 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
         match read {
             Ok(None) => {}
             Ok(Some((p, o, partial))) => {
-                eprintln!("stage {stage} (seed {}): resuming from the checkpoint at step {} of {}", inp.seed, partial.step, cfg.steps);
+                super::say(&format!("stage {stage} (seed {}): resuming from the checkpoint at step {} of {}", inp.seed, partial.step, cfg.steps));
                 (policy, optim) = (p, o);
                 (prompt_sampler, mb_rng) = (partial.prompt_sampler, partial.mb_rng);
                 (start, log) = (partial.step, partial.log);
                 on_disk = Some(start);
             }
-            Err(e) => eprintln!(
+            Err(e) => super::say(&format!(
                 "stage {stage} (seed {}): the checkpoint {} is ignored ({e:#}); starting from step 0",
                 inp.seed,
                 partial_path(prefix).display()
-            ),
+            )),
         }
     }
     let pb = progress(cfg.steps as u64, &label);
