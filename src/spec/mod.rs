@@ -198,6 +198,19 @@ pub const PROFILES: [&str; 4] = ["smoke", "default", "small", "gpu"];
 pub mod schema;
 use schema::{Problem, Schema};
 
+/// The profiles a spec file defines, in [`PROFILES`] order, with `default` always first (it is the
+/// base tables themselves). An unreadable file gives just `default`, whose load reports the problem.
+pub fn defined_profiles(file: &Path) -> Vec<String> {
+    let defined: Vec<String> = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+        .and_then(|t| t.get("profiles").and_then(|p| p.as_table()).map(|p| p.keys().cloned().collect()))
+        .unwrap_or_default();
+    let mut out = vec!["default".to_string()];
+    out.extend(PROFILES.iter().filter(|&&p| p != "default" && defined.iter().any(|d| d == p)).map(|p| p.to_string()));
+    out
+}
+
 /// The key tree of [`Spec`], traced once from the structs.
 fn spec_schema() -> &'static Schema {
     static SCHEMA: std::sync::OnceLock<Schema> = std::sync::OnceLock::new();

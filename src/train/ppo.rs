@@ -515,14 +515,14 @@ mod tests {
     use super::*;
     use crate::model::LmConfig;
     use burn::module::{ModuleVisitor, Param};
-    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fixed function of the tokens that counts its calls (one per PPO step).
-    struct TokenParity(Cell<usize>);
+    struct TokenParity(AtomicUsize);
 
     impl TokenReward for TokenParity {
         fn token_rewards(&self, _prompts: &[Vec<u32>], responses: &[Vec<u32>]) -> Vec<Vec<f32>> {
-            self.0.set(self.0.get() + 1);
+            self.0.fetch_add(1, Ordering::Relaxed);
             responses.iter().map(|r| r.iter().map(|&t| ((t % 7) as f32 - 3.0) * 0.1).collect()).collect()
         }
         fn kind(&self) -> &'static str {
@@ -598,7 +598,7 @@ mod tests {
 
     /// Runs PPO; returns the log, every parameter's bits and how many steps actually ran.
     fn run(f: &Fixture, cfg: &PpoSpec, checkpoint: Option<&Path>) -> (Vec<String>, Vec<Vec<u32>>, usize) {
-        let reward = TokenParity(Cell::new(0));
+        let reward = TokenParity(AtomicUsize::new(0));
         let (policy, log) = train_ppo(PpoInputs {
             sft: &f.sft,
             reward: &reward,
@@ -621,7 +621,7 @@ mod tests {
         let mut bits = Bits(Vec::new());
         policy.visit(&mut bits);
         // Debug prints each f32 in its shortest round-trip form: equal strings, equal bits.
-        (log.iter().map(|l| format!("{l:?}")).collect(), bits.0, reward.0.get())
+        (log.iter().map(|l| format!("{l:?}")).collect(), bits.0, reward.0.load(Ordering::Relaxed))
     }
 
     fn files(dir: &Path) -> Vec<String> {
