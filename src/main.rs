@@ -110,30 +110,7 @@ enum Cmd {
     },
 }
 
-/// glibc serves every allocation above its mmap threshold (128 KiB at first) with a fresh mmap and
-/// unmaps it on free, so each large tensor a step allocates is page-faulted in and zeroed anew by
-/// the kernel. Keeping blocks up to 32 MiB (glibc's maximum) on the heap and not trimming it makes
-/// freed tensor buffers reusable: 10-15% faster training and PPO steps on 2 cores (`s2rm bench`,
-/// medians, see README). Allocation strategy only; results are unchanged bit for bit.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_tensor_memory() {
-    unsafe extern "C" {
-        fn mallopt(param: i32, value: i32) -> i32;
-    }
-    const M_TRIM_THRESHOLD: i32 = -1;
-    const M_MMAP_THRESHOLD: i32 = -3;
-    // SAFETY: mallopt only changes allocator parameters; called before any other thread starts.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 32 << 20);
-        mallopt(M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_tensor_memory() {}
-
 fn main() -> ExitCode {
-    keep_freed_tensor_memory();
     // A panic is a bug, not an input error: report it on one line like every other error (the
     // location says where to look; RUST_BACKTRACE=1 adds the backtrace).
     std::panic::set_hook(Box::new(|info| {
