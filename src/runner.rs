@@ -518,7 +518,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let mut gens: Vec<(u64, GenRow)> = Vec::new();
     let mut ppo_log: Vec<(u64, &'static str, PpoLog)> = Vec::new();
     for &seed in &ex.seeds {
-        eprintln!("— seed {seed} —");
+        crate::train::say(&format!("— seed {seed} —"));
         let (r, q) = (&spec.scalar_rm, &spec.seq2seq_rm);
         let (scalar, s2s) = pair(
             opts.sequential,
@@ -571,8 +571,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
                 })
             })
         };
-        let (by_scalar, by_s2s) = pair(opts.sequential, || ppo("ppo_scalar", &scalar_reward), || ppo("ppo_seq2seq", &s2s_reward));
-        for (name, reward, out) in [("ppo_scalar", &scalar_reward as &dyn TokenReward, by_scalar), ("ppo_seq2seq", &s2s_reward as &dyn TokenReward, by_s2s)] {
+        let runs: [(&'static str, &dyn TokenReward); 2] = [("ppo_scalar", &scalar_reward), ("ppo_seq2seq", &s2s_reward)];
+        let (a, b) = pair(opts.sequential, || ppo(runs[0].0, runs[0].1), || ppo(runs[1].0, runs[1].1));
+        for ((name, reward), out) in runs.into_iter().zip([a, b]) {
             let (policy, log) = out?;
             ppo_log.extend(log.into_iter().map(|l| (seed, reward.kind(), l)));
             policies.push((name, policy));

@@ -621,9 +621,13 @@ pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor
 /// Entropy of the next-token distribution at each position `[B, T-1]`.
 pub fn next_token_entropy(logits: Tensor<3>) -> Tensor<2> {
     let [_, t, _] = logits.dims();
-    let lp = log_softmax(logits.narrow(1, 0, t - 1), 2);
-    let p = lp.clone().exp();
-    (p * lp).sum_dim(2).squeeze_dim::<2>(2).neg()
+    entropy_of(log_softmax(logits.narrow(1, 0, t - 1), 2))
+}
+
+/// Entropy `-Σ p log p` over the last axis of log-probabilities `[B, T, V]` → `[B, T]`.
+pub fn entropy_of(log_p: Tensor<3>) -> Tensor<2> {
+    let p = log_p.clone().exp();
+    (p * log_p).sum_dim(2).squeeze_dim::<2>(2).neg()
 }
 
 /// Reads a 2-D float tensor into a host `Vec<f32>` (row-major).

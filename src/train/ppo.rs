@@ -21,7 +21,7 @@ use super::losses::{gae, kl_shaped_rewards, ppo_policy_loss, ppo_value_loss, whi
 use super::{LoopCfg, Sampler, adam, lr_at, progress};
 use crate::data::RefusalDetector;
 use crate::model::generate::{GenConfig, generate};
-use crate::model::{Lm, Packed, f32_tensor, i64_tensor, next_token_logprobs, pack, to_vec_f32};
+use crate::model::{Lm, Packed, entropy_of, f32_tensor, i64_tensor, next_token_logprobs, pack, to_vec_f32};
 use crate::reward::TokenReward;
 use crate::spec::PpoSpec;
 use crate::text::{PAD, Text};
@@ -87,7 +87,7 @@ fn rollout_scores(model: &Lm, packed: &Packed, targets: &[i64], entropy: bool, d
     let log_p = log_softmax(model.logits(hidden), 2);
     let tc: Vec<i64> = (0..b).flat_map(|r| targets[r * tm + p - 1..r * tm + p - 1 + c].iter().copied()).collect();
     let l = to_vec_f32(log_p.clone().gather(2, i64_tensor(tc, [b, c, 1], device)));
-    let e = entropy.then(|| to_vec_f32((log_p.clone().exp() * log_p).sum_dim(2).neg()));
+    let e = entropy.then(|| to_vec_f32(entropy_of(log_p)));
     for r in 0..b {
         for j in 0..c {
             let (at, k) = (r * tm + p - 1 + j, r * c + j);
@@ -219,7 +219,6 @@ fn read_checkpoint(prefix: &Path, template: &Lm, grad_clip: f32, n_prompts: usiz
     Ok(Some((policy, optim, partial)))
 }
 
-/// Runs PPO from the SFT policy; returns the trained policy (inference copy) and the step log.
 /// Seconds spent in each phase of PPO steps, summed over the steps timed (`s2rm bench`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PhaseTimes {
@@ -399,6 +398,7 @@ pub fn ppo_step(
     Ok((policy, out))
 }
 
+/// Runs PPO from the SFT policy; returns the trained policy (inference copy) and the step log.
 pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
     let cfg = inp.cfg;
     let device = inp.device;
@@ -446,6 +446,7 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
     pb.set_position(start as u64);
     pb.reset_eta();
 
+    let ctx = StepCtx { reference: &reference, reward: inp.reward, gen_cfg: &gen_cfg, cfg, label: &label, device };
     for step in start..cfg.steps {
         // --- prompts and sampling seeds: functions of the seed and the step only ---
         let idx = prompt_sampler.next_batch(cfg.batch_size);
@@ -455,7 +456,6 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
             .map(|i| SplitMix64::derive(inp.seed, (step * cfg.batch_size + i) as u64).next_u64())
             .collect();
         let batch = StepBatch { raw: &raw, prefixes: &prefixes, seeds: &seeds };
-        let ctx = StepCtx { reference: &reference, reward: inp.reward, gen_cfg: &gen_cfg, cfg, label: &label, device };
         let out = match ppo_step(policy, &mut optim, &ctx, &batch, step, lr_at(&loop_cfg, step), &mut mb_rng, &mut PhaseTimes::default()) {
             Ok((p, out)) => {
                 policy = p;
