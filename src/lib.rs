@@ -11,6 +11,7 @@ pub mod report;
 pub mod reward;
 pub mod runner;
 pub mod sample;
+pub mod schedule;
 pub mod spec;
 pub mod text;
 pub mod train;

@@ -39,8 +39,9 @@ enum Cmd {
         /// Override any spec field: --set ppo.kl_coef=0.05 (repeatable; value is TOML).
         #[arg(long = "set")]
         sets: Vec<String>,
-        /// Run independent stages (SFT and judge, the two reward models, the two PPO runs) one
-        /// after the other instead of two at a time. The results are identical; only wall time changes.
+        /// Run the stages one after the other instead of two at a time (by default a stage starts
+        /// as soon as its inputs are trained, so SFT runs beside the judge and one seed's reward
+        /// models beside another's PPO). The results are identical; only wall time changes.
         #[arg(long)]
         sequential: bool,
     },

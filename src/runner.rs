@@ -1,7 +1,8 @@
 //! Spec → stages → result files.
 //!
 //! Shared stages (seeded with `experiment.base_seed`): data splits, tokenizer, base LM, SFT, judge.
-//! Per-seed stages: scalar RM, seq2seq RM, one PPO run per RM, evaluation. Everything the report
+//! Per-seed stages: scalar RM, seq2seq RM, one PPO run per RM, evaluation. From SFT and the judge
+//! on, the stages form a graph that `schedule` runs two at a time. Everything the report
 //! needs is written as CSV + `run_info.json`; `report::render` then derives tables and figures.
 
 use crate::data::{self, Manifest, Preference, RefusalDetector};
@@ -9,6 +10,7 @@ use crate::device;
 use crate::eval::{self, EvalCtx, EvalPrompt, GenRow};
 use crate::model::{Lm, LmConfig};
 use crate::reward::{ScalarReward, Seq2seqReward, TokenReward};
+use crate::schedule;
 use crate::spec::{Resolved, Spec};
 use crate::text::Text;
 use crate::train::ppo::{PpoInputs, PpoLog, train_ppo};
@@ -27,8 +29,8 @@ pub struct RunOptions {
     pub output: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub device: Option<String>,
-    /// Run independent stages (SFT and judge; the two RMs; the two PPO runs) one after the other
-    /// instead of two at a time. Same results; for timing comparisons.
+    /// Run the stage graph on one worker (stages one after the other) instead of two. Same
+    /// results; for timing comparisons.
     pub sequential: bool,
 }
 
@@ -284,15 +286,17 @@ impl StageCache {
         self.dir.join(self.stem(stage, seed))
     }
 
-    /// Removes the stage's checkpoint files (and temporary files of an interrupted write).
+    /// Removes the stage's checkpoint files and the temporary files of an interrupted write: a
+    /// run killed while storing this stage leaves `<stem>.bpk.tmp`, `<stem>.json.tmp` or burn's
+    /// own `<stem>.bpk.tmp.<pid>-<n>.tmp`, which no later write replaces.
     fn clear_checkpoints(&self, stage: &str, seed: u64) {
         let stem = self.stem(stage, seed);
-        let (step, partial) = (format!("{stem}.step"), format!("{stem}.partial."));
+        let (step, partial, own) = (format!("{stem}.step"), format!("{stem}.partial."), format!("{stem}."));
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&step) || name.starts_with(&partial) {
+            if name.starts_with(&step) || name.starts_with(&partial) || (name.starts_with(&own) && name.ends_with(".tmp")) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -330,7 +334,7 @@ impl StageCache {
             return Ok(hit);
         }
         // Kept before the stage reports itself done: "done" on the console means it is on disk.
-        timer.time(stage, || {
+        timer.time(stage, Some(seed), || {
             let out = train()?;
             self.store(stage, seed, &out.0, &out.1)?;
             self.clear_checkpoints(stage, seed);
@@ -346,12 +350,19 @@ struct Timer {
 }
 
 impl Timer {
-    fn time<T>(&self, stage: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    /// Times `work`; `seed` names which run of a per-seed (or shared, seeded) stage this is, since
+    /// several stages of different seeds can be running at once.
+    fn time<T>(&self, stage: &str, seed: Option<u64>, work: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
+        let stage_name = stage;
+        let stage = match seed {
+            Some(seed) => format!("{stage} (seed {seed})"),
+            None => stage.to_string(),
+        };
         crate::train::say(&format!("stage {stage} ..."));
         let out = work()?;
         let s = t.elapsed().as_secs_f64();
-        *self.stages.lock().unwrap_or_else(|e| e.into_inner()).entry(stage.to_string()).or_default() += s;
+        *self.stages.lock().unwrap_or_else(|e| e.into_inner()).entry(stage_name.to_string()).or_default() += s;
         crate::train::say(&format!("stage {stage} done in {s:.1}s"));
         Ok(out)
     }
@@ -365,22 +376,51 @@ fn own_leaves(model: &Lm) -> Lm {
     model.valid().train()
 }
 
-/// Runs two independent stages, at the same time unless `sequential`. Each stage is one chain of
-/// small tensor ops that keeps about one core busy, so on a 2-core machine two at once take
-/// little longer than one. Results are the same either way: a stage's arithmetic depends only on
-/// its inputs (per-stage seeds, no shared RNG), and rayon splits each matmul by pool size, not by
-/// load (the smoke CSVs are compared byte for byte in tests/pipeline.rs).
-fn pair<A: Send, B: Send>(sequential: bool, a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
-    if sequential {
-        let ra = a();
-        return (ra, b());
+/// The two PPO runs of a seed, each with the reward model stage it reads.
+const PPO_RUNS: [(&str, &str); 2] = [("ppo_scalar", "scalar_rm"), ("ppo_seq2seq", "seq2seq_rm")];
+
+/// A stage of the graph: its name and seed (`experiment.base_seed` for the shared stages).
+type Key = (&'static str, u64);
+
+/// The outputs of the stages a stage reads, in the order it names them.
+type Inputs = [std::sync::Arc<Out>];
+
+/// What a stage of the graph hands on. The model is dropped (`None`) once every stage that reads
+/// it has finished; the logs and metrics stay for the result files.
+enum Out {
+    /// SFT (training mode, PPO starts from it) or the judge (eval mode), its training log and its
+    /// reward-model metrics (judge only).
+    Lm(Option<Lm>, Vec<StepLog>, Vec<(String, f64)>),
+    /// A reward model, ready to score PPO rollouts; its training log and metrics.
+    Rm(Option<Box<dyn TokenReward + Send>>, Vec<StepLog>, Vec<(String, f64)>),
+    /// A PPO policy, its log and the kind of reward it was trained on.
+    Ppo(Option<Lm>, Vec<PpoLog>, &'static str),
+    /// Every policy's answers to the eval prompts.
+    Eval(Vec<GenRow>),
+}
+
+impl Out {
+    fn lm(&self) -> &Lm {
+        match self {
+            Out::Lm(Some(m), ..) | Out::Ppo(Some(m), ..) => m,
+            _ => unreachable!("the stage graph reads a model from a stage that has none (left)"),
+        }
     }
-    std::thread::scope(|s| {
-        let hb = s.spawn(b);
-        let ra = a();
-        let rb = hb.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (ra, rb)
-    })
+
+    fn reward(&self) -> &dyn TokenReward {
+        match self {
+            Out::Rm(Some(r), ..) => r.as_ref(),
+            _ => unreachable!("the stage graph reads a reward model from a stage that has none (left)"),
+        }
+    }
+
+    fn release(&mut self) {
+        match self {
+            Out::Lm(m, ..) | Out::Ppo(m, ..) => *m = None,
+            Out::Rm(r, ..) => *r = None,
+            Out::Eval(_) => {}
+        }
+    }
 }
 
 /// Runs an experiment; returns the output directory.
@@ -412,7 +452,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     // --- data, tokenizer ---
     let manifest = Manifest::load(Path::new(&d.manifest))?;
     let refusal = RefusalDetector::load(Path::new(&d.refusal_patterns))?;
-    let corpus = timer.time("data", || build_corpus(spec, &manifest, &data_dir, &refusal))?;
+    let corpus = timer.time("data", None, || build_corpus(spec, &manifest, &data_dir, &refusal))?;
     let mut model_cfg: LmConfig = spec.model.clone();
     // A pretrained model brings its own weights and tokenizer; otherwise both are trained here.
     let pretrained = if model_cfg.is_pretrained() {
@@ -432,7 +472,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
             Text::from_checkpoint(ckpt).with_context(|| format!("model.checkpoint {}", model_cfg.checkpoint))?
         }
         None => {
-            let text = timer.time("tokenizer", || tokenizer(&corpus.docs, spec.model.vocab_size, &cache))?;
+            let text = timer.time("tokenizer", None, || tokenizer(&corpus.docs, spec.model.vocab_size, &cache))?;
             model_cfg.vocab_size = text.vocab_size();
             text
         }
@@ -488,102 +528,100 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         train_log.extend(log.into_iter().map(|l| (base_seed, l)));
         base
     };
-    let (s, j) = (&spec.sft, &spec.judge);
-    let (sft, judge) = pair(
-        opts.sequential,
-        || {
-            stages.stage(&timer, "sft", base_seed, &base, || {
-                train::sft(own_leaves(&base), tpl, &sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), base_seed ^ 0x22, &ad)
-            })
-        },
-        || {
-            stages.stage(&timer, "judge", base_seed, &base, || {
-                train::scalar_rm(own_leaves(&base), tpl, "judge", &judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), base_seed ^ 0x33, &ad)
-            })
-        },
-    );
-    let (sft, log) = sft?;
-    train_log.extend(log.into_iter().map(|l| (base_seed, l)));
-    let (judge, log) = judge?;
-    train_log.extend(log.into_iter().map(|l| (base_seed, l)));
-    let judge = judge.valid();
-    let sft_valid = sft.valid();
-    let mut rm_eval: Vec<(u64, String, String, f64, usize)> = Vec::new();
-    for (metric, v) in eval::scalar_rm_metrics(&judge, tpl, &eval_pairs, mp, mr, 32, &dev) {
-        rm_eval.push((base_seed, "judge".into(), metric, v, eval_pairs.len()));
-    }
+    // --- the stage graph: SFT and judge from the base LM; per seed, both RMs from SFT, one PPO
+    // run per RM, evaluation. Listed in the order one worker runs them (see `schedule`). ---
+    let b0 = base_seed;
+    let mut done = {
+        let (stages, timer, text, refusal, dev, ad) = (&stages, &timer, &text, &refusal, &dev, &ad);
+        let (rm_pairs, eval_pairs, judge_pairs, sft_rows, policy_prompts, eval_prompts, base) =
+            (&rm_pairs, &eval_pairs, &judge_pairs, &sft_rows, &policy_prompts, &eval_prompts, &base);
+        let (s, j, r, q) = (&spec.sft, &spec.judge, &spec.scalar_rm, &spec.seq2seq_rm);
+        let mut graph: Vec<schedule::Task<Key, Out>> = Vec::new();
+        graph.push(schedule::task(("sft", b0), &[], move |_: &Inputs| {
+            let (m, log) = stages.stage(timer, "sft", b0, base, || {
+                train::sft(own_leaves(base), tpl, sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), b0 ^ 0x22, ad)
+            })?;
+            Ok(Out::Lm(Some(m), log, Vec::new()))
+        }));
+        graph.push(schedule::task(("judge", b0), &[], move |_: &Inputs| {
+            let (m, log) = stages.stage(timer, "judge", b0, base, || {
+                train::scalar_rm(own_leaves(base), tpl, "judge", judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), b0 ^ 0x33, ad)
+            })?;
+            let m = m.valid();
+            let metrics = eval::scalar_rm_metrics(&m, tpl, eval_pairs, mp, mr, 32, dev);
+            Ok(Out::Lm(Some(m), log, metrics))
+        }));
+        for &seed in &ex.seeds {
+            // The seq2seq RM first: it takes longer, and with two workers it should start first.
+            graph.push(schedule::task(("seq2seq_rm", seed), &[("sft", b0)], move |i: &Inputs| {
+                let sft = i[0].lm();
+                let (m, log) = stages.stage(timer, "seq2seq_rm", seed, sft, || {
+                    train::seq2seq_rm(own_leaves(sft), tpl, rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, ad)
+                })?;
+                let m = m.valid();
+                let metrics = eval::seq2seq_rm_metrics(&m, tpl, eval_pairs, &q.rule, mp, mr, 32, dev);
+                let reward = Seq2seqReward { model: m, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
+                Ok(Out::Rm(Some(Box::new(reward)), log, metrics))
+            }));
+            graph.push(schedule::task(("scalar_rm", seed), &[("sft", b0)], move |i: &Inputs| {
+                let sft = i[0].lm();
+                let (m, log) = stages.stage(timer, "scalar_rm", seed, sft, || {
+                    train::scalar_rm(own_leaves(sft), tpl, "scalar_rm", rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, ad)
+                })?;
+                let m = m.valid();
+                let metrics = eval::scalar_rm_metrics(&m, tpl, eval_pairs, mp, mr, 32, dev);
+                // Normalise the scalar reward with the RM's own score statistics on its training pairs.
+                let train_stats = eval::scalar_rm_metrics(&m, tpl, &rm_pairs[..rm_pairs.len().min(512)], mp, mr, 32, dev);
+                let stat = |k: &str| train_stats.iter().find(|(m, _)| m == k).map(|(_, v)| *v as f32).unwrap_or(0.0);
+                let (mean, std) = if r.normalize { (stat("score_mean"), stat("score_std").max(1e-6)) } else { (0.0, 1.0) };
+                let reward = ScalarReward { model: m, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, mean, std, clip: spec.ppo.score_clip };
+                Ok(Out::Rm(Some(Box::new(reward)), log, metrics))
+            }));
+            for (name, rm) in PPO_RUNS {
+                graph.push(schedule::task((name, seed), &[("sft", b0), (rm, seed)], move |i: &Inputs| {
+                    let (sft, reward) = (i[0].lm(), i[1].reward());
+                    // Always passed: a checkpoint on disk is resumed even when `checkpoint_every` is now 0.
+                    let checkpoint = Some(stages.checkpoint_prefix(name, seed));
+                    let (m, log) = stages.stage(timer, name, seed, &sft.valid(), || {
+                        train_ppo(PpoInputs { sft, reward, prompts: policy_prompts, cfg: &spec.ppo, max_prompt: mp, seed, text, refusal, device: ad, checkpoint })
+                    })?;
+                    Ok(Out::Ppo(Some(m), log, reward.kind()))
+                }));
+            }
+            let after = [("sft", b0), ("judge", b0), (PPO_RUNS[0].0, seed), (PPO_RUNS[1].0, seed)];
+            graph.push(schedule::task(("eval", seed), &after, move |i: &Inputs| {
+                let ctx = EvalCtx { judge: i[1].lm(), text, refusal, max_prompt: mp, max_new_tokens: spec.eval.max_new_tokens, batch: 32, device: dev };
+                let policies = [("sft", i[0].lm().valid()), (PPO_RUNS[0].0, i[2].lm().clone()), (PPO_RUNS[1].0, i[3].lm().clone())];
+                timer.time("eval", Some(seed), || {
+                    Ok(Out::Eval(policies.iter().flat_map(|(name, policy)| eval::answer(&ctx, name, policy, eval_prompts, seed)).collect()))
+                })
+            }));
+        }
+        schedule::run(if opts.sequential { 1 } else { 2 }, graph, Out::release)?
+    };
 
-    // --- per seed ---
-    let ctx = EvalCtx { judge: &judge, text: &text, refusal: &refusal, max_prompt: mp, max_new_tokens: spec.eval.max_new_tokens, batch: 32, device: &dev };
+    // Collected in list order, whatever order the stages finished in.
+    let mut take = |stage: &'static str, seed: u64| done.remove(&(stage, seed)).expect("every stage of the graph ran");
+    let mut rm_eval: Vec<(u64, String, String, f64, usize)> = Vec::new();
+    for stage in ["sft", "judge"] {
+        let Out::Lm(_, log, metrics) = take(stage, b0) else { unreachable!("{stage} is a model stage") };
+        train_log.extend(log.into_iter().map(|l| (b0, l)));
+        rm_eval.extend(metrics.into_iter().map(|(metric, v)| (b0, stage.to_string(), metric, v, eval_pairs.len())));
+    }
     let mut gens: Vec<(u64, GenRow)> = Vec::new();
     let mut ppo_log: Vec<(u64, &'static str, PpoLog)> = Vec::new();
     for &seed in &ex.seeds {
-        crate::train::say(&format!("— seed {seed} —"));
-        let (r, q) = (&spec.scalar_rm, &spec.seq2seq_rm);
-        let (scalar, s2s) = pair(
-            opts.sequential,
-            || {
-                stages.stage(&timer, "scalar_rm", seed, &sft, || {
-                    train::scalar_rm(own_leaves(&sft), tpl, "scalar_rm", &rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), seed ^ 0x44, &ad)
-                })
-            },
-            || {
-                stages.stage(&timer, "seq2seq_rm", seed, &sft, || {
-                    train::seq2seq_rm(own_leaves(&sft), tpl, &rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), seed ^ 0x55, &ad)
-                })
-            },
-        );
-        let (scalar, log) = scalar?;
-        train_log.extend(log.into_iter().map(|l| (seed, l)));
-        let (s2s, log) = s2s?;
-        train_log.extend(log.into_iter().map(|l| (seed, l)));
-        let scalar = scalar.valid();
-        let s2s = s2s.valid();
-        let sm = eval::scalar_rm_metrics(&scalar, tpl, &eval_pairs, mp, mr, 32, &dev);
-        for (metric, v) in &sm {
-            rm_eval.push((seed, "scalar_rm".into(), metric.clone(), *v, eval_pairs.len()));
+        for stage in ["scalar_rm", "seq2seq_rm"] {
+            let Out::Rm(_, log, metrics) = take(stage, seed) else { unreachable!("{stage} is a reward model stage") };
+            train_log.extend(log.into_iter().map(|l| (seed, l)));
+            rm_eval.extend(metrics.into_iter().map(|(metric, v)| (seed, stage.to_string(), metric, v, eval_pairs.len())));
         }
-        for (metric, v) in eval::seq2seq_rm_metrics(&s2s, tpl, &eval_pairs, &q.rule, mp, mr, 32, &dev) {
-            rm_eval.push((seed, "seq2seq_rm".into(), metric, v, eval_pairs.len()));
+        for (name, _) in PPO_RUNS {
+            let Out::Ppo(_, log, kind) = take(name, seed) else { unreachable!("{name} is a PPO stage") };
+            ppo_log.extend(log.into_iter().map(|l| (seed, kind, l)));
         }
-        // Normalise the scalar reward with the RM's own score statistics on its training pairs.
-        let train_stats = eval::scalar_rm_metrics(&scalar, tpl, &rm_pairs[..rm_pairs.len().min(512)], mp, mr, 32, &dev);
-        let stat = |k: &str| train_stats.iter().find(|(m, _)| m == k).map(|(_, v)| *v as f32).unwrap_or(0.0);
-        let (mean, std) = if r.normalize { (stat("score_mean"), stat("score_std").max(1e-6)) } else { (0.0, 1.0) };
-        let scalar_reward = ScalarReward { model: scalar, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, mean, std, clip: spec.ppo.score_clip };
-        let s2s_reward = Seq2seqReward { model: s2s, tpl: tpl.clone(), device: dev.clone(), max_prompt: mp, max_response: spec.ppo.max_new_tokens.max(mr), rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
-        let mut policies: Vec<(&'static str, Lm)> = vec![("sft", sft_valid.clone())];
-        let ppo = |name: &str, reward: &dyn TokenReward| {
-            // Always passed: a checkpoint on disk is resumed even when `checkpoint_every` is now 0.
-            let checkpoint = Some(stages.checkpoint_prefix(name, seed));
-            stages.stage(&timer, name, seed, &sft_valid, || {
-                train_ppo(PpoInputs {
-                    sft: &sft,
-                    reward,
-                    prompts: &policy_prompts,
-                    cfg: &spec.ppo,
-                    max_prompt: mp,
-                    seed,
-                    text: &text,
-                    refusal: &refusal,
-                    device: &ad,
-                    checkpoint,
-                })
-            })
-        };
-        let runs: [(&'static str, &dyn TokenReward); 2] = [("ppo_scalar", &scalar_reward), ("ppo_seq2seq", &s2s_reward)];
-        let (a, b) = pair(opts.sequential, || ppo(runs[0].0, runs[0].1), || ppo(runs[1].0, runs[1].1));
-        for ((name, reward), out) in runs.into_iter().zip([a, b]) {
-            let (policy, log) = out?;
-            ppo_log.extend(log.into_iter().map(|l| (seed, reward.kind(), l)));
-            policies.push((name, policy));
-        }
-        timer.time("eval", || {
-            for (name, policy) in &policies {
-                gens.extend(eval::answer(&ctx, name, policy, &eval_prompts, seed).into_iter().map(|g| (seed, g)));
-            }
-            Ok(())
-        })?;
+        let Out::Eval(rows) = take("eval", seed) else { unreachable!("eval stage") };
+        gens.extend(rows.into_iter().map(|g| (seed, g)));
     }
 
     // --- outputs: all written at once, or none (a failed write leaves earlier results intact) ---
@@ -644,6 +682,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     files.push((out.join("resolved_spec.toml"), resolved_toml.into_bytes()));
 
     let total = started.elapsed().as_secs_f64();
+    // Sorted: with several workers, stages are reached in no fixed order.
+    let mut loaded = stages.loaded.into_inner().unwrap_or_else(|e| e.into_inner());
+    loaded.sort();
     let info = serde_json::json!({
         "experiment": name,
         "title": ex.title,
@@ -656,7 +697,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         "n_bootstrap": spec.eval.n_bootstrap,
         "bootstrap_seed": spec.eval.bootstrap_seed,
         "stage_seconds": timer.stages.into_inner().unwrap_or_else(|e| e.into_inner()),
-        "stages_loaded_from_cache": stages.loaded.into_inner().unwrap_or_else(|e| e.into_inner()),
+        "stages_loaded_from_cache": loaded,
         "total_seconds": total,
         "param_counts": { "lm (policy, reference, RMs, judge; each)": lm_params, "score/value head": model_cfg.d_model + 1 },
         "data_counts": corpus.counts,
