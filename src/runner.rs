@@ -354,16 +354,15 @@ impl Timer {
     /// several stages of different seeds can be running at once.
     fn time<T>(&self, stage: &str, seed: Option<u64>, work: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
-        let stage_name = stage;
-        let stage = match seed {
+        let label = match seed {
             Some(seed) => format!("{stage} (seed {seed})"),
             None => stage.to_string(),
         };
-        crate::train::say(&format!("stage {stage} ..."));
+        crate::train::say(&format!("stage {label} ..."));
         let out = work()?;
         let s = t.elapsed().as_secs_f64();
-        *self.stages.lock().unwrap_or_else(|e| e.into_inner()).entry(stage_name.to_string()).or_default() += s;
-        crate::train::say(&format!("stage {stage} done in {s:.1}s"));
+        *self.stages.lock().unwrap_or_else(|e| e.into_inner()).entry(stage.to_string()).or_default() += s;
+        crate::train::say(&format!("stage {label} done in {s:.1}s"));
         Ok(out)
     }
 }
