@@ -11,7 +11,7 @@
 //! load. `tests/pipeline.rs` compares one worker against two byte for byte.
 
 use anyhow::{Result, bail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -52,12 +52,12 @@ where
     K: Ord + Clone + Debug + Send + Sync,
     V: Send + Sync,
 {
-    let mut seen: BTreeMap<K, ()> = BTreeMap::new();
+    let mut seen: BTreeSet<K> = BTreeSet::new();
     for t in &tasks {
-        if let Some(missing) = t.after.iter().find(|k| !seen.contains_key(k)) {
+        if let Some(missing) = t.after.iter().find(|k| !seen.contains(k)) {
             bail!("stage graph: {:?} reads {missing:?}, which is not listed before it", t.key);
         }
-        if seen.insert(t.key.clone(), ()).is_some() {
+        if !seen.insert(t.key.clone()) {
             bail!("stage graph: {:?} is listed twice", t.key);
         }
     }
