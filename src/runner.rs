@@ -590,9 +590,10 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
             let after = [("sft", b0), ("judge", b0), (PPO_RUNS[0].0, seed), (PPO_RUNS[1].0, seed)];
             graph.push(schedule::task(("eval", seed), &after, move |i: &Inputs| {
                 let ctx = EvalCtx { judge: i[1].lm(), text, refusal, max_prompt: mp, max_new_tokens: spec.eval.max_new_tokens, batch: 32, device: dev };
-                let policies = [("sft", i[0].lm().valid()), (PPO_RUNS[0].0, i[2].lm().clone()), (PPO_RUNS[1].0, i[3].lm().clone())];
+                let sft = i[0].lm().valid();
+                let policies = [("sft", &sft), (PPO_RUNS[0].0, i[2].lm()), (PPO_RUNS[1].0, i[3].lm())];
                 timer.time("eval", Some(seed), || {
-                    Ok(Out::Eval(policies.iter().flat_map(|(name, policy)| eval::answer(&ctx, name, policy, eval_prompts, seed)).collect()))
+                    Ok(Out::Eval(policies.into_iter().flat_map(|(name, policy)| eval::answer(&ctx, name, policy, eval_prompts, seed)).collect()))
                 })
             }));
         }
