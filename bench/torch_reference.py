@@ -77,6 +77,10 @@ repetitions (time.perf_counter); the CSV gives the median, min and max over the 
                             backward, per-parameter clip 1.0, Adam step (lr 5e-5).
     - `ppo_step`          : the sum of the five phases of the same repetition.
   The PPO batch is causal with no padding (every row is 32 + 40 tokens).
+* `matmul` (s): the matrix products of one `train` step alone (forward and both backward products
+  of every QKV, attention, projection, MLP and LM-head product; see `train_matmuls`), on random
+  contiguous fp32 tensors, `torch.matmul`; seconds for the whole list. Only with
+  `--benchmarks matmul` (it is a diagnostic: how much of a training step is matrix-product time).
 
 CSV (`--output`, default results/bench/torch.csv; also printed as an aligned table)
 -------------------------------------------------------------------------------------
@@ -427,7 +431,39 @@ def bench_ppo(cfg, seed, warmup, runs, sdpa):
     return out
 
 
-BENCHMARKS = {"train": bench_train, "generate": bench_generate, "ppo": bench_ppo}
+def train_matmuls(cfg):
+    """The matrix products of one `train` step as (batch, m, k, n): per layer the fused QKV
+    projection, attention scores and context (batch * heads matrices), output projection and MLP,
+    then the LM head over every position; each forward product (A @ B) followed by its two backward
+    products dA = dY @ B^T and dB = A^T @ dY. Must match `train_matmuls` in src/bench.rs."""
+    n, t, bh = TRAIN_B * TRAIN_T, TRAIN_T, TRAIN_B * cfg["n_heads"]
+    d, ff, v = cfg["d"], cfg["d_ff"], cfg["vocab"]
+    dh = d // cfg["n_heads"]
+    fwd = []
+    for _ in range(cfg["n_layers"]):
+        fwd += [(1, n, d, 3 * d), (bh, t, dh, t), (bh, t, t, dh), (1, n, d, d), (1, n, d, ff), (1, n, ff, d)]
+    fwd.append((1, n, d, v))
+    out = list(fwd)
+    for b, m, k, nn_ in fwd:
+        out += [(b, m, nn_, k), (b, k, m, nn_)]
+    return out
+
+
+def bench_matmul(cfg, seed, warmup, runs, sdpa):
+    torch.manual_seed(seed)
+    pairs = [(torch.rand(b, m, k), torch.rand(b, k, n)) for b, m, k, n in train_matmuls(cfg)]
+
+    def rep(_):
+        t0 = time.perf_counter()
+        outs = [torch.matmul(a, w) for a, w in pairs]
+        secs = time.perf_counter() - t0
+        del outs
+        return {"matmul": secs}
+
+    return {"matmul": ("s", [r["matmul"] for r in repeat(rep, warmup, runs)])}
+
+
+BENCHMARKS = {"train": bench_train, "generate": bench_generate, "ppo": bench_ppo, "matmul": bench_matmul}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -463,7 +499,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--presets", default="tiny,small", help="comma list of tiny,small,issue (default tiny,small)")
-    ap.add_argument("--benchmarks", default="train,generate,ppo", help="comma list of train,generate,ppo")
+    ap.add_argument("--benchmarks", default="train,generate,ppo", help="comma list of train,generate,ppo,matmul (default train,generate,ppo)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed repetitions (default 1)")
     ap.add_argument("--runs", type=int, default=5, help="timed repetitions (default 5)")
     ap.add_argument("--seed", type=int, default=0)

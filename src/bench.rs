@@ -8,6 +8,8 @@
 //!   steps, sampling from the full softmax, no end token); tokens/s = 16 · 64 / s.
 //! - `ppo_*`: one PPO step with the safety spec's `ppo` table (16 prompts of 32 tokens, 40 new tokens,
 //!   2 epochs of 2 minibatches of 8) and a scalar RM of the same preset: seconds per phase.
+//! - `matmul` (only when asked): the matrix products of one `train` step alone ([`train_matmuls`]),
+//!   seconds; a diagnostic of how much of a step is matrix-product time.
 //!
 //! Each benchmark runs `warmup` untimed repetitions, then `runs` timed ones; the CSV holds the median,
 //! min and max. Weights are random (speed does not depend on them); every draw is seeded.
@@ -22,6 +24,7 @@ use crate::train::{LoopCfg, adam, pretrain};
 use crate::util::SplitMix64;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use std::path::Path;
 use std::time::Instant;
 
@@ -47,7 +50,27 @@ pub fn preset(name: &str) -> Result<LmConfig> {
     Ok(LmConfig { preset: name.into(), vocab_size, d_model, n_layers, n_heads, d_ff, max_seq_len: TRAIN_SEQ, ..Default::default() })
 }
 
-pub const BENCHMARKS: [&str; 3] = ["train", "generate", "ppo"];
+pub const BENCHMARKS: [&str; 4] = ["train", "generate", "ppo", "matmul"];
+
+/// The matrix products of one `train` step as `[batch, m, k, n]`: per layer the fused QKV
+/// projection, attention scores and context (batch · heads matrices), output projection and MLP,
+/// then the LM head over every position; each forward product `A·B` followed by its two backward
+/// products `dA = dY·Bᵀ` and `dB = Aᵀ·dY`. The `matmul` benchmark times them alone, to tell how
+/// much of a training step is matrix-product time (`bench/torch_reference.py` has the same list).
+pub fn train_matmuls(cfg: &LmConfig) -> Vec<[usize; 4]> {
+    let (n, t, bh) = (TRAIN_BATCH * TRAIN_SEQ, TRAIN_SEQ, TRAIN_BATCH * cfg.n_heads);
+    let (d, dh, ff, v) = (cfg.d_model, cfg.d_model / cfg.n_heads, cfg.d_ff, cfg.vocab_size);
+    let mut fwd = Vec::new();
+    for _ in 0..cfg.n_layers {
+        fwd.extend([[1, n, d, 3 * d], [bh, t, dh, t], [bh, t, t, dh], [1, n, d, d], [1, n, d, ff], [1, n, ff, d]]);
+    }
+    fwd.push([1, n, d, v]);
+    let mut all = fwd.clone();
+    for &[b, m, k, nn] in &fwd {
+        all.extend([[b, m, nn, k], [b, k, m, nn]]);
+    }
+    all
+}
 
 pub struct BenchOptions {
     pub presets: Vec<String>,
@@ -116,8 +139,12 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let sel = device::select(&opts.device)?;
     // burn's CPU backend runs on rayon's global pool: RAYON_NUM_THREADS, else one thread per core.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let rayon_threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).filter(|&n: &usize| n > 0);
-    let threads = if sel.name.starts_with("cpu") { rayon_threads.unwrap_or(cores) } else { 0 };
+    // LibTorch sizes its own (OpenMP) pool instead: OMP_NUM_THREADS, else one thread per core.
+    let libtorch = opts.device == "libtorch";
+    let pool_var = if libtorch { "OMP_NUM_THREADS" } else { "RAYON_NUM_THREADS" };
+    let pool_threads = std::env::var(pool_var).ok().and_then(|s| s.parse().ok()).filter(|&n: &usize| n > 0);
+    let threads = if sel.name.starts_with("cpu") { pool_threads.unwrap_or(cores) } else { 0 };
+    let framework = if libtorch { "burn-0.22.1+libtorch" } else { "burn-0.22.1" };
     let kind = if sel.name.starts_with("cpu") { "cpu" } else { "wgpu" };
     eprintln!("device: {} — {}; {} timed runs after {} warm-up", sel.name, sel.reason, opts.runs, opts.warmup);
     let ppo_cfg = crate::spec::load(&opts.ppo_spec, "default", &[])?.spec.ppo;
@@ -129,7 +156,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         let v = cfg.vocab_size;
         let mut push = |benchmark: &str, unit: &'static str, values: Vec<f64>| {
             let row = Row {
-                framework: "burn-0.22.1".into(),
+                framework: framework.into(),
                 device: kind.into(),
                 threads,
                 preset: name.clone(),
@@ -205,6 +232,22 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 push(n, "s", t.iter().map(|r| r[i]).collect());
             }
         }
+        if opts.benchmarks.iter().any(|b| b == "matmul") {
+            let pairs: Vec<(Tensor<3>, Tensor<3>)> = train_matmuls(&cfg)
+                .into_iter()
+                .map(|[b, m, k, n]| (Tensor::random([b, m, k], Distribution::Default, &dev), Tensor::random([b, k, n], Distribution::Default, &dev)))
+                .collect();
+            let t = repeat(opts.warmup, opts.runs, || {
+                let start = Instant::now();
+                // Outputs stay alive until the device has finished (a lazy backend must run them).
+                let outs: Vec<Tensor<3>> = pairs.iter().map(|(a, w)| a.clone().matmul(w.clone())).collect();
+                dev.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
+                let s = start.elapsed().as_secs_f64();
+                drop(outs);
+                Ok(vec![s])
+            })?;
+            push("matmul", "s", t.iter().map(|r| r[0]).collect());
+        }
     }
     write_csv(&opts.output, &rows)?;
     println!("{:<8} {:<20} {:>10} {:>12} {:>12} {:>12}", "preset", "benchmark", "unit", "median", "min", "max");
@@ -242,6 +285,22 @@ mod tests {
                 assert_eq!((m.preset.as_str(), m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.d_ff), (name, b.vocab_size, b.d_model, b.n_layers, b.n_heads, b.d_ff), "{file} {profile}");
             }
         }
+    }
+
+    /// The `matmul` list does a training step's matrix-product work: 2·N·(per-token weight
+    /// products) + the attention products forward, three times that with the backward.
+    #[test]
+    fn train_matmuls_count_a_training_steps_products() {
+        let c = preset("tiny").unwrap();
+        let flops = |l: &[[usize; 4]]| l.iter().map(|&[b, m, k, n]| 2 * b * m * k * n).sum::<usize>();
+        let (n, d, ff) = (TRAIN_BATCH * TRAIN_SEQ, c.d_model, c.d_ff);
+        let weights = c.n_layers * (3 * d * d + d * d + 2 * d * ff) + d * c.vocab_size;
+        let attention = c.n_layers * 2 * 2 * TRAIN_BATCH * TRAIN_SEQ * TRAIN_SEQ * d;
+        let all = train_matmuls(&c);
+        assert_eq!(all.len(), 3 * (6 * c.n_layers + 1));
+        let fwd = &all[..6 * c.n_layers + 1];
+        assert_eq!(flops(fwd), 2 * n * weights + attention);
+        assert_eq!(flops(&all), 3 * flops(fwd));
     }
 
     #[test]

@@ -6,6 +6,10 @@ use anyhow::{Result, bail};
 use burn::prelude::*;
 use burn::tensor::wgpu::wgpu::DeviceType;
 
+/// The device kinds `--device` and `experiment.device` accept (`libtorch` needs the `libtorch`
+/// cargo feature; without it, selecting it fails with the build command).
+pub const KINDS: [&str; 4] = ["auto", "cpu", "wgpu", "libtorch"];
+
 pub struct Selected {
     pub device: Device,
     /// Human-readable description, written into the results.
@@ -43,6 +47,43 @@ pub fn select(kind: &str) -> Result<Selected> {
                 Err(_) => bail!("--device wgpu: adapter probing panicked; use --device cpu"),
             }
         }
-        other => bail!("unknown device `{other}`: expected auto, cpu or wgpu"),
+        "libtorch" => libtorch(),
+        other => bail!("unknown device `{other}`: expected one of {}", KINDS.join(", ")),
+    }
+}
+
+/// LibTorch's CPU kernels through burn's `tch` backend (burn's own autodiff on top), compiled only
+/// with the `libtorch` cargo feature. LibTorch sizes its own thread pool (all cores by default).
+#[cfg(feature = "libtorch")]
+#[allow(deprecated)] // burn 0.22 marks burn-tch deprecated (to be removed upstream); it is optional here.
+fn libtorch() -> Result<Selected> {
+    // LibTorch's intra-op pool: OMP_NUM_THREADS, else one thread per core (per calling thread: the
+    // stage graph's two workers each get a pool, hence OMP_NUM_THREADS=1 for `s2rm run`).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::env::var("OMP_NUM_THREADS").ok().and_then(|s| s.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(cores);
+    Ok(Selected { device: Device::libtorch(), name: format!("cpu (burn tch / LibTorch, {threads} threads)"), reason: "requested".into() })
+}
+
+#[cfg(not(feature = "libtorch"))]
+fn libtorch() -> Result<Selected> {
+    bail!("--device libtorch: this binary was built without LibTorch; build with `cargo build --features libtorch` (PyTorch 2.9.0 in the Python environment, LIBTORCH_USE_PYTORCH=1), e.g. `make bench-libtorch`, or use --device cpu")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build without LibTorch refuses `libtorch` with the command that builds it.
+    #[cfg(not(feature = "libtorch"))]
+    #[test]
+    fn libtorch_without_the_feature_names_the_build_command() {
+        let err = select("libtorch").err().expect("no LibTorch in this build").to_string();
+        assert!(err.contains("--features libtorch") && err.contains("--device cpu"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kinds_are_refused_with_the_list() {
+        let err = select("tpu").err().expect("unknown kind").to_string();
+        assert!(err.contains("auto, cpu, wgpu, libtorch"), "{err}");
     }
 }

@@ -24,7 +24,7 @@ enum Cmd {
         /// Profile: smoke (seconds), default (minutes on a 2-core CPU, model `tiny`), small (the second model size, results/<name>_small) or gpu.
         #[arg(long, default_value = "default")]
         profile: String,
-        /// auto (a real GPU through wgpu if present, else CPU), cpu or wgpu. Overrides experiment.device.
+        /// auto (a real GPU through wgpu if present, else CPU), cpu, wgpu, or libtorch (LibTorch CPU kernels; only in a build with `--features libtorch`). Overrides experiment.device.
         #[arg(long)]
         device: Option<String>,
         /// Output directory (overrides experiment.output_dir).
@@ -75,7 +75,7 @@ enum Cmd {
         /// Rows of the throughput measurement (sampled generation, run twice: cold and warm).
         #[arg(long, default_value_t = 16)]
         batch: usize,
-        /// auto, cpu or wgpu.
+        /// auto, cpu, wgpu or libtorch (a `--features libtorch` build).
         #[arg(long, default_value = "auto")]
         device: String,
     },
@@ -85,7 +85,8 @@ enum Cmd {
         /// Model presets: tiny, small (the experiments' two sizes), issue (d128, vocab 4096).
         #[arg(long, value_delimiter = ',', default_value = "tiny,small")]
         presets: Vec<String>,
-        /// Which benchmarks: train, generate, ppo.
+        /// Which benchmarks: train, generate, ppo; also matmul (a diagnostic: one training step's matrix
+        /// products alone, without the rest of the step).
         #[arg(long, value_delimiter = ',', default_value = "train,generate,ppo")]
         benchmarks: Vec<String>,
         /// Timed repetitions per benchmark (the CSV holds their median, min and max).
@@ -94,7 +95,7 @@ enum Cmd {
         /// Untimed repetitions first.
         #[arg(long, default_value_t = 1)]
         warmup: usize,
-        /// auto, cpu or wgpu.
+        /// auto, cpu, wgpu or libtorch (a `--features libtorch` build).
         #[arg(long, default_value = "cpu")]
         device: String,
         #[arg(long, default_value = "results/bench/burn.csv")]
@@ -145,8 +146,8 @@ fn real_main(cli: Cli) -> Result<()> {
                 sets.push(format!("experiment.seeds=[{}]", list.join(",")));
             }
             if let Some(d) = device.as_deref() {
-                if !["auto", "cpu", "wgpu"].contains(&d) {
-                    anyhow::bail!("--device: unknown device `{d}`; expected auto, cpu or wgpu");
+                if !s2rm::device::KINDS.contains(&d) {
+                    anyhow::bail!("--device: unknown device `{d}`; expected one of {}", s2rm::device::KINDS.join(", "));
                 }
             }
             let resolved = spec::load(&file, &profile, &sets)?;

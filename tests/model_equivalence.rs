@@ -59,13 +59,30 @@ fn forward_logprobs(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], devic
         .collect()
 }
 
+/// Every CPU backend in this build: flex, and LibTorch when built with `--features libtorch`
+/// (`CARGO_TARGET_DIR=target/libtorch LIBTORCH_USE_PYTORCH=1 cargo test --features libtorch`).
+/// Each device's name goes to stderr first, which a failing test prints.
+fn for_each_device(test: fn(Device)) {
+    eprintln!("device: flex");
+    test(Device::flex());
+    #[cfg(feature = "libtorch")]
+    #[allow(deprecated)]
+    {
+        eprintln!("device: libtorch");
+        test(Device::libtorch());
+    }
+}
+
 fn prompts() -> Vec<Vec<u32>> {
     vec![vec![3, 10, 11, 12, 13, 14, 4], vec![3, 20, 4], vec![3, 30, 31, 32, 4]]
 }
 
 #[test]
 fn sampled_logprobs_equal_training_forward_logprobs() {
-    let device = Device::flex();
+    for_each_device(sampled_logprobs_equal_training_forward_logprobs_on);
+}
+
+fn sampled_logprobs_equal_training_forward_logprobs_on(device: Device) {
     for (arch, model) in tiny_models(&device, 7) {
         let cfg = GenConfig {
             max_new_tokens: 12,
@@ -92,7 +109,10 @@ fn sampled_logprobs_equal_training_forward_logprobs() {
 
 #[test]
 fn kv_cache_greedy_decoding_equals_full_forward_argmax() {
-    let device = Device::flex();
+    for_each_device(kv_cache_greedy_decoding_equals_full_forward_argmax_on);
+}
+
+fn kv_cache_greedy_decoding_equals_full_forward_argmax_on(device: Device) {
     for (arch, model) in tiny_models(&device, 3) {
         let cfg = GenConfig {
             max_new_tokens: 10,
@@ -124,7 +144,10 @@ fn kv_cache_greedy_decoding_equals_full_forward_argmax() {
 
 #[test]
 fn a_row_does_not_depend_on_its_batch_mates() {
-    let device = Device::flex();
+    for_each_device(a_row_does_not_depend_on_its_batch_mates_on);
+}
+
+fn a_row_does_not_depend_on_its_batch_mates_on(device: Device) {
     for (arch, model) in tiny_models(&device, 5) {
         let cfg = GenConfig {
             max_new_tokens: 8,
@@ -148,7 +171,10 @@ fn a_row_does_not_depend_on_its_batch_mates() {
 
 #[test]
 fn scalar_score_is_read_at_the_last_real_token_not_padding() {
-    let device = Device::flex();
+    for_each_device(scalar_score_is_read_at_the_last_real_token_not_padding_on);
+}
+
+fn scalar_score_is_read_at_the_last_real_token_not_padding_on(device: Device) {
     // Give the score head weights so scores vary by position (it starts at zero): one
     // Bradley–Terry step on an autodiff copy moves it off zero.
     for arch in [Arch::Gpt, Arch::Llama] {
@@ -190,8 +216,11 @@ fn scalar_score_is_read_at_the_last_real_token_not_padding() {
 
 #[test]
 fn seq2seq_teacher_forcing_in_row_chunks_equals_one_pass() {
+    for_each_device(seq2seq_teacher_forcing_in_row_chunks_equals_one_pass_on);
+}
+
+fn seq2seq_teacher_forcing_in_row_chunks_equals_one_pass_on(device: Device) {
     use s2rm::reward::seq2seq_teacher_forced_chunked;
-    let device = Device::flex();
     let tpl = s2rm::text::Template::builtin();
     let prompts = vec![vec![10, 11, 12], vec![20], vec![30, 31]];
     let responses = vec![vec![40, 41, 1], vec![42, 43, 44, 45, 1], vec![46]];

@@ -459,8 +459,8 @@ pub fn validate(s: &Spec) -> Result<()> {
             bail!("`experiment.seeds` lists seed {seed} twice");
         }
     }
-    if !["auto", "cpu", "wgpu"].contains(&e.device.as_str()) {
-        bail!("`experiment.device` must be one of auto, cpu, wgpu (got `{}`)", e.device);
+    if !crate::device::KINDS.contains(&e.device.as_str()) {
+        bail!("`experiment.device` must be one of {} (got `{}`)", crate::device::KINDS.join(", "), e.device);
     }
     if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         bail!("`experiment.name` must be a non-empty identifier (letters, digits, _ and -), got {:?}", e.name);
