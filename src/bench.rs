@@ -137,14 +137,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         }
     }
     let sel = device::select(&opts.device)?;
-    // burn's CPU backend runs on rayon's global pool: RAYON_NUM_THREADS, else one thread per core.
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    // LibTorch sizes its own (OpenMP) pool instead: OMP_NUM_THREADS, else one thread per core.
-    let libtorch = opts.device == "libtorch";
-    let pool_var = if libtorch { "OMP_NUM_THREADS" } else { "RAYON_NUM_THREADS" };
-    let pool_threads = std::env::var(pool_var).ok().and_then(|s| s.parse().ok()).filter(|&n: &usize| n > 0);
-    let threads = if sel.name.starts_with("cpu") { pool_threads.unwrap_or(cores) } else { 0 };
-    let framework = if libtorch { "burn-0.22.1+libtorch" } else { "burn-0.22.1" };
+    let threads = sel.threads;
+    let framework = if opts.device == "libtorch" { "burn-0.22.1+libtorch" } else { "burn-0.22.1" };
     let kind = if sel.name.starts_with("cpu") { "cpu" } else { "wgpu" };
     eprintln!("device: {} — {}; {} timed runs after {} warm-up", sel.name, sel.reason, opts.runs, opts.warmup);
     let ppo_cfg = crate::spec::load(&opts.ppo_spec, "default", &[])?.spec.ppo;

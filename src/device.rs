@@ -12,15 +12,24 @@ pub const KINDS: [&str; 4] = ["auto", "cpu", "wgpu", "libtorch"];
 
 pub struct Selected {
     pub device: Device,
+    /// Threads of the CPU backend's pool (0 on a GPU): `RAYON_NUM_THREADS` for flex,
+    /// `OMP_NUM_THREADS` for LibTorch (each calling thread gets such a pool), else one per core.
+    pub threads: usize,
     /// Human-readable description, written into the results.
     pub name: String,
     /// Why this device was chosen (for `auto`).
     pub reason: String,
 }
 
+/// The thread count a CPU pool sized by the environment variable `var` gets.
+fn pool_threads(var: &str) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    std::env::var(var).ok().and_then(|s| s.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(cores)
+}
+
 fn cpu(reason: String) -> Selected {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    Selected { device: Device::flex(), name: format!("cpu (burn flex, {threads} threads)"), reason }
+    let threads = pool_threads("RAYON_NUM_THREADS");
+    Selected { device: Device::flex(), threads, name: format!("cpu (burn flex, {threads} threads)"), reason }
 }
 
 /// Selects the device named by `kind` (`auto`, `cpu`, `wgpu`).
@@ -38,7 +47,7 @@ pub fn select(kind: &str) -> Result<Selected> {
                     if kind == "auto" && !real_gpu {
                         Ok(cpu(format!("the only wgpu adapter is a software renderer ({name}); flex is faster")))
                     } else {
-                        Ok(Selected { device, name, reason: if kind == "auto" { "a GPU adapter was found".into() } else { "requested".into() } })
+                        Ok(Selected { device, threads: 0, name, reason: if kind == "auto" { "a GPU adapter was found".into() } else { "requested".into() } })
                     }
                 }
                 Ok(Err(e)) if kind == "auto" => Ok(cpu(format!("no wgpu adapter: {e}"))),
@@ -53,15 +62,14 @@ pub fn select(kind: &str) -> Result<Selected> {
 }
 
 /// LibTorch's CPU kernels through burn's `tch` backend (burn's own autodiff on top), compiled only
-/// with the `libtorch` cargo feature. LibTorch sizes its own thread pool (all cores by default).
+/// with the `libtorch` cargo feature. LibTorch sizes its own (OpenMP) thread pool.
 #[cfg(feature = "libtorch")]
 #[allow(deprecated)] // burn 0.22 marks burn-tch deprecated (to be removed upstream); it is optional here.
 fn libtorch() -> Result<Selected> {
-    // LibTorch's intra-op pool: OMP_NUM_THREADS, else one thread per core (per calling thread: the
-    // stage graph's two workers each get a pool, hence OMP_NUM_THREADS=1 for `s2rm run`).
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = std::env::var("OMP_NUM_THREADS").ok().and_then(|s| s.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(cores);
-    Ok(Selected { device: Device::libtorch(), name: format!("cpu (burn tch / LibTorch, {threads} threads)"), reason: "requested".into() })
+    // Per calling thread: the stage graph's two workers each get a pool, hence OMP_NUM_THREADS=1
+    // for `s2rm run` on two cores.
+    let threads = pool_threads("OMP_NUM_THREADS");
+    Ok(Selected { device: Device::libtorch(), threads, name: format!("cpu (burn tch / LibTorch, {threads} threads)"), reason: "requested".into() })
 }
 
 #[cfg(not(feature = "libtorch"))]
