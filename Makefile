@@ -73,10 +73,14 @@ model-smollm2:
 # PyTorch comes from PyPI into .venv-bench (about 5 GB: the default wheel pulls the CUDA libraries).
 THREADS ?= $(shell nproc)
 TORCH_PY ?= .venv-bench/bin/python
+# Both programs run the same list (matmul: a diagnostic, one training step's matrix products alone).
+BENCHMARKS := train,generate,ppo,matmul
+BENCH_FLEX = RAYON_NUM_THREADS=$(THREADS) $(BIN) bench --benchmarks $(BENCHMARKS) --output results/bench/burn.csv
+RATIOS_FLEX = python3 bench/compare.py results/bench/burn.csv results/bench/torch.csv | tee results/bench/ratios.md
 bench: build $(TORCH_PY)
-	RAYON_NUM_THREADS=$(THREADS) $(BIN) bench --benchmarks train,generate,ppo,matmul --output results/bench/burn.csv
-	$(TORCH_PY) bench/torch_reference.py --threads $(THREADS) --benchmarks train,generate,ppo,matmul --output results/bench/torch.csv
-	python3 bench/compare.py results/bench/burn.csv results/bench/torch.csv | tee results/bench/ratios.md
+	$(BENCH_FLEX)
+	$(TORCH_PY) bench/torch_reference.py --threads $(THREADS) --benchmarks $(BENCHMARKS) --output results/bench/torch.csv
+	$(RATIOS_FLEX)
 
 .venv-bench/bin/python:
 	python3 -m venv .venv-bench
@@ -86,18 +90,18 @@ bench-venv: .venv-bench/bin/python
 # The same benchmarks on LibTorch's CPU kernels through burn's `tch` backend (cargo feature
 # `libtorch`, never part of the default build or CI). tch 0.22 needs PyTorch 2.9.0, installed from
 # PyPI into .venv-tch (about 5 GB); the binary goes to its own target dir (target/libtorch, a full
-# burn build: ~25 min on 2 cores the first time) so the default build stays as it is. The PyTorch
+# burn build: 35 min on 2 cores the first time) so the default build stays as it is. The PyTorch
 # reference runs on that same 2.9.0 for this comparison.
 TCH_PY ?= .venv-tch/bin/python
 TCH_BIN = target/libtorch/debug/s2rm
 TCH_LIB = $(shell $(TCH_PY) -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 build-libtorch: $(TCH_PY)
 	PATH=$(CURDIR)/.venv-tch/bin:$$PATH LIBTORCH_USE_PYTORCH=1 CARGO_TARGET_DIR=target/libtorch $(CARGO) build --features libtorch
-bench-libtorch: build-libtorch
-	LD_LIBRARY_PATH=$(TCH_LIB) OMP_NUM_THREADS=$(THREADS) $(TCH_BIN) bench --device libtorch --benchmarks train,generate,ppo,matmul --output results/bench/burn_libtorch.csv
-	RAYON_NUM_THREADS=$(THREADS) $(BIN) bench --benchmarks train,generate,ppo,matmul --output results/bench/burn.csv
-	$(TCH_PY) bench/torch_reference.py --threads $(THREADS) --benchmarks train,generate,ppo,matmul --output results/bench/torch.csv
-	python3 bench/compare.py results/bench/burn.csv results/bench/torch.csv | tee results/bench/ratios.md
+bench-libtorch: build build-libtorch
+	LD_LIBRARY_PATH=$(TCH_LIB) OMP_NUM_THREADS=$(THREADS) $(TCH_BIN) bench --device libtorch --benchmarks $(BENCHMARKS) --output results/bench/burn_libtorch.csv
+	$(BENCH_FLEX)
+	$(TCH_PY) bench/torch_reference.py --threads $(THREADS) --benchmarks $(BENCHMARKS) --output results/bench/torch.csv
+	$(RATIOS_FLEX)
 	python3 bench/compare.py results/bench/burn_libtorch.csv results/bench/torch.csv | tee results/bench/ratios_libtorch.md
 
 # The safety experiment on LibTorch (not committed: results/ holds the flex runs). OMP_NUM_THREADS=1
