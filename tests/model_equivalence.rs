@@ -233,3 +233,82 @@ fn seq2seq_teacher_forcing_in_row_chunks_equals_one_pass_on(device: Device) {
         }
     }
 }
+
+/// `s2rm::fused`'s log-softmax, softmax and LayerNorm give burn's values and gradients (on
+/// LibTorch they are LibTorch's fused kernels, with a hand-written backward; elsewhere burn's op).
+#[test]
+fn fused_ops_match_burns_composition() {
+    for_each_device(fused_ops_match_burns_composition_on);
+}
+
+fn fused_ops_match_burns_composition_on(device: Device) {
+    use burn::module::Param;
+    use burn::nn::LayerNormConfig;
+    use burn::tensor::activation;
+    use s2rm::fused;
+    use s2rm::model::{LAYER_NORM_EPS, f32_tensor};
+
+    let ad = device.clone().autodiff();
+    let shape = [2, 3, 7];
+    let n = shape.iter().product::<usize>();
+    let data = |seed: f32| (0..n).map(|i| (i as f32 * 0.37 + seed).sin() * 3.0).collect::<Vec<_>>();
+    // A loss whose gradient differs at every entry.
+    let weights = f32_tensor(data(1.0), shape, &ad);
+    let value_and_grad = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
+        let x = f32_tensor(data(0.0), shape, &ad).require_grad();
+        let y = f(x.clone());
+        let grads = (y.clone() * weights.clone()).sum().backward();
+        (to_vec_f32(y), to_vec_f32(x.grad(&grads).expect("x has a gradient")))
+    };
+    let close = |name: &str, a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "{name}[{i}]: {x} vs {y}");
+        }
+    };
+    let probe = f32_tensor(data(0.0), shape, &ad).require_grad();
+    let on_libtorch = format!("{device:?}").to_lowercase().contains("torch");
+    assert_eq!(fused::is_fused(&probe), on_libtorch, "the fused path is taken exactly on LibTorch ({device:?})");
+
+    for dim in [1, 2] {
+        let (y, g) = value_and_grad(&|x| fused::log_softmax(x, dim));
+        let (y0, g0) = value_and_grad(&|x| activation::log_softmax(x, dim));
+        close("log_softmax", &y, &y0);
+        close("log_softmax grad", &g, &g0);
+        let (y, g) = value_and_grad(&|x| fused::softmax(x, dim));
+        let (y0, g0) = value_and_grad(&|x| activation::softmax(x, dim));
+        close("softmax", &y, &y0);
+        close("softmax grad", &g, &g0);
+    }
+
+    // Next-token log-probs (one op on LibTorch) against burn's slice, log-softmax and gather.
+    let targets = || i64_tensor(vec![3, 0, 6, 2], [2, 2], &ad);
+    let lp_weights = f32_tensor(vec![0.5, -1.5, 2.0, 1.0], [2, 2], &ad);
+    let token_lp = |f: &dyn Fn(Tensor<3>) -> Tensor<2>| {
+        let x = f32_tensor(data(0.0), shape, &ad).require_grad();
+        let y = f(x.clone());
+        let grads = (y.clone() * lp_weights.clone()).sum().backward();
+        (to_vec_f32(y), to_vec_f32(x.grad(&grads).expect("x has a gradient")))
+    };
+    let (y, g) = token_lp(&|x| next_token_logprobs(x, targets()));
+    let (y0, g0) = token_lp(&|x| activation::log_softmax(x.narrow(1, 0, 2), 2).gather(2, targets().unsqueeze_dim::<3>(2)).reshape([2, 2]));
+    close("next_token_logprobs", &y, &y0);
+    close("next_token_logprobs grad", &g, &g0);
+
+    // LayerNorm with a non-trivial scale and shift, gradients of input, scale and shift.
+    let mut ln = LayerNormConfig::new(7).with_epsilon(LAYER_NORM_EPS).init(&ad);
+    ln.gamma = Param::from_tensor(f32_tensor((0..7).map(|i| 0.5 + i as f32 * 0.25).collect(), [7], &ad));
+    ln.beta = Some(Param::from_tensor(f32_tensor((0..7).map(|i| i as f32 * 0.1 - 0.3).collect(), [7], &ad)));
+    let run = |fused_op: bool| {
+        let x = f32_tensor(data(0.0), shape, &ad).require_grad();
+        let y = if fused_op { fused::layer_norm(&ln, x.clone(), LAYER_NORM_EPS) } else { ln.forward(x.clone()) };
+        let grads = (y.clone() * weights.clone()).sum().backward();
+        let gamma = ln.gamma.val().grad(&grads).expect("gamma has a gradient");
+        let beta = ln.beta.as_ref().unwrap().val().grad(&grads).expect("beta has a gradient");
+        [to_vec_f32(y), to_vec_f32(x.grad(&grads).expect("x has a gradient")), to_vec_f32(gamma), to_vec_f32(beta)]
+    };
+    let (fused_out, burn_out) = (run(true), run(false));
+    for (name, (a, b)) in ["layer_norm", "layer_norm dx", "layer_norm dgamma", "layer_norm dbeta"].iter().zip(fused_out.iter().zip(&burn_out)) {
+        close(name, a, b);
+    }
+}

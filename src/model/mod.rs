@@ -16,12 +16,16 @@ use burn::nn::{
     RmsNormConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, log_softmax, silu, softmax};
+use crate::fused::{log_softmax, softmax};
+use burn::tensor::activation::{gelu, silu};
 use serde::{Deserialize, Serialize};
 
 /// Additive attention bias for keys that must not be seen. Finite, so that a fully masked row
 /// (a left pad acting as query) gives a uniform softmax instead of NaN; such rows are never read.
 pub const MASKED: f32 = -1.0e9;
+
+/// LayerNorm epsilon of the `gpt` family (burn's default, PyTorch's too).
+pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// Transformer family. `gpt`: learned positions, LayerNorm, GELU MLP, separate LM head (the
 /// from-scratch presets). `llama`: rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention,
@@ -133,7 +137,7 @@ pub enum Norm {
 impl Norm {
     fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            Norm::Layer(n) => n.forward(x),
+            Norm::Layer(n) => crate::fused::layer_norm(n, x, LAYER_NORM_EPS),
             Norm::Rms(n) => n.forward(x),
         }
     }
@@ -226,7 +230,7 @@ impl LmConfig {
             if llama {
                 Norm::Rms(RmsNormConfig::new(d).with_epsilon(self.norm_eps).init(device))
             } else {
-                Norm::Layer(LayerNormConfig::new(d).init(device))
+                Norm::Layer(LayerNormConfig::new(d).with_epsilon(LAYER_NORM_EPS).init(device))
             }
         };
         let blocks = (0..self.n_layers)
@@ -613,9 +617,7 @@ impl Packed {
 /// Log-probability of each next token: `logits [B, T, V]`, `targets [B, T-1]` → `[B, T-1]`, where
 /// entry `i` is `log p(token_{i+1} | tokens_{<=i})`.
 pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let [b, t, _] = logits.dims();
-    let lp = log_softmax(logits.narrow(1, 0, t - 1), 2);
-    lp.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t - 1])
+    crate::fused::next_token_logprobs(logits, targets)
 }
 
 /// Entropy of the next-token distribution at each position `[B, T-1]`.

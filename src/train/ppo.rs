@@ -29,7 +29,7 @@ use crate::util::SplitMix64;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use crate::fused::log_softmax;
 use std::path::{Path, PathBuf};
 
 /// One row of `ppo_log.csv`.
