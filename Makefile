@@ -104,10 +104,10 @@ bench-libtorch: build build-libtorch
 	$(RATIOS_FLEX)
 	python3 bench/compare.py results/bench/burn_libtorch.csv results/bench/torch.csv | tee results/bench/ratios_libtorch.md
 
-# The safety experiment on LibTorch (not committed: results/ holds the flex runs). OMP_NUM_THREADS=1
-# because the stage graph's two workers each get their own LibTorch thread pool.
+# The safety experiment on LibTorch (not committed: results/ holds the flex runs). Pretraining uses
+# every LibTorch thread, each of the stage graph's two workers half of them (set by s2rm itself).
 reproduce-safety-libtorch: build-libtorch
-	LD_LIBRARY_PATH=$(TCH_LIB) OMP_NUM_THREADS=1 $(TCH_BIN) run experiments/safety.toml --profile default --device libtorch --output runs/safety_libtorch
+	LD_LIBRARY_PATH=$(TCH_LIB) $(TCH_BIN) run experiments/safety.toml --profile default --device libtorch --output runs/safety_libtorch
 
 .venv-tch/bin/python:
 	python3 -m venv .venv-tch

@@ -138,8 +138,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     }
     let sel = device::select(&opts.device)?;
     let threads = sel.threads;
-    let framework = if opts.device == "libtorch" { "burn-0.22.1+libtorch" } else { "burn-0.22.1" };
-    let kind = if sel.name.starts_with("cpu") { "cpu" } else { "wgpu" };
+    let framework = if sel.backend == device::Backend::LibTorch { "burn-0.22.1+libtorch" } else { "burn-0.22.1" };
+    let kind = if sel.backend == device::Backend::Wgpu { "wgpu" } else { "cpu" };
     eprintln!("device: {} — {}; {} timed runs after {} warm-up", sel.name, sel.reason, opts.runs, opts.warmup);
     let ppo_cfg = crate::spec::load(&opts.ppo_spec, "default", &[])?.spec.ppo;
     let dev = sel.device.clone();

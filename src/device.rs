@@ -10,8 +10,20 @@ use burn::tensor::wgpu::wgpu::DeviceType;
 /// cargo feature; without it, selecting it fails with the build command).
 pub const KINDS: [&str; 4] = ["auto", "cpu", "wgpu", "libtorch"];
 
+/// Which burn backend a [`Selected`] device runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend.
+    Flex,
+    /// burn's wgpu backend (Vulkan, Metal, DX12).
+    Wgpu,
+    /// LibTorch's CPU kernels through burn's `tch` backend.
+    LibTorch,
+}
+
 pub struct Selected {
     pub device: Device,
+    pub backend: Backend,
     /// Threads of the CPU backend's pool (0 on a GPU): `RAYON_NUM_THREADS` for flex,
     /// `OMP_NUM_THREADS` for LibTorch (each calling thread gets such a pool), else one per core.
     pub threads: usize,
@@ -19,6 +31,21 @@ pub struct Selected {
     pub name: String,
     /// Why this device was chosen (for `auto`).
     pub reason: String,
+}
+
+impl Selected {
+    /// Sizes the CPU pool that tensor ops started from the calling thread use, where the backend
+    /// has one pool per calling thread: LibTorch (OpenMP), whose stage-graph workers would
+    /// otherwise each start a pool as large as the machine and oversubscribe it (1.15× slower on a
+    /// shortened safety run on 2 cores). flex shares one rayon pool across threads and wgpu runs on
+    /// the GPU, so for them this does nothing.
+    pub fn use_threads_on_this_thread(&self, n: usize) {
+        #[cfg(feature = "libtorch")]
+        if self.backend == Backend::LibTorch {
+            tch::set_num_threads(n.max(1) as i32);
+        }
+        let _ = n;
+    }
 }
 
 /// The thread count a CPU pool sized by the environment variable `var` gets.
@@ -29,7 +56,7 @@ fn pool_threads(var: &str) -> usize {
 
 fn cpu(reason: String) -> Selected {
     let threads = pool_threads("RAYON_NUM_THREADS");
-    Selected { device: Device::flex(), threads, name: format!("cpu (burn flex, {threads} threads)"), reason }
+    Selected { device: Device::flex(), backend: Backend::Flex, threads, name: format!("cpu (burn flex, {threads} threads)"), reason }
 }
 
 /// Selects the device named by `kind` (`auto`, `cpu`, `wgpu`).
@@ -47,7 +74,7 @@ pub fn select(kind: &str) -> Result<Selected> {
                     if kind == "auto" && !real_gpu {
                         Ok(cpu(format!("the only wgpu adapter is a software renderer ({name}); flex is faster")))
                     } else {
-                        Ok(Selected { device, threads: 0, name, reason: if kind == "auto" { "a GPU adapter was found".into() } else { "requested".into() } })
+                        Ok(Selected { device, backend: Backend::Wgpu, threads: 0, name, reason: if kind == "auto" { "a GPU adapter was found".into() } else { "requested".into() } })
                     }
                 }
                 Ok(Err(e)) if kind == "auto" => Ok(cpu(format!("no wgpu adapter: {e}"))),
@@ -66,10 +93,10 @@ pub fn select(kind: &str) -> Result<Selected> {
 #[cfg(feature = "libtorch")]
 #[allow(deprecated)] // burn 0.22 marks burn-tch deprecated (to be removed upstream); it is optional here.
 fn libtorch() -> Result<Selected> {
-    // Per calling thread: the stage graph's two workers each get a pool, hence OMP_NUM_THREADS=1
-    // for `s2rm run` on two cores.
+    // Per calling thread: `s2rm run` gives each of the stage graph's two workers half of them
+    // (`Selected::use_threads_on_this_thread`).
     let threads = pool_threads("OMP_NUM_THREADS");
-    Ok(Selected { device: Device::libtorch(), threads, name: format!("cpu (burn tch / LibTorch, {threads} threads)"), reason: "requested".into() })
+    Ok(Selected { device: Device::libtorch(), backend: Backend::LibTorch, threads, name: format!("cpu (burn tch / LibTorch, {threads} threads)"), reason: "requested".into() })
 }
 
 #[cfg(not(feature = "libtorch"))]

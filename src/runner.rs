@@ -597,7 +597,10 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
                 })
             }));
         }
-        schedule::run(if opts.sequential { 1 } else { 2 }, graph, Out::release)?
+        // On LibTorch each worker gets half the threads whatever the worker count, so that a
+        // stage computes the same bits with --sequential (its thread count is part of its numbers).
+        let stage_threads = (sel.threads / 2).max(1);
+        schedule::run(if opts.sequential { 1 } else { 2 }, graph, Out::release, || sel.use_threads_on_this_thread(stage_threads))?
     };
 
     // Collected in list order, whatever order the stages finished in.

@@ -46,8 +46,14 @@ struct State<'a, K, V> {
 /// Once every task that reads an output has finished, `release` is called on it (to drop the
 /// models in it that nothing will read again, so that memory does not grow with the seeds).
 /// The first error (or panic) stops the scheduling of new tasks; tasks already running finish,
-/// then it is returned (or resumed).
-pub fn run<'a, K, V>(workers: usize, tasks: Vec<Task<'a, K, V>>, release: impl Fn(&mut V) + Sync) -> Result<BTreeMap<K, V>>
+/// then it is returned (or resumed). Each worker thread calls `on_start` once, before its first
+/// task (to size a per-thread pool).
+pub fn run<'a, K, V>(
+    workers: usize,
+    tasks: Vec<Task<'a, K, V>>,
+    release: impl Fn(&mut V) + Sync,
+    on_start: impl Fn() + Sync,
+) -> Result<BTreeMap<K, V>>
 where
     K: Ord + Clone + Debug + Send + Sync,
     V: Send + Sync,
@@ -69,7 +75,10 @@ where
     let wake = Condvar::new();
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {
-            s.spawn(|| worker(&state, &wake, &release));
+            s.spawn(|| {
+                on_start();
+                worker(&state, &wake, &release)
+            });
         }
     });
     let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -168,7 +177,7 @@ mod tests {
                 }),
             ];
             let released = Mutex::new(Vec::new());
-            let out = run(workers, tasks, |v: &mut i64| released.lock().unwrap().push(*v)).unwrap();
+            let out = run(workers, tasks, |v: &mut i64| released.lock().unwrap().push(*v), || {}).unwrap();
             let mut released = released.into_inner().unwrap();
             released.sort();
             // a is read by b and c, b and c by d; d, read by nobody, is never released.
@@ -195,7 +204,7 @@ mod tests {
                 Ok(3)
             }),
         ];
-        let e = run(2, tasks, |_| {}).err().expect("b fails");
+        let e = run(2, tasks, |_| {}, || {}).err().expect("b fails");
         assert_eq!(format!("{e}"), "stage b failed");
         assert!(ran.lock().unwrap().is_empty(), "a task after a failed input ran");
     }
@@ -203,7 +212,7 @@ mod tests {
     #[test]
     fn a_task_reading_a_later_or_unknown_task_is_rejected() {
         let tasks = vec![task("a", &["b"], |_: &[Arc<i32>]| Ok(1)), task("b", &[], |_| Ok(2))];
-        let e = run(2, tasks, |_| {}).err().expect("a reads b, listed after it");
+        let e = run(2, tasks, |_| {}, || {}).err().expect("a reads b, listed after it");
         assert!(format!("{e}").contains("\"a\" reads \"b\""), "{e}");
     }
 
@@ -211,6 +220,6 @@ mod tests {
     #[should_panic(expected = "boom")]
     fn a_panic_in_a_task_reaches_the_caller() {
         let tasks = vec![task("a", &[], |_: &[Arc<i32>]| panic!("boom"))];
-        let _ = run(2, tasks, |_| {});
+        let _ = run(2, tasks, |_| {}, || {});
     }
 }
