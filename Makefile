@@ -17,7 +17,7 @@ help:
 	@echo "make test               the whole test suite (CPU only)"
 	@echo "make bench              s2rm bench and bench/torch_reference.py on this machine, then the burn/PyTorch ratios"
 	@echo "make bench-libtorch     the same on LibTorch CPU kernels (burn tch backend, PyTorch 2.9.0 in .venv-tch)"
-	@echo "make reproduce-safety-libtorch   the safety experiment on LibTorch (3.9 min; 9.9 on flex, 2 cores) -> runs/"
+	@echo "make reproduce-safety-libtorch   the safety experiment on LibTorch (3.8 min; 9.9 on flex, 2 cores) -> runs/"
 	@echo "make reproduce-safety-mean-scaling   the same with seq2seq rewards divided by length (ablation)"
 	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs, then results/PAPER.md"
 	@echo "make validate           check every spec in experiments/"
