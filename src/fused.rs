@@ -62,12 +62,12 @@ pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
 /// at the targets: about six passes.
 pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     #[cfg(feature = "libtorch")]
-    let logits = match tch_autodiff::int_tensor(&targets) {
-        Some(tgt) => match tch_autodiff::try_op(logits, |t, s| tch_autodiff::next_token_logprobs(t, tgt, s)) {
-            Ok(y) => return y,
-            Err(x) => x,
-        },
-        None => logits,
+    let logits = match tch_autodiff::try_op(logits, |t, s| {
+        let tgt = tch_autodiff::int_tensor(&targets).expect("targets on the logits' LibTorch device");
+        tch_autodiff::next_token_logprobs(t, tgt, s)
+    }) {
+        Ok(y) => return y,
+        Err(x) => x,
     };
     let [b, t, _] = logits.dims();
     let lp = burn::tensor::activation::log_softmax(logits.narrow(1, 0, t - 1), 2);
@@ -78,11 +78,8 @@ pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor
 /// keeps that field private); the model builds every LayerNorm with [`crate::model::LAYER_NORM_EPS`].
 pub fn layer_norm<const D: usize>(ln: &LayerNorm, x: Tensor<D>, eps: f64) -> Tensor<D> {
     #[cfg(feature = "libtorch")]
-    if is_fused(&x) {
-        let beta = ln.beta.as_ref().map(|b| b.val());
-        if let Some(y) = tch_autodiff::layer_norm(&x, &ln.gamma.val(), beta.as_ref(), eps) {
-            return y;
-        }
+    if let Some(y) = tch_autodiff::layer_norm(ln, &x, eps) {
+        return y;
     }
     #[cfg(not(feature = "libtorch"))]
     let _ = eps;
@@ -180,12 +177,10 @@ mod tch_autodiff {
     /// A one-input op along `dim`: forward by LibTorch's `f`, backward by its `kernel` from the output.
     fn output_saving<C: CheckpointStrategy>(kernel: OutputKernel, x: AdTensor, dim: usize, f: impl Fn(&tch::Tensor, i64) -> tch::Tensor) -> AdTensor {
         let dim = dim as i64;
+        let out = TchTensor::new(f(&x.primitive().tensor, dim));
         match FromOutput(kernel).prepare::<C>([x.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = TchTensor::new(f(&x.primitive().tensor, dim));
-                prep.finish((out.clone(), dim), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(TchTensor::new(f(&x.primitive().tensor, dim))),
+            OpsKind::Tracked(prep) => prep.finish((out.clone(), dim), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 
@@ -283,12 +278,14 @@ mod tch_autodiff {
         }
     }
 
-    /// LayerNorm on tracked LibTorch tensors (input, γ, optional β); `None` for any other tensor,
-    /// or with β absent (not a configuration of this crate), so the caller uses burn's op.
-    pub fn layer_norm<const D: usize>(x: &Tensor<D>, gamma: &Tensor<1>, beta: Option<&Tensor<1>>, eps: f64) -> Option<Tensor<D>> {
-        let beta = beta?;
-        let (dx, dg, db) = (x.clone().into_dispatch(), gamma.clone().into_dispatch(), beta.clone().into_dispatch());
+    /// `ln` on a tracked LibTorch input (with tracked γ and β); `None` for any other tensor, or with
+    /// β absent (not a configuration of this crate), so the caller uses burn's op. The input is
+    /// looked at first, so other backends pay for one check only.
+    pub fn layer_norm<const D: usize>(ln: &burn::nn::LayerNorm, x: &Tensor<D>, eps: f64) -> Option<Tensor<D>> {
+        let dx = x.clone().into_dispatch();
         let (ax, s) = tracked(&dx)?;
+        let beta = ln.beta.as_ref()?;
+        let (dg, db) = (ln.gamma.val().into_dispatch(), beta.val().into_dispatch());
         let (ag, sg) = tracked(&dg)?;
         let (ab, sb) = tracked(&db)?;
         if sg != s || sb != s {
