@@ -14,6 +14,7 @@ pub mod runner;
 pub mod sample;
 pub mod schedule;
 pub mod spec;
+pub mod stages;
 pub mod text;
 pub mod train;
 pub mod util;

@@ -46,13 +46,13 @@ struct State<'a, K, V> {
 /// Once every task that reads an output has finished, `release` is called on it (to drop the
 /// models in it that nothing will read again, so that memory does not grow with the seeds).
 /// The first error (or panic) stops the scheduling of new tasks; tasks already running finish,
-/// then it is returned (or resumed). Each worker thread calls `on_start` once, before its first
-/// task (to size a per-thread pool).
+/// then it is returned (or resumed). A worker calls `before` with a task's key on its own thread
+/// just before running it (to size a per-thread pool for that task).
 pub fn run<'a, K, V>(
     workers: usize,
     tasks: Vec<Task<'a, K, V>>,
     release: impl Fn(&mut V) + Sync,
-    on_start: impl Fn() + Sync,
+    before: impl Fn(&K) + Sync,
 ) -> Result<BTreeMap<K, V>>
 where
     K: Ord + Clone + Debug + Send + Sync,
@@ -75,10 +75,7 @@ where
     let wake = Condvar::new();
     std::thread::scope(|s| {
         for _ in 0..workers.max(1) {
-            s.spawn(|| {
-                on_start();
-                worker(&state, &wake, &release)
-            });
+            s.spawn(|| worker(&state, &wake, &release, &before));
         }
     });
     let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -92,7 +89,7 @@ where
     Ok(st.done.into_iter().map(|(k, v)| (k, Arc::into_inner(v).expect("no task still holds an output"))).collect())
 }
 
-fn worker<K, V>(state: &Mutex<State<'_, K, V>>, wake: &Condvar, release: &(impl Fn(&mut V) + Sync))
+fn worker<K, V>(state: &Mutex<State<'_, K, V>>, wake: &Condvar, release: &(impl Fn(&mut V) + Sync), before: &(impl Fn(&K) + Sync))
 where
     K: Ord + Clone,
 {
@@ -118,6 +115,7 @@ where
         };
         drop(st);
         let Task { key, after, work } = task;
+        before(&key);
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&inputs)));
         drop(inputs);
         let mut st = lock();
@@ -177,7 +175,7 @@ mod tests {
                 }),
             ];
             let released = Mutex::new(Vec::new());
-            let out = run(workers, tasks, |v: &mut i64| released.lock().unwrap().push(*v), || {}).unwrap();
+            let out = run(workers, tasks, |v: &mut i64| released.lock().unwrap().push(*v), |_| {}).unwrap();
             let mut released = released.into_inner().unwrap();
             released.sort();
             // a is read by b and c, b and c by d; d, read by nobody, is never released.
@@ -204,7 +202,7 @@ mod tests {
                 Ok(3)
             }),
         ];
-        let e = run(2, tasks, |_| {}, || {}).err().expect("b fails");
+        let e = run(2, tasks, |_| {}, |_| {}).err().expect("b fails");
         assert_eq!(format!("{e}"), "stage b failed");
         assert!(ran.lock().unwrap().is_empty(), "a task after a failed input ran");
     }
@@ -212,7 +210,7 @@ mod tests {
     #[test]
     fn a_task_reading_a_later_or_unknown_task_is_rejected() {
         let tasks = vec![task("a", &["b"], |_: &[Arc<i32>]| Ok(1)), task("b", &[], |_| Ok(2))];
-        let e = run(2, tasks, |_| {}, || {}).err().expect("a reads b, listed after it");
+        let e = run(2, tasks, |_| {}, |_| {}).err().expect("a reads b, listed after it");
         assert!(format!("{e}").contains("\"a\" reads \"b\""), "{e}");
     }
 
@@ -220,6 +218,6 @@ mod tests {
     #[should_panic(expected = "boom")]
     fn a_panic_in_a_task_reaches_the_caller() {
         let tasks = vec![task("a", &[], |_: &[Arc<i32>]| panic!("boom"))];
-        let _ = run(2, tasks, |_| {}, || {});
+        let _ = run(2, tasks, |_| {}, |_| {});
     }
 }

@@ -110,6 +110,24 @@ fn same_spec_seed_and_device_give_identical_csvs() {
     }
 }
 
+/// An ablation rerun in the same output folder: changing a seq2seq-RM training field reuses the
+/// cached base LM, SFT, judge, scalar RMs and scalar-RM PPO runs, and retrains the seq2seq RMs and
+/// their PPO runs (the per-stage cache key).
+#[test]
+fn a_seq2seq_rm_change_retrains_only_the_seq2seq_arm() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("safety");
+    let loaded = |out: &Path| -> Vec<String> {
+        let info: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run_info.json")).unwrap()).unwrap();
+        info["stages_loaded_from_cache"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    };
+    smoke(&out, &data, &[]);
+    assert!(loaded(&out).is_empty(), "a first run loads nothing");
+    smoke(&out, &data, &["seq2seq_rm.steps=5"]);
+    assert_eq!(loaded(&out), ["judge/0", "ppo_scalar/1", "ppo_scalar/2", "pretrain/0", "scalar_rm/1", "scalar_rm/2", "sft/0"]);
+}
+
 /// Column index of `name` in a CSV file's header.
 fn col(path: &Path, name: &str) -> usize {
     header(path).iter().position(|h| h == name).unwrap_or_else(|| panic!("{}: no column {name}", path.display()))
@@ -157,7 +175,7 @@ fn helpfulness_smoke_answers_out_of_distribution_sets_no_stage_trained_on() {
     let s = &resolved.spec;
     let manifest = s2rm::data::Manifest::load(Path::new(&s.data.manifest)).unwrap();
     let refusal = s2rm::data::RefusalDetector::load(Path::new(&s.data.refusal_patterns)).unwrap();
-    let c = s2rm::runner::build_corpus(s, &manifest, &data, &refusal).unwrap();
+    let c = s2rm::stages::build_corpus(s, &manifest, &data, &refusal).unwrap();
     let mut trained: std::collections::BTreeSet<&str> = c.sft_rows.iter().map(|(p, _)| p.as_str()).collect();
     trained.extend(c.judge_pairs.iter().map(|p| p.prompt.as_str()));
     trained.extend(c.splits.values().flatten().map(|p| p.prompt.as_str()));

@@ -1,0 +1,156 @@
+//! Spec → stage table → stage graph → result files.
+//!
+//! The stages are declared in `crate::stages` (one file each, one table entry each); this module
+//! checks the output folder, selects the device, hands the table to `schedule` as a graph (two
+//! workers, a stage starts when its inputs exist), gathers what the stages hand on and writes
+//! the CSVs and `run_info.json` that `report::render` turns into tables and figures.
+
+mod outputs;
+
+use crate::data::{Manifest, RefusalDetector};
+use crate::device;
+use crate::eval::GenRow;
+use crate::schedule;
+use crate::spec::Resolved;
+use crate::stages::{self, Call, Ctx, Out, Scope, Stage, StageCache, Threads, Timer};
+use crate::train::StepLog;
+use crate::train::ppo::PpoLog;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Command-line overrides of spec fields.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub output: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub device: Option<String>,
+    /// Run the stage graph on one worker (stages one after the other) instead of two. Same
+    /// results; for timing comparisons.
+    pub sequential: bool,
+}
+
+/// A stage of the graph: its name and seed (`experiment.base_seed` for the shared stages).
+type Key = (&'static str, u64);
+
+/// What the stages handed on, gathered for the result files.
+pub(crate) struct Gathered {
+    pub corpus: stages::Corpus,
+    pub tokens: Box<stages::Tokens>,
+    pub lm_params: usize,
+    pub train_log: Vec<(u64, StepLog)>,
+    /// (seed, model, metric, value, n pairs)
+    pub rm_eval: Vec<(u64, String, String, f64, usize)>,
+    pub ppo_log: Vec<(u64, &'static str, PpoLog)>,
+    pub gens: Vec<(u64, GenRow)>,
+}
+
+/// Runs an experiment; returns the output directory.
+pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
+    let started = Instant::now();
+    let spec = &resolved.spec;
+    let ex = &spec.experiment;
+    let out = opts.output.clone().unwrap_or_else(|| PathBuf::from(&ex.output_dir));
+    // Checked before any work, so that an unusable output path fails in a second, not after training.
+    if out.exists() && !out.is_dir() {
+        bail!("output directory {} exists and is not a directory; pass another --output or experiment.output_dir", out.display());
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let probe = out.join(".write-test");
+    std::fs::write(&probe, b"ok").with_context(|| format!("output directory {} is not writable", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let cache_dir = out.join(".cache");
+    let sel = device::select(opts.device.as_deref().unwrap_or(&ex.device))?;
+    eprintln!("device: {} — {}", sel.name, sel.reason);
+    let table = stages::table(spec);
+    let ctx = Ctx {
+        spec,
+        sel: &sel,
+        dev: sel.device.clone(),
+        ad: sel.device.clone().autodiff(),
+        data_dir: opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(&ex.data_dir)),
+        manifest: Manifest::load(Path::new(&spec.data.manifest))?,
+        refusal: RefusalDetector::load(Path::new(&spec.data.refusal_patterns))?,
+        stages: StageCache::new(cache_dir.join("stages"), &table, spec, &sel.name)?,
+        cache_dir,
+        timer: Timer::default(),
+    };
+    let half = (sel.threads / 2).max(1);
+    let threads: BTreeMap<&str, usize> = table.iter().map(|s| (s.name, if s.threads == Threads::All { sel.threads } else { half })).collect();
+    let done = schedule::run(if opts.sequential { 1 } else { 2 }, graph(&ctx, &table), Out::release, |key: &Key| {
+        sel.use_threads_on_this_thread(threads[key.0])
+    })?;
+    let gathered = gather(&table, ex, done);
+
+    let total = started.elapsed().as_secs_f64();
+    // Sorted: with several workers, stages are reached in no fixed order.
+    let mut loaded = ctx.stages.loaded.into_inner().unwrap_or_else(|e| e.into_inner());
+    loaded.sort();
+    let stage_seconds = ctx.timer.stages.into_inner().unwrap_or_else(|e| e.into_inner());
+    let files = outputs::files(resolved, &sel, &gathered, stage_seconds, loaded, total, &out)?;
+    crate::util::write_all_atomic(&files)?;
+    crate::report::render(&out)?;
+    eprintln!("done in {total:.1}s; results in {}", out.display());
+    Ok(out)
+}
+
+/// The table as scheduler tasks: the shared stages once (seeded with `experiment.base_seed`),
+/// then every per-seed stage for each seed, in table order. A per-seed stage reads its own seed's
+/// per-seed stages and the shared ones.
+fn graph<'a>(ctx: &'a Ctx, table: &'a [Stage]) -> Vec<schedule::Task<'a, Key, Out>> {
+    let ex = &ctx.spec.experiment;
+    let scope: BTreeMap<&str, Scope> = table.iter().map(|s| (s.name, s.scope)).collect();
+    let mut tasks = Vec::new();
+    let mut add = |stage: &'a Stage, seed: u64| {
+        let after: Vec<Key> = stage.reads.iter().map(|r| (*r, if scope[r] == Scope::Shared { ex.base_seed } else { seed })).collect();
+        tasks.push(schedule::task((stage.name, seed), &after, move |inputs: &[Arc<Out>]| {
+            (stage.run)(ctx, &Call { name: stage.name, seed, inputs })
+        }));
+    };
+    for stage in table.iter().filter(|s| s.scope == Scope::Shared) {
+        add(stage, ex.base_seed);
+    }
+    for &seed in &ex.seeds {
+        for stage in table.iter().filter(|s| s.scope == Scope::PerSeed) {
+            add(stage, seed);
+        }
+    }
+    tasks
+}
+
+/// Collects the outputs in a fixed order, whatever order the stages finished in: the shared
+/// stages in table order, then per seed its stages by name (so scalar-RM rows come before
+/// seq2seq-RM rows in every file).
+fn gather(table: &[Stage], ex: &crate::spec::ExperimentSpec, mut done: BTreeMap<Key, Out>) -> Gathered {
+    let (mut corpus, mut tokens, mut lm_params) = (None, None, 0);
+    let (mut train_log, mut rm_eval, mut ppo_log, mut gens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut per_seed: Vec<&'static str> = table.iter().filter(|s| s.scope == Scope::PerSeed).map(|s| s.name).collect();
+    per_seed.sort_unstable();
+    let shared = table.iter().filter(|s| s.scope == Scope::Shared).map(|s| (s.name, ex.base_seed));
+    let seeded = ex.seeds.iter().flat_map(|&seed| per_seed.iter().map(move |&n| (n, seed)));
+    let mut n_pairs = 0;
+    for (name, seed) in shared.chain(seeded).collect::<Vec<_>>() {
+        match done.remove(&(name, seed)).expect("every stage of the graph ran") {
+            Out::Corpus(c) => corpus = Some(c),
+            Out::Tokens(t) => {
+                n_pairs = t.eval_pairs.len();
+                tokens = Some(t);
+            }
+            Out::Checkpoint(_) => {}
+            Out::Base(_, log, n) => {
+                train_log.extend(log.into_iter().map(|l| (seed, l)));
+                lm_params = n;
+            }
+            Out::Lm(_, log, metrics) | Out::Rm(_, log, metrics) => {
+                train_log.extend(log.into_iter().map(|l| (seed, l)));
+                rm_eval.extend(metrics.into_iter().map(|(metric, v)| (seed, name.to_string(), metric, v, n_pairs)));
+            }
+            Out::Ppo(_, log, kind) => ppo_log.extend(log.into_iter().map(|l| (seed, kind, l))),
+            Out::Eval(rows) => gens.extend(rows.into_iter().map(|g| (seed, g))),
+        }
+    }
+    let (corpus, tokens) = (corpus.expect("a data stage"), tokens.expect("a tokenizer stage"));
+    Gathered { corpus, tokens, lm_params, train_log, rm_eval, ppo_log, gens }
+}

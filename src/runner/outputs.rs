@@ -1,0 +1,135 @@
+//! The result files of a run: every CSV, the resolved spec and `run_info.json`, as bytes to be
+//! written all at once (a failed write leaves earlier results intact).
+
+use super::Gathered;
+use crate::device::Selected;
+use crate::spec::{Resolved, Spec};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// CSV text from a header and rows.
+fn csv_bytes(header: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r)?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?)
+}
+
+fn f(v: f64) -> String {
+    format!("{v:.6}")
+}
+
+pub(super) fn files(
+    resolved: &Resolved,
+    sel: &Selected,
+    g: &Gathered,
+    stage_seconds: BTreeMap<String, f64>,
+    loaded: Vec<String>,
+    total: f64,
+    out: &Path,
+) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let spec = &resolved.spec;
+    let ex = &spec.experiment;
+    let size = &spec.model.preset;
+    let (gens, ppo_log, rm_eval, train_log, corpus) = (&g.gens, &g.ppo_log, &g.rm_eval, &g.train_log, &g.corpus);
+    let (eval_prompts, model_cfg, lm_params) = (&g.tokens.eval_prompts, &g.tokens.model_cfg, g.lm_params);
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let name = &ex.name;
+    let b = |v: bool| if v { "1".to_string() } else { "0".to_string() };
+    let rows: Vec<Vec<String>> = gens
+        .iter()
+        .map(|(seed, g)| {
+            vec![
+                name.clone(), size.clone(), seed.to_string(), g.policy.clone(), g.set.clone(), g.prompt_id.to_string(),
+                g.response.clone(), g.length_tokens.to_string(), b(g.truncated), b(g.refused), f(g.judge_score as f64),
+                g.reference.clone().map(|r| r.0).unwrap_or_default(), g.reference.as_ref().map(|r| r.1.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    files.push((out.join("generations.csv"), csv_bytes(
+        &["experiment", "size", "seed", "policy", "prompt_set", "prompt_id", "response", "length_tokens", "truncated", "refused", "judge_score", "reference", "reference_length_tokens"],
+        &rows,
+    )?));
+    // Each eval prompt once (generations.csv names it by set and id: a TL;DR post repeated on every
+    // seed and policy's row would make that file mostly copies of the data).
+    let rows: Vec<Vec<String>> =
+        eval_prompts.iter().map(|p| vec![name.clone(), p.set.clone(), p.id.to_string(), p.text.clone()]).collect();
+    files.push((out.join("prompts.csv"), csv_bytes(&["experiment", "prompt_set", "prompt_id", "prompt"], &rows)?));
+    let rows: Vec<Vec<String>> = ppo_log
+        .iter()
+        .map(|(seed, rm, l)| {
+            vec![
+                name.clone(), size.clone(), seed.to_string(), rm.to_string(), l.step.to_string(), f(l.rm_reward as f64), f(l.kl as f64),
+                f(l.response_length as f64), f(l.refusal_rate as f64), f(l.entropy as f64), f(l.policy_loss as f64),
+                f(l.value_loss as f64), f(l.clip_frac as f64), f(l.truncated_rate as f64),
+            ]
+        })
+        .collect();
+    files.push((out.join("ppo_log.csv"), csv_bytes(
+        &["experiment", "size", "seed", "rm", "step", "rm_reward", "kl", "response_length", "refusal_rate", "entropy", "policy_loss", "value_loss", "clip_frac", "truncated_rate"],
+        &rows,
+    )?));
+    let rows: Vec<Vec<String>> = rm_eval
+        .iter()
+        .map(|(seed, m, metric, v, n)| vec![name.clone(), size.clone(), seed.to_string(), m.clone(), metric.clone(), f(*v), n.to_string()])
+        .collect();
+    files.push((out.join("rm_eval.csv"), csv_bytes(&["experiment", "size", "seed", "model", "metric", "value", "n"], &rows)?));
+    let rows: Vec<Vec<String>> = train_log
+        .iter()
+        .map(|(seed, l)| vec![name.clone(), size.clone(), seed.to_string(), l.stage.clone(), l.step.to_string(), f(l.loss as f64)])
+        .collect();
+    files.push((out.join("train_log.csv"), csv_bytes(&["experiment", "size", "seed", "stage", "step", "loss"], &rows)?));
+    let rows: Vec<Vec<String>> = corpus
+        .refusal_sanity
+        .iter()
+        .map(|(src, kind, n, rate)| vec![src.clone(), kind.clone(), n.to_string(), f(*rate)])
+        .collect();
+    files.push((out.join("refusal_sanity.csv"), csv_bytes(&["source", "response_kind", "n", "refusal_rate"], &rows)?));
+    let mut resolved_toml = format!("# Resolved spec: {} with profile `{}`\n", resolved.file.display(), resolved.profile);
+    resolved_toml.push_str(&spec.to_toml()?);
+    files.push((out.join("resolved_spec.toml"), resolved_toml.into_bytes()));
+
+    let info = serde_json::json!({
+        "experiment": name,
+        "title": ex.title,
+        "claim": ex.claim,
+        "profile": resolved.profile,
+        "device": sel.name,
+        "device_reason": sel.reason,
+        "seeds": ex.seeds,
+        "base_seed": ex.base_seed,
+        "n_bootstrap": spec.eval.n_bootstrap,
+        "bootstrap_seed": spec.eval.bootstrap_seed,
+        "stage_seconds": stage_seconds,
+        "stages_loaded_from_cache": loaded,
+        "total_seconds": total,
+        "param_counts": { "lm (policy, reference, RMs, judge; each)": lm_params, "score/value head": model_cfg.d_model + 1 },
+        "data_counts": corpus.counts,
+        "model": model_cfg,
+        "notes": notes(spec),
+        "spec_file": resolved.file.display().to_string(),
+    });
+    files.push((out.join("run_info.json"), serde_json::to_string_pretty(&info)?.into_bytes()));
+    Ok(files)
+}
+
+fn notes(spec: &Spec) -> Vec<String> {
+    vec![
+        "Shared across seeds (seeded with experiment.base_seed): data splits, tokenizer, base LM, SFT policy and the judge. Per seed: scalar RM, seq2seq RM, both PPO runs and evaluation sampling.".into(),
+        "Judge: a scalar Bradley–Terry RM initialised from the base LM and trained on the judge split plus extra preference sets the proxy RMs never see; its held-out pair accuracy is in the reward-model table. It has the proxies' architecture (larger in data, not in parameters), so it can share their biases; weigh win rates by its accuracy. The paper used a strong LLM judge; none is available offline.".into(),
+        "PPO critic: a value head on the policy's own trunk (one forward pass serves actor and critic), identical for both reward models.".into(),
+        format!(
+            "Seq2seq rewards: r_pos = {}, r_neg = {}, r_match_after = {} (tokens after the first divergence that the RM agrees with), reward_scaling = {}; scalar rewards: score whitened with the RM's training statistics (normalize = {}), clipped at ±{}, on the last real response token.",
+            spec.seq2seq_rm.rule.r_pos, spec.seq2seq_rm.rule.r_neg, spec.seq2seq_rm.rule.r_match_after, spec.seq2seq_rm.reward_scaling, spec.scalar_rm.normalize, spec.ppo.score_clip
+        ),
+        format!(
+            "Responses cut off at {} tokens without an end token get {} added to their last token's reward (both RMs).",
+            spec.ppo.max_new_tokens, spec.ppo.truncation_penalty
+        ),
+        "Rollouts and evaluation sample at temperature 1 with no top-k/top-p (the exact policy distribution); each prompt has its own sampling seed shared by all policies.".into(),
+    ]
+}
+

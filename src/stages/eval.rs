@@ -1,0 +1,20 @@
+//! Evaluation: the SFT policy and both PPO policies answer the same held-out and OOD prompts with
+//! the same sampling seeds; the judge scores every answer.
+
+use super::{Call, Ctx, Out};
+use crate::eval::{self, EvalCtx};
+use anyhow::Result;
+use burn::prelude::*;
+
+/// Inputs: tokens, SFT, the judge, the scalar-RM policy, the seq2seq-RM policy.
+pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
+    let i = call.inputs;
+    let tokens = i[0].tokens();
+    let (mp, _) = ctx.budgets();
+    let ectx = EvalCtx { judge: i[2].lm(), text: &tokens.text, refusal: &ctx.refusal, max_prompt: mp, max_new_tokens: ctx.spec.eval.max_new_tokens, batch: 32, device: &ctx.dev };
+    let sft = i[1].lm().valid();
+    let policies = [("sft", &sft), (super::PPO_RUNS[0].0, i[3].lm()), (super::PPO_RUNS[1].0, i[4].lm())];
+    ctx.timer.time(call.name, Some(call.seed), || {
+        Ok(Out::Eval(policies.into_iter().flat_map(|(name, policy)| eval::answer(&ectx, name, policy, &tokens.eval_prompts, call.seed)).collect()))
+    })
+}
