@@ -18,3 +18,4 @@ pub mod stages;
 pub mod text;
 pub mod train;
 pub mod util;
+pub mod world;

@@ -188,3 +188,38 @@ fn helpfulness_smoke_answers_out_of_distribution_sets_no_stage_trained_on() {
     }
     assert_eq!(n_ood, 2 * s.eval.max_prompts_per_set, "both OOD sets capped at max_prompts_per_set");
 }
+
+/// Every controlled-world spec end to end: no judge stage is trained, every answer's judge score is
+/// the world's gold (recomputed here from a freshly generated world), the world's OOD sets are
+/// answered, and the competence gates are measured and written.
+#[test]
+fn world_smoke_runs_are_judged_by_the_gold_and_gated() {
+    let data = data_dir().unwrap_or_else(|| std::env::temp_dir());
+    let tmp = tempfile::tempdir().unwrap();
+    for (experiment, sets) in [("world_safety", ["benign", "harmful", "ood_tasks", "ood_templates"]), ("world_summarization", ["ood_templates", "ood_topics", "summary", ""])] {
+        let out = tmp.path().join(experiment);
+        smoke_of(experiment, &out, &data, &["experiment.seeds=[1]"]);
+        let info: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run_info.json")).unwrap()).unwrap();
+        assert_eq!(info["judge"], "gold", "{experiment}");
+        assert!(!info["stage_seconds"].as_object().unwrap().contains_key("judge"), "{experiment}: a world trains no judge");
+        let gates: Vec<String> = rows(&out.join("gates.csv")).iter().map(|r| r[3].to_string()).collect();
+        for g in ["sft_parse_rate", "scalar_rm_gold_accuracy", "seq2seq_copy_chosen", "seq2seq_diverges_on_rejected"] {
+            assert!(gates.iter().any(|x| x == g), "{experiment}: gate {g} missing from {gates:?}");
+        }
+        let spec = spec::load(Path::new(&format!("experiments/{experiment}.toml")), "smoke", &[]).unwrap().spec;
+        let world = s2rm::world::World::generate(spec.data.world.as_ref().unwrap()).unwrap();
+        let prompts: std::collections::BTreeMap<(String, String), String> =
+            rows(&out.join("prompts.csv")).iter().map(|r| ((r[1].to_string(), r[2].to_string()), r[3].to_string())).collect();
+        let gens = out.join("generations.csv");
+        let (set, id, resp, score) = (col(&gens, "prompt_set"), col(&gens, "prompt_id"), col(&gens, "response"), col(&gens, "judge_score"));
+        let g = rows(&gens);
+        let seen: std::collections::BTreeSet<String> = g.iter().map(|r| r[set].to_string()).collect();
+        let want: std::collections::BTreeSet<String> = sets.iter().filter(|s| !s.is_empty()).map(|s| s.to_string()).collect();
+        assert_eq!(seen, want, "{experiment}: prompt sets");
+        for r in &g {
+            let prompt = &prompts[&(r[set].to_string(), r[id].to_string())];
+            let gold = world.gold(prompt, &r[resp]).score;
+            assert_eq!(r[score].parse::<f64>().unwrap(), gold, "{experiment}: judge score of {:?} is not its gold", &r[resp]);
+        }
+    }
+}

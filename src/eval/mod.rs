@@ -37,8 +37,14 @@ pub struct GenRow {
     pub reference: Option<(String, usize)>,
 }
 
+/// What scores the eval answers: a learned judge (a scalar RM) or a world's gold reward.
+pub enum Judge<'a> {
+    Model(&'a Lm),
+    Gold(&'a crate::world::World),
+}
+
 pub struct EvalCtx<'a> {
-    pub judge: &'a Lm,
+    pub judge: Judge<'a>,
     pub text: &'a Text,
     pub refusal: &'a RefusalDetector,
     pub max_prompt: usize,
@@ -60,18 +66,26 @@ pub fn answer(ctx: &EvalCtx, policy_name: &str, policy: &Lm, prompts: &[EvalProm
             .collect();
         let out = generate(policy, &prefixes, &seeds, &cfg, ctx.device);
         let raw: Vec<Vec<u32>> = chunk.iter().map(|p| p.ids.clone()).collect();
-        let scores = scalar_scores(ctx.judge, &ctx.text.tpl, &raw, &out.tokens, ctx.max_prompt, ctx.device);
+        let scores = match ctx.judge {
+            Judge::Model(judge) => scalar_scores(judge, &ctx.text.tpl, &raw, &out.tokens, ctx.max_prompt, ctx.device),
+            Judge::Gold(_) => vec![0.0; chunk.len()],
+        };
         for (k, p) in chunk.iter().enumerate() {
             let response = ctx.text.decode(&out.tokens[k]);
+            let (refused, judge_score) = match ctx.judge {
+                Judge::Model(_) => (ctx.refusal.is_refusal(&response), scores[k]),
+                // The world knows its refusals exactly, and its gold is the judge.
+                Judge::Gold(w) => (w.is_refusal(&response), w.gold(&p.text, &response).score as f32),
+            };
             rows.push(GenRow {
                 policy: policy_name.to_string(),
                 set: p.set.clone(),
                 prompt_id: p.id,
-                refused: ctx.refusal.is_refusal(&response),
+                refused,
                 response,
                 length_tokens: out.tokens[k].iter().filter(|&&t| t != ctx.text.tpl.eos).count(),
                 truncated: !out.finished[k],
-                judge_score: scores[k],
+                judge_score,
                 reference: p.reference.clone(),
             });
         }
@@ -143,10 +157,17 @@ pub fn outcome(a: f64, b: f64) -> f64 {
 /// Held-out measurements of the seq2seq RM: pair accuracy of its summed divergence rewards, the
 /// exact-copy rate on chosen responses (the RM's argmax reproduces every token), mean summed
 /// reward of chosen and rejected, the share of chosen tokens the RM reproduces, and the mean
-/// position of the first divergence on chosen responses.
+/// position of the first divergence on chosen responses; then the same copy measures with the
+/// rejected response as input, the share of pairs whose first divergence on the rejected response
+/// falls where it first departs from the chosen one, and the correlation of the summed reward with
+/// response length. A seq2seq RM that copies rejected responses as well as chosen ones turns the
+/// divergence rule into a reward for length.
 pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &DivergenceRule, max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
-    let (mut acc, mut copies, mut sum_c, mut sum_r, mut ll_acc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut matched, mut tokens, mut first_div) = (0.0, 0.0, 0.0);
+    let (mut acc, mut sum_c, mut sum_r, mut ll_acc) = (0.0, 0.0, 0.0, 0.0);
+    // Copying on both inputs: [chosen, rejected].
+    let (mut copies, mut matched, mut tokens, mut first_div) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
+    let (mut at_difference, mut differing) = (0.0, 0.0f64);
+    let (mut sums, mut lens) = (Vec::new(), Vec::new());
     for chunk in pairs.chunks(batch.max(1)) {
         let (prompts, resp) = interleave_pairs(tpl, chunk, max_response);
         let (argmax, lps) = seq2seq_teacher_forced(model, tpl, &prompts, &resp, max_prompt, max_response, device);
@@ -157,13 +178,26 @@ pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &
             acc += outcome(rc, rr);
             sum_c += rc;
             sum_r += rr;
-            let fd = first_divergence(&resp[c], &argmax[c]);
-            if fd == resp[c].len() {
-                copies += 1.0;
+            for (side, i) in [c, r].into_iter().enumerate() {
+                let fd = first_divergence(&resp[i], &argmax[i]);
+                if fd == resp[i].len() {
+                    copies[side] += 1.0;
+                }
+                first_div[side] += fd as f64;
+                matched[side] += resp[i].iter().zip(&argmax[i]).filter(|(a, b)| a == b).count() as f64;
+                tokens[side] += resp[i].len() as f64;
             }
-            first_div += fd as f64;
-            matched += resp[c].iter().zip(&argmax[c]).filter(|(a, b)| a == b).count() as f64;
-            tokens += resp[c].len() as f64;
+            // Where the rejected response first departs from the chosen one: the divergence rule
+            // carries the preference only if the RM diverges there.
+            let differs_at = first_divergence(&resp[r], &resp[c]);
+            if differs_at < resp[r].len() {
+                differing += 1.0;
+                if first_divergence(&resp[r], &argmax[r]) == differs_at {
+                    at_difference += 1.0;
+                }
+            }
+            sums.extend([rc, rr]);
+            lens.extend([resp[c].len() as f64, resp[r].len() as f64]);
             let mean_lp = |v: &Vec<f32>| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
             ll_acc += outcome(mean_lp(&lps[c]), mean_lp(&lps[r]));
         }
@@ -171,12 +205,17 @@ pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &
     let n = pairs.len().max(1) as f64;
     vec![
         ("pair_accuracy".into(), acc / n),
-        ("copy_rate".into(), copies / n),
-        ("token_copy_rate".into(), matched / tokens.max(1.0)),
-        ("first_divergence_chosen".into(), first_div / n),
+        ("copy_rate".into(), copies[0] / n),
+        ("token_copy_rate".into(), matched[0] / tokens[0].max(1.0)),
+        ("first_divergence_chosen".into(), first_div[0] / n),
         ("mean_reward_chosen".into(), sum_c / n),
         ("mean_reward_rejected".into(), sum_r / n),
         ("pair_accuracy_mean_logprob".into(), ll_acc / n),
+        ("copy_rate_rejected".into(), copies[1] / n),
+        ("token_copy_rate_rejected".into(), matched[1] / tokens[1].max(1.0)),
+        ("first_divergence_rejected".into(), first_div[1] / n),
+        ("diverges_where_rejected_differs".into(), at_difference / differing.max(1.0)),
+        ("reward_length_corr".into(), pearson(&sums, &lens)),
     ]
 }
 

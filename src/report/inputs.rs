@@ -150,6 +150,11 @@ pub struct RunInfo {
     pub param_counts: BTreeMap<String, i64>,
     pub notes: Vec<String>,
     pub spec_file: String,
+    /// How answers were judged: `gold` (a controlled world's program) or `learned` (a judge RM;
+    /// runs from before this field).
+    pub judge: String,
+    /// Competence gates (measured in controlled worlds).
+    pub gates: Vec<super::gates::Gate>,
 }
 
 impl Default for RunInfo {
@@ -168,6 +173,8 @@ impl Default for RunInfo {
             param_counts: BTreeMap::new(),
             notes: Vec::new(),
             spec_file: String::new(),
+            judge: String::new(),
+            gates: Vec::new(),
         }
     }
 }

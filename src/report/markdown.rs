@@ -271,7 +271,7 @@ pub fn render_markdown(d: &ReportData) -> String {
         o,
         "Experiment `{}` (profile `{}`, {} seed(s): {}, device: {}). PPO policies trained against a scalar \
          Bradley–Terry reward model (`ppo_scalar`) and a sequence-to-sequence reward model (`ppo_seq2seq`) are \
-         compared with each other and with the SFT policy by a held-out judge model.",
+         compared with each other and with the SFT policy by {}.",
         info.experiment,
         info.profile,
         seeds.len(),
@@ -281,10 +281,13 @@ pub fn render_markdown(d: &ReportData) -> String {
         } else {
             &info.device
         },
+        if info.judge == "gold" { "the world's gold reward (a program: exact, no judge model)" } else { "a held-out judge model" },
     );
+    let gated = |v: Verdict| super::gates::gated(v, &info.gates);
     for g in d.groups {
         let (m, v) = headline(d.wins, g);
         let (rm, rv) = refusal_headline(d.refusal, g, d.metrics);
+        let (v, rv) = (gated(v), gated(rv));
         let label = if d.groups.len() > 1 {
             format!(" Size `{}`:", g.size)
         } else {
@@ -307,6 +310,7 @@ pub fn render_markdown(d: &ReportData) -> String {
         }
     }
     o.push_str("\n\n");
+    o.push_str(&super::gates::section(&info.gates));
 
     // ---- claim vs measurement
     o.push_str("## Claim vs measurement\n\n");
@@ -325,6 +329,7 @@ pub fn render_markdown(d: &ReportData) -> String {
             String::new()
         };
         let (m, v) = headline(d.wins, g);
+        let v = gated(v);
         rows.push(vec![
             format!("Win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts{sfx}"),
             format!("{} average win rate", pct(PAPER_WIN_RATE)),
@@ -332,6 +337,7 @@ pub fn render_markdown(d: &ReportData) -> String {
             format!("**{}**", v.as_str()),
         ]);
         let (m, v) = lc_headline(d.wins, g, d.metrics);
+        let v = gated(v);
         rows.push(vec![
             format!("Length-controlled win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts{sfx}"),
             "> 50%: the win is not only a length preference of the judge".into(),
@@ -342,6 +348,7 @@ pub fn render_markdown(d: &ReportData) -> String {
             continue;
         }
         let (m, v) = refusal_headline(d.refusal, g, d.metrics);
+        let v = gated(v);
         rows.push(vec![
             format!("Benign refusal rate, `ppo_scalar` − `ppo_seq2seq`{sfx}"),
             "> 0: the seq2seq RM reduces refusal-to-response on benign prompts".into(),

@@ -21,6 +21,7 @@
 //! keys, floats use fixed decimals and the bootstrap RNG is seeded from `run_info.json`.
 
 mod figures;
+pub mod gates;
 mod inputs;
 mod markdown;
 mod paper;

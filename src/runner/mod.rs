@@ -5,6 +5,7 @@
 //! workers, a stage starts when its inputs exist), gathers what the stages hand on and writes
 //! the CSVs and `run_info.json` that `report::render` turns into tables and figures.
 
+mod gates;
 mod outputs;
 
 use crate::data::{Manifest, RefusalDetector};

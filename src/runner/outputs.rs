@@ -92,7 +92,18 @@ pub(super) fn files(
     resolved_toml.push_str(&spec.to_toml()?);
     files.push((out.join("resolved_spec.toml"), resolved_toml.into_bytes()));
 
-    let info = serde_json::json!({
+    let gates = g.corpus.world.as_deref().map(|w| super::gates::measure(w, g, &ex.seeds)).unwrap_or_default();
+    if !gates.is_empty() {
+        let rows: Vec<Vec<String>> = gates
+            .iter()
+            .map(|q| {
+                let passed = q.passed().map_or(String::new(), |p| if p { "1".into() } else { "0".into() });
+                vec![name.clone(), size.clone(), q.seed.to_string(), q.gate.clone(), f(q.value), q.goal.map(f).unwrap_or_default(), passed]
+            })
+            .collect();
+        files.push((out.join("gates.csv"), csv_bytes(&["experiment", "size", "seed", "gate", "value", "goal", "passed"], &rows)?));
+    }
+    let mut info = serde_json::json!({
         "experiment": name,
         "title": ex.title,
         "claim": ex.claim,
@@ -112,12 +123,19 @@ pub(super) fn files(
         "notes": notes(spec),
         "spec_file": resolved.file.display().to_string(),
     });
+    // Only a world run says how it was judged and what its gates were: the run_info.json of a
+    // real-data run stays as it was.
+    if let Some(world) = &g.corpus.world {
+        info["judge"] = "gold".into();
+        info["gates"] = serde_json::to_value(&gates)?;
+        info["world_label_stats"] = serde_json::to_value(world.label_stats())?;
+    }
     files.push((out.join("run_info.json"), serde_json::to_string_pretty(&info)?.into_bytes()));
     Ok(files)
 }
 
 fn notes(spec: &Spec) -> Vec<String> {
-    vec![
+    let mut notes = vec![
         "Shared across seeds (seeded with experiment.base_seed): data splits, tokenizer, base LM, SFT policy and the judge. Per seed: scalar RM, seq2seq RM, both PPO runs and evaluation sampling.".into(),
         "Judge: a scalar Bradley–Terry RM initialised from the base LM and trained on the judge split plus extra preference sets the proxy RMs never see; its held-out pair accuracy is in the reward-model table. It has the proxies' architecture (larger in data, not in parameters), so it can share their biases; weigh win rates by its accuracy. The paper used a strong LLM judge; none is available offline.".into(),
         "PPO critic: a value head on the policy's own trunk (one forward pass serves actor and critic), identical for both reward models.".into(),
@@ -130,6 +148,11 @@ fn notes(spec: &Spec) -> Vec<String> {
             spec.ppo.max_new_tokens, spec.ppo.truncation_penalty
         ),
         "Rollouts and evaluation sample at temperature 1 with no top-k/top-p (the exact policy distribution); each prompt has its own sampling seed shared by all policies.".into(),
-    ]
+    ];
+    if spec.data.world.is_some() {
+        // A world has no learned judge: its gold reward scores every answer.
+        notes[1] = "Judge: the world's gold reward, a program that parses each answer and scores it exactly (src/world/); no judge model is trained. Held-out reward-model pair accuracies are against the gold order. Competence gates (gates.csv) say whether the models can do the task; a failed gate makes every verdict inconclusive.".into();
+    }
+    notes
 }
 

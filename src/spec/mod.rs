@@ -75,6 +75,10 @@ pub struct DataSpec {
     pub refusal_patterns: String,
     /// Cap on documents in the pretraining / tokenizer corpus (0 = all).
     pub max_corpus_docs: usize,
+    /// A controlled world (`src/world/`) instead of datasets: its pairs, SFT demonstrations,
+    /// corpus and out-of-distribution prompts are generated, and its gold reward is the judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world: Option<crate::world::WorldSpec>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -192,8 +196,9 @@ fn is_true(b: &bool) -> bool {
 }
 
 /// Profiles a spec may define: `smoke` (seconds, what the tests run), `default` (the committed
-/// results, model preset `tiny`), `small` (the second model size, same steps), `gpu` (pretrained).
-pub const PROFILES: [&str; 4] = ["smoke", "default", "small", "gpu"];
+/// results, model preset `tiny`), `small` (the second model size, same steps), `gpu` (pretrained),
+/// `null` (a controlled world's null control: its planted biases off).
+pub const PROFILES: [&str; 5] = ["smoke", "default", "small", "gpu", "null"];
 
 pub mod schema;
 use schema::{Problem, Schema};
@@ -444,6 +449,7 @@ fn at_most(name: &str, v: usize, max: usize, why: &str) -> Result<()> {
 
 /// Upper bounds that keep a typo (an extra zero or three) from turning into an allocation abort.
 const MAX_BATCH: usize = 1 << 16;
+const MAX_STEPS: usize = 1_000_000;
 const MAX_TOKENS: usize = 1 << 16;
 const MAX_PARAMS: usize = 1 << 34;
 
@@ -490,7 +496,23 @@ pub fn validate(s: &Spec) -> Result<()> {
         );
     }
     let d = &s.data;
-    if d.preference.is_empty() {
+    if let Some(w) = &d.world {
+        w.validate()?;
+        for (key, empty) in [
+            ("data.preference", d.preference.is_empty()),
+            ("data.sft_extra", d.sft_extra.is_empty()),
+            ("data.judge_extra", d.judge_extra.is_empty()),
+            ("data.reference", d.reference.is_empty()),
+            ("eval.extra_sets", s.eval.extra_sets.is_empty()),
+        ] {
+            if !empty {
+                bail!("`{key}` must be empty when `data.world` is set: a world generates its own pairs, demonstrations and OOD prompts");
+            }
+        }
+        if d.split.contains_key("judge") {
+            bail!("`data.split.judge`: a world has no learned judge (its gold reward judges); remove the judge fraction");
+        }
+    } else if d.preference.is_empty() {
         bail!("`data.preference` must name at least one preference dataset");
     }
     for (key, ids) in [("data.preference", &d.preference), ("data.sft_extra", &d.sft_extra), ("data.judge_extra", &d.judge_extra)] {
@@ -504,7 +526,7 @@ pub fn validate(s: &Spec) -> Result<()> {
             }
         }
     }
-    if !d.sft_from_chosen && d.sft_extra.is_empty() {
+    if !d.sft_from_chosen && d.sft_extra.is_empty() && d.world.is_none() {
         bail!("`data.sft_from_chosen` is false and `data.sft_extra` is empty: SFT would have no data; name an SFT dataset in `data.sft_extra`");
     }
     for (name, ids) in &s.eval.extra_sets {
@@ -518,7 +540,8 @@ pub fn validate(s: &Spec) -> Result<()> {
             bail!("`eval.extra_sets.{name}` lists an empty dataset id");
         }
     }
-    for need in ["rm", "policy", "judge", "eval"] {
+    let needed: &[&str] = if d.world.is_some() { &["rm", "policy", "eval"] } else { &["rm", "policy", "judge", "eval"] };
+    for &need in needed {
         if !d.split.contains_key(need) {
             bail!("`data.split` must have a fraction for `{need}` (has: {})", d.split.keys().cloned().collect::<Vec<_>>().join(", "));
         }
@@ -565,6 +588,32 @@ pub fn validate(s: &Spec) -> Result<()> {
         at_most(&format!("{name}.batch_size"), bs, MAX_BATCH, "a batch this large does not fit in memory")?;
         positive(&format!("{name}.lr"), lr)?;
         positive(&format!("{name}.grad_clip"), clip as f64)?;
+    }
+    // Every count bounded before any work: a typo'd count fails here, not after hours of training
+    // (an eval.n_bootstrap of 10^12 used to train everything and then fail to allocate).
+    let q = &s.seq2seq_rm;
+    for (key, v, max, why) in [
+        ("pretrain.steps", s.pretrain.steps, MAX_STEPS, "check for an extra zero"),
+        ("sft.steps", s.sft.steps, MAX_STEPS, "check for an extra zero"),
+        ("scalar_rm.steps", s.scalar_rm.steps, MAX_STEPS, "check for an extra zero"),
+        ("seq2seq_rm.steps", q.steps, MAX_STEPS, "check for an extra zero"),
+        ("judge.steps", s.judge.steps, MAX_STEPS, "check for an extra zero"),
+        ("ppo.steps", s.ppo.steps, MAX_STEPS, "check for an extra zero"),
+        ("pretrain.warmup_steps", s.pretrain.warmup_steps, MAX_STEPS, "check for an extra zero"),
+        ("sft.warmup_steps", s.sft.warmup_steps, MAX_STEPS, "check for an extra zero"),
+        ("scalar_rm.warmup_steps", s.scalar_rm.warmup_steps, MAX_STEPS, "check for an extra zero"),
+        ("seq2seq_rm.warmup_steps", q.warmup_steps, MAX_STEPS, "check for an extra zero"),
+        ("judge.warmup_steps", s.judge.warmup_steps, MAX_STEPS, "check for an extra zero"),
+        ("seq2seq_rm.identity_warmup_steps", q.identity_warmup_steps, MAX_STEPS, "check for an extra zero"),
+        ("ppo.ppo_epochs", s.ppo.ppo_epochs, 100, "each epoch re-reads the same rollouts"),
+        ("ppo.checkpoint_every", s.ppo.checkpoint_every, MAX_STEPS, "check for an extra zero"),
+        ("experiment.seeds", e.seeds.len(), 1000, "each seed trains two RMs and two policies"),
+        ("data.max_pairs_per_split", d.max_pairs_per_split, 10_000_000, "0 means all pairs"),
+        ("data.max_corpus_docs", d.max_corpus_docs, 10_000_000, "0 means all documents"),
+        ("eval.max_prompts_per_set", s.eval.max_prompts_per_set, 100_000, "0 means all prompts"),
+        ("eval.n_bootstrap", s.eval.n_bootstrap, 100_000, "10,000 resamples already give stable 95% intervals"),
+    ] {
+        at_most(key, v, max, why)?;
     }
     non_negative("scalar_rm.score_l2", s.scalar_rm.score_l2)?;
     non_negative("judge.score_l2", s.judge.score_l2)?;
@@ -636,8 +685,8 @@ mod tests {
         for e in std::fs::read_dir("experiments").unwrap() {
             let path = e.unwrap().path();
             if path.extension().is_some_and(|x| x == "toml") {
-                for profile in PROFILES {
-                    let r = load(&path, profile, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                for profile in defined_profiles(&path) {
+                    let r = load(&path, &profile, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                     assert!(r.spec.experiment.output_dir.starts_with("results/"), "{}", path.display());
                     if profile == "default" {
                         names.push(r.spec.experiment.name.clone());
@@ -646,7 +695,7 @@ mod tests {
             }
         }
         names.sort();
-        assert_eq!(names, ["helpfulness", "safety", "summarization"]);
+        assert_eq!(names, ["helpfulness", "safety", "summarization", "world_safety", "world_summarization"]);
     }
 
     #[test]

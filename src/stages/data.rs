@@ -26,9 +26,11 @@ pub struct Corpus {
     pub docs: Vec<String>,
     pub refusal_sanity: Vec<(String, String, usize, f64)>,
     pub counts: BTreeMap<String, usize>,
+    /// The controlled world the data was generated from (its gold reward judges), if any.
+    pub world: Option<std::sync::Arc<crate::world::World>>,
 }
 
-fn capped<T: Clone>(v: &[T], cap: usize, seed: u64) -> Vec<T> {
+pub(super) fn capped<T: Clone>(v: &[T], cap: usize, seed: u64) -> Vec<T> {
     if cap == 0 || v.len() <= cap {
         return v.to_vec();
     }
@@ -173,5 +175,5 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
         let with = eval_prompts.iter().flat_map(|(_, v)| v).filter(|p| references.contains_key(*p)).count();
         counts.insert("eval_prompts_with_reference".into(), with);
     }
-    Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, references, docs, refusal_sanity, counts })
+    Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, references, docs, refusal_sanity, counts, world: None })
 }

@@ -2,16 +2,21 @@
 //! the same sampling seeds; the judge scores every answer.
 
 use super::{Call, Ctx, Out};
-use crate::eval::{self, EvalCtx};
+use crate::eval::{self, EvalCtx, Judge};
 use anyhow::Result;
 use burn::prelude::*;
 
-/// Inputs: tokens, SFT, the judge, the scalar-RM policy, the seq2seq-RM policy.
+/// Inputs: tokens, SFT, the judge (or the world's data, whose gold reward judges), the scalar-RM
+/// policy, the seq2seq-RM policy.
 pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
     let i = call.inputs;
     let tokens = i[0].tokens();
     let (mp, _) = ctx.budgets();
-    let ectx = EvalCtx { judge: i[2].lm(), text: &tokens.text, refusal: &ctx.refusal, max_prompt: mp, max_new_tokens: ctx.spec.eval.max_new_tokens, batch: 32, device: &ctx.dev };
+    let judge = match &*i[2] {
+        Out::Corpus(c) => Judge::Gold(c.world.as_deref().expect("eval reads the data stage only in a world")),
+        judge => Judge::Model(judge.lm()),
+    };
+    let ectx = EvalCtx { judge, text: &tokens.text, refusal: &ctx.refusal, max_prompt: mp, max_new_tokens: ctx.spec.eval.max_new_tokens, batch: 32, device: &ctx.dev };
     let sft = i[1].lm().valid();
     let policies = [("sft", &sft), (super::PPO_RUNS[0].0, i[3].lm()), (super::PPO_RUNS[1].0, i[4].lm())];
     ctx.timer.time(call.name, Some(call.seed), || {

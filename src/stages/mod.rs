@@ -18,6 +18,7 @@ mod pretrain;
 mod rm;
 mod sft;
 mod tokenize;
+mod world;
 
 pub use cache::{StageCache, Timer};
 pub use data::{Corpus, build_corpus};
@@ -85,14 +86,16 @@ pub struct Stage {
 
 /// The stages of `spec`, in an order in which each reads only stages listed before it (the order
 /// one worker runs them in). A pretrained model replaces tokenizer training and pretraining by a
-/// checkpoint that brings its own tokenizer and weights.
+/// checkpoint that brings its own tokenizer and weights; a controlled world has no judge stage.
 pub fn table(spec: &Spec) -> Vec<Stage> {
     use Scope::*;
     use Threads::*;
     let s = |name, scope, reads, key, cached, run| Stage { name, scope, reads, key, key_files: &[], cached, threads: Half, run };
+    // A controlled world generates its data, and its gold reward is the judge.
+    let world = spec.data.world.is_some();
     let mut t = vec![Stage {
         key_files: &["data.manifest", "data.refusal_patterns"],
-        ..s("data", Shared, &[], &["experiment.base_seed", "data"], false, data::run)
+        ..s("data", Shared, &[], &["experiment.base_seed", "data"], false, if world { world::run } else { data::run })
     }];
     if spec.model.is_pretrained() {
         t.push(Stage { key_files: &["model.checkpoint"], ..s("checkpoint", Shared, &[], &["model"], false, pretrain::checkpoint) });
@@ -103,9 +106,14 @@ pub fn table(spec: &Spec) -> Vec<Stage> {
         t.push(Stage { threads: All, ..s("pretrain", Shared, &["tokenizer"], &["model", "pretrain"], true, pretrain::run) });
     }
     let from_base: &'static [&'static str] = if spec.model.is_pretrained() { &["tokenizer", "base"] } else { &["tokenizer", "pretrain"] };
+    t.push(s("sft", Shared, from_base, &["sft"], true, sft::run));
+    if !world {
+        t.push(s("judge", Shared, from_base, &["judge"], true, judge::run));
+    }
+    // The judge's place in eval's inputs: the learned judge, or the world (its gold reward).
+    let eval_reads: &'static [&'static str] =
+        if world { &["tokenizer", "sft", "data", "ppo_scalar", "ppo_seq2seq"] } else { &["tokenizer", "sft", "judge", "ppo_scalar", "ppo_seq2seq"] };
     t.extend([
-        s("sft", Shared, from_base, &["sft"], true, sft::run),
-        s("judge", Shared, from_base, &["judge"], true, judge::run),
         // The seq2seq RM first: it takes longer, and with two workers it should start first. Its
         // reward rule and scaling change no trained weight, so they key the PPO run instead.
         s(
@@ -127,7 +135,7 @@ pub fn table(spec: &Spec) -> Vec<Stage> {
             ppo::run,
         ),
         // Evaluation trains nothing: new prompt sets or sizes reuse every finished stage.
-        s("eval", PerSeed, &["tokenizer", "sft", "judge", "ppo_scalar", "ppo_seq2seq"], &["eval"], false, eval::run),
+        s("eval", PerSeed, eval_reads, &["eval"], false, eval::run),
     ]);
     t
 }

@@ -40,6 +40,20 @@ ppo_seq2seq  per-seed reads tokenizer,sft,seq2seq_rm                         key
 eval         per-seed reads tokenizer,sft,judge,ppo_scalar,ppo_seq2seq       key eval
 ";
 
+/// A controlled world generates its data, and its gold reward judges: no judge stage; eval reads
+/// the data stage (the world) in the judge's place.
+const WORLD: &str = "\
+data         shared   reads -                                                key experiment.base_seed data file:data.manifest file:data.refusal_patterns
+tokenizer    shared   reads data                                             key model.vocab_size
+pretrain     shared   reads tokenizer                                        key model pretrain cached
+sft          shared   reads tokenizer,pretrain                               key sft cached
+seq2seq_rm   per-seed reads tokenizer,sft                                    key seq2seq_rm !seq2seq_rm.rule !seq2seq_rm.reward_scaling cached
+scalar_rm    per-seed reads tokenizer,sft                                    key scalar_rm cached
+ppo_scalar   per-seed reads tokenizer,sft,scalar_rm                          key ppo !ppo.checkpoint_every cached
+ppo_seq2seq  per-seed reads tokenizer,sft,seq2seq_rm                         key ppo !ppo.checkpoint_every seq2seq_rm.rule seq2seq_rm.reward_scaling cached
+eval         per-seed reads tokenizer,sft,data,ppo_scalar,ppo_seq2seq        key eval
+";
+
 #[test]
 fn every_spec_and_profile_has_the_expected_stage_table() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
@@ -52,14 +66,20 @@ fn every_spec_and_profile_has_the_expected_stage_table() {
         let file = path.file_name().unwrap().to_str().unwrap().to_string();
         for profile in crate::spec::defined_profiles(&path) {
             let s = spec(&file, &profile, &[]);
-            let want = if s.model.is_pretrained() { PRETRAINED } else { FROM_SCRATCH };
+            let want = if s.data.world.is_some() {
+                WORLD
+            } else if s.model.is_pretrained() {
+                PRETRAINED
+            } else {
+                FROM_SCRATCH
+            };
             assert_eq!(describe(&table(&s)), want, "{file}, profile {profile}");
             // Every key field exists in the spec (the cache refuses a key it cannot resolve).
             stems_for(&s);
             checked += 1;
         }
     }
-    assert!(checked >= 9, "only {checked} spec × profile pairs found");
+    assert!(checked >= 15, "only {checked} spec × profile pairs found");
 }
 
 /// Which (stage, seed) keys differ between the smoke spec and the smoke spec with `sets`.
