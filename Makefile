@@ -6,7 +6,7 @@ CARGO ?= cargo
 # `make test`: after the tests have built once, `make reproduce-safety` starts in seconds.
 BIN := target/debug/s2rm
 
-.PHONY: help build test bench bench-venv bench-libtorch build-libtorch reproduce-safety-libtorch reproduce-small reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
+.PHONY: help build test reproduce-worlds bench bench-venv bench-libtorch build-libtorch reproduce-safety-libtorch reproduce-small reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
 
 help:
 	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
@@ -14,6 +14,7 @@ help:
 	@echo "make reproduce-helpfulness     HH-RLHF helpfulness dialogue + OOD prompts -> results/helpfulness/"
 	@echo "make reproduce-small    every task at the second model size (profile small) -> results/<task>_small/"
 	@echo "make reproduce-all      every experiment above (default profile) and reproduce-small, then make figures"
+	@echo "make reproduce-worlds   controlled worlds (gold reward): safety + summarization, null controls, ablations -> results/world_*/"
 	@echo "make test               the whole test suite (CPU only)"
 	@echo "make bench              s2rm bench and bench/torch_reference.py on this machine, then the burn/PyTorch ratios"
 	@echo "make bench-libtorch     the same on LibTorch CPU kernels (burn tch backend, PyTorch 2.9.0 in .venv-tch)"
@@ -54,6 +55,26 @@ reproduce-safety-gpu: build model-smollm2
 
 gpu-check: build model-smollm2
 	OUT=$${OUT:-/tmp/gpu-check} scripts/gpu_check.sh
+
+# Controlled worlds: synthetic versions of the safety and summarization experiments with a
+# programmatic gold reward (src/world/), their null controls (planted bias off) and the seq2seq-RM
+# ablations on the safety world. Each ablation reads its base run's stage cache, so it trains only
+# the stages its fields change (the seq2seq RM, its PPO run, evaluation).
+WS := experiments/world_safety.toml
+WS_CACHE := --cache results/world_safety/.cache
+reproduce-worlds: build
+	$(BIN) run $(WS) --profile default
+	$(BIN) run $(WS) --profile null
+	$(BIN) run experiments/world_summarization.toml --profile default
+	$(BIN) run experiments/world_summarization.toml --profile null
+	$(BIN) run $(WS) $(WS_CACHE) --set 'seq2seq_rm.mixing="identity_only"' --output results/world_safety_identity_only
+	$(BIN) run $(WS) $(WS_CACHE) --set 'seq2seq_rm.mixing="correction_only"' --output results/world_safety_correction_only
+	$(BIN) run $(WS) $(WS_CACHE) --set 'seq2seq_rm.mixing="identity_warmup"' --set seq2seq_rm.identity_warmup_steps=200 --output results/world_safety_identity_warmup
+	$(BIN) run $(WS) $(WS_CACHE) --set seq2seq_rm.reward_scaling='"mean"' --output results/world_safety_mean_scaling
+	$(BIN) run $(WS) $(WS_CACHE) --set seq2seq_rm.rule.r_match_after=0.1 --output results/world_safety_match_after
+	$(BIN) run $(WS) $(WS_CACHE) --set seq2seq_rm.rule.r_neg=-0.5 --output results/world_safety_strong_negative
+	$(BIN) run $(WS) --set 'data.world.correction="minimal_edit"' --output results/world_safety_minimal_edit
+	$(MAKE) figures
 
 # Re-render every results directory, then the paper's claim table over all of them.
 figures: build

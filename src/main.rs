@@ -44,6 +44,11 @@ enum Cmd {
         /// models beside another's PPO). The results are identical; only wall time changes.
         #[arg(long)]
         sequential: bool,
+        /// Folder of the stage cache (default: <output>/.cache). Point an ablation at its base
+        /// run's cache to reuse every stage whose key it does not change, e.g.
+        /// --cache results/world_safety/.cache --set seq2seq_rm.mixing="identity_only".
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
     /// Re-render metrics.csv, win_rates.csv, figures and REPORT.md from a results directory's CSVs
     /// (no training).
@@ -165,7 +170,7 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets, sequential } => {
+        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets, sequential, cache } => {
             if let Some(seeds) = seeds {
                 let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
                 sets.push(format!("experiment.seeds=[{}]", list.join(",")));
@@ -176,7 +181,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 }
             }
             let resolved = spec::load(&file, &profile, &sets)?;
-            let opts = runner::RunOptions { output, data_dir, device, sequential };
+            let opts = runner::RunOptions { output, data_dir, device, sequential, cache };
             runner::run(&resolved, &opts)?;
         }
         Cmd::Sample { checkpoint, prompts, max_new_tokens, batch, device } => {

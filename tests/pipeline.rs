@@ -21,7 +21,7 @@ fn smoke_with(experiment: &str, out: &Path, data: &Path, sets: &[&str], sequenti
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let file = format!("experiments/{experiment}.toml");
     let resolved = spec::load(Path::new(&file), "smoke", &sets).expect("spec loads");
-    let opts = RunOptions { output: Some(out.to_path_buf()), data_dir: Some(data.to_path_buf()), device: Some("cpu".into()), sequential };
+    let opts = RunOptions { output: Some(out.to_path_buf()), data_dir: Some(data.to_path_buf()), device: Some("cpu".into()), sequential, cache: None };
     run(&resolved, &opts).expect("smoke run succeeds");
 }
 
@@ -203,7 +203,7 @@ fn world_smoke_runs_are_judged_by_the_gold_and_gated() {
         assert_eq!(info["judge"], "gold", "{experiment}");
         assert!(!info["stage_seconds"].as_object().unwrap().contains_key("judge"), "{experiment}: a world trains no judge");
         let gates: Vec<String> = rows(&out.join("gates.csv")).iter().map(|r| r[3].to_string()).collect();
-        for g in ["sft_parse_rate", "scalar_rm_gold_accuracy", "seq2seq_copy_chosen", "seq2seq_diverges_on_rejected"] {
+        for g in ["sft_parse_rate", "scalar_rm_accuracy", "seq2seq_copy_chosen", "seq2seq_diverges_on_rejected"] {
             assert!(gates.iter().any(|x| x == g), "{experiment}: gate {g} missing from {gates:?}");
         }
         let spec = spec::load(Path::new(&format!("experiments/{experiment}.toml")), "smoke", &[]).unwrap().spec;

@@ -28,6 +28,7 @@ mod paper;
 mod rouge;
 mod stats;
 mod tables;
+mod worlds;
 
 pub use paper::write_paper;
 

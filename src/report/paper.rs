@@ -35,15 +35,15 @@ const AVERAGE_BOOT_SEED: u64 = 769;
 const LENGTH_STREAM_BASE: u64 = 2 << 32;
 
 /// One results directory with the tables `render` derives from it.
-struct Run {
-    name: String,
-    info: RunInfo,
-    gens: Vec<Generation>,
-    groups: Vec<Group>,
-    metrics: Vec<MetricRow>,
-    wins: Vec<WinRow>,
-    refusal: Vec<RefusalDiff>,
-    rm: Vec<RmSummary>,
+pub(super) struct Run {
+    pub(super) name: String,
+    pub(super) info: RunInfo,
+    pub(super) gens: Vec<Generation>,
+    pub(super) groups: Vec<Group>,
+    pub(super) metrics: Vec<MetricRow>,
+    pub(super) wins: Vec<WinRow>,
+    pub(super) refusal: Vec<RefusalDiff>,
+    pub(super) rm: Vec<RmSummary>,
 }
 
 impl Run {
@@ -190,6 +190,7 @@ fn render_paper(runs: &[Run]) -> String {
     length_claim(&mut o, runs, &primary);
     win_rate_claim(&mut o, runs, &primary);
     ood_claim(&mut o, runs, &primary);
+    super::worlds::section(&mut o, runs);
     caveat_section(&mut o, runs);
     o.push_str("## Regenerating\n\n```sh\ns2rm paper --results results --output results/PAPER.md\n# or\nmake figures\n```\n");
     o
@@ -335,7 +336,7 @@ fn length_facts(run: &Run, g: &Group) -> String {
 }
 
 /// Paired length difference of `a` minus `b` (a policy name, or `reference`) over `all` prompts.
-fn length_diff(run: &Run, g: &Group, a: &str, b: &str, stream: u64) -> (String, Verdict) {
+pub(super) fn length_diff(run: &Run, g: &Group, a: &str, b: &str, stream: u64) -> (String, Verdict) {
     let len = |r: &Generation| Some(r.length_tokens);
     let xa = pooled_per_prompt(&run.gens, g, a, ALL_SETS, len);
     // the reference's length, read off policy a's rows (every policy carries it)

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 
 /// Share of SFT answers that parse in the world's grammar.
 pub const SFT_PARSE_GOAL: f64 = 0.95;
-/// Held-out pair accuracy of the scalar RM against the gold order.
-pub const SCALAR_RM_GOAL: f64 = 0.75;
+/// Held-out pair accuracy of the scalar RM against the world's labels: it learned its data. (Not
+/// against the gold: where the labels carry a planted bias, learning the bias is the point.)
+pub const SCALAR_RM_GOAL: f64 = 0.6;
 /// Share of chosen-response tokens the seq2seq RM's argmax reproduces.
 pub const COPY_GOAL: f64 = 0.95;
 /// Share of rejected responses on which the seq2seq RM departs somewhere.
@@ -31,7 +32,7 @@ pub(super) fn measure(world: &World, g: &Gathered, seeds: &[u64]) -> Vec<Gate> {
         let mut gate = |name: &str, value: f64, goal: Option<f64>, what: &str| out.push(Gate { seed, gate: name.into(), value, goal, what: what.into() });
         gate("sft_parse_rate", parses / n, Some(SFT_PARSE_GOAL), "SFT answers to in-distribution eval prompts that parse in the world's grammar");
         gate("sft_gold_mean", gold, None, "mean gold score of those SFT answers");
-        gate("scalar_rm_gold_accuracy", rm(seed, "scalar_rm", "pair_accuracy"), Some(SCALAR_RM_GOAL), "scalar RM's held-out pair accuracy against the gold order");
+        gate("scalar_rm_accuracy", rm(seed, "scalar_rm", "pair_accuracy"), Some(SCALAR_RM_GOAL), "scalar RM's held-out pair accuracy against the world's labels (noise and planted bias included)");
         gate("seq2seq_copy_chosen", rm(seed, "seq2seq_rm", "token_copy_rate"), Some(COPY_GOAL), "seq2seq RM: share of chosen-response tokens its argmax reproduces (input: the chosen response)");
         gate("seq2seq_diverges_on_rejected", 1.0 - rm(seed, "seq2seq_rm", "copy_rate_rejected"), Some(DIVERGE_GOAL), "seq2seq RM: share of rejected responses it departs from (input: the rejected response)");
         gate("seq2seq_diverges_at_difference", rm(seed, "seq2seq_rm", "diverges_where_rejected_differs"), None, "seq2seq RM: share of rejected responses whose first divergence is where they first differ from the chosen one");

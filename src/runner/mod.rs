@@ -31,6 +31,9 @@ pub struct RunOptions {
     /// Run the stage graph on one worker (stages one after the other) instead of two. Same
     /// results; for timing comparisons.
     pub sequential: bool,
+    /// The stage cache's folder (default `<output>/.cache`): an ablation pointed at its base run's
+    /// cache reuses every stage whose key it leaves unchanged.
+    pub cache: Option<PathBuf>,
 }
 
 /// A stage of the graph: its name and seed (`experiment.base_seed` for the shared stages).
@@ -62,7 +65,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let probe = out.join(".write-test");
     std::fs::write(&probe, b"ok").with_context(|| format!("output directory {} is not writable", out.display()))?;
     let _ = std::fs::remove_file(&probe);
-    let cache_dir = out.join(".cache");
+    let cache_dir = opts.cache.clone().unwrap_or_else(|| out.join(".cache"));
     let sel = device::select(opts.device.as_deref().unwrap_or(&ex.device))?;
     eprintln!("device: {} — {}", sel.name, sel.reason);
     let table = stages::table(spec);

@@ -151,7 +151,7 @@ fn notes(spec: &Spec) -> Vec<String> {
     ];
     if spec.data.world.is_some() {
         // A world has no learned judge: its gold reward scores every answer.
-        notes[1] = "Judge: the world's gold reward, a program that parses each answer and scores it exactly (src/world/); no judge model is trained. Held-out reward-model pair accuracies are against the gold order. Competence gates (gates.csv) say whether the models can do the task; a failed gate makes every verdict inconclusive.".into();
+        notes[1] = "Judge: the world's gold reward, a program that parses each answer and scores it exactly (src/world/); no judge model is trained. Held-out reward-model pair accuracies are against the world's labels (with their noise and planted bias; run_info.json's world_label_stats says how often the labels agree with the gold). Competence gates (gates.csv) say whether the models can do the task; a failed gate makes every verdict inconclusive.".into();
     }
     notes
 }

@@ -114,7 +114,8 @@ pub struct Seq2seqRmSpec {
     pub warmup_steps: usize,
     pub grad_clip: f32,
     /// `one_to_one`: every batch mixes correction and identity examples 1:1;
-    /// `identity_warmup`: identity only for `identity_warmup_steps`, then 1:1.
+    /// `identity_warmup`: identity only for `identity_warmup_steps`, then 1:1; `identity_only` /
+    /// `correction_only`: one mapping alone (ablations).
     pub mixing: String,
     pub identity_warmup_steps: usize,
     pub rule: DivergenceRule,
@@ -617,8 +618,8 @@ pub fn validate(s: &Spec) -> Result<()> {
     }
     non_negative("scalar_rm.score_l2", s.scalar_rm.score_l2)?;
     non_negative("judge.score_l2", s.judge.score_l2)?;
-    if !["one_to_one", "identity_warmup"].contains(&s.seq2seq_rm.mixing.as_str()) {
-        bail!("`seq2seq_rm.mixing` must be `one_to_one` or `identity_warmup` (got `{}`)", s.seq2seq_rm.mixing);
+    if !["one_to_one", "identity_warmup", "identity_only", "correction_only"].contains(&s.seq2seq_rm.mixing.as_str()) {
+        bail!("`seq2seq_rm.mixing` must be `one_to_one`, `identity_warmup`, `identity_only` or `correction_only` (got `{}`)", s.seq2seq_rm.mixing);
     }
     if !["sum", "mean"].contains(&s.seq2seq_rm.reward_scaling.as_str()) {
         bail!("`seq2seq_rm.reward_scaling` must be `sum` or `mean` (got `{}`)", s.seq2seq_rm.reward_scaling);

@@ -1,9 +1,9 @@
 //! The data stage of a controlled world (`data.world`): the world is generated from its spec and
 //! split by prompt like real data; its gold reward replaces the learned judge.
 //!
-//! Held-out pairs (the eval split) are oriented by the gold, ties dropped, so that every reward
-//! model's held-out pair accuracy is its accuracy against the truth, not against the noisy labels
-//! it was trained on.
+//! Held-out pairs keep the world's labels (with their noise and planted bias), like real data: a
+//! reward model's held-out accuracy says whether it learned its data, and the gold-scored policies
+//! say what that data taught.
 
 use super::data::capped;
 use super::{Call, Corpus, Ctx, Out};
@@ -37,10 +37,7 @@ pub fn build(spec: &Spec, ws: &WorldSpec) -> Result<Corpus> {
     }
     let mut splits = BTreeMap::new();
     for (name, pairs) in &raw {
-        let mut kept = capped(pairs, d.max_pairs_per_split, seed ^ 0x9e37);
-        if name == "eval" {
-            kept = kept.into_iter().filter_map(|p| by_gold(&world, p)).collect();
-        }
+        let kept = capped(pairs, d.max_pairs_per_split, seed ^ 0x9e37);
         counts.insert(format!("split_{name}_pairs"), kept.len());
         splits.insert(name.clone(), kept);
     }
@@ -103,16 +100,4 @@ pub fn build(spec: &Spec, ws: &WorldSpec) -> Result<Corpus> {
         }
     }
     Ok(Corpus { splits, sft_rows, judge_pairs: Vec::new(), eval_prompts, references, docs, refusal_sanity, counts, world: Some(Arc::new(world)) })
-}
-
-/// The pair with the gold-better response as `chosen`; `None` on a gold tie.
-fn by_gold(world: &World, p: Preference) -> Option<Preference> {
-    let (c, r) = (world.gold(&p.prompt, &p.chosen).score, world.gold(&p.prompt, &p.rejected).score);
-    if c == r {
-        None
-    } else if c > r {
-        Some(p)
-    } else {
-        Some(Preference { chosen: p.rejected, rejected: p.chosen, ..p })
-    }
 }

@@ -250,7 +250,8 @@ pub fn scalar_rm(model: Lm, tpl: &Template, stage: &str, pairs: &[PairIds], max_
 }
 
 /// Seq2seq RM: sequence MLE on the correction mapping (prompt + rejected → chosen) and the
-/// identity mapping (prompt + chosen → chosen).
+/// identity mapping (prompt + chosen → chosen), mixed as `mixing` says (`one_to_one`,
+/// `identity_warmup`, or one mapping alone: `identity_only`, `correction_only`).
 #[allow(clippy::too_many_arguments)]
 pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, identity_warmup: usize, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
     if pairs.is_empty() {
@@ -258,8 +259,14 @@ pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, id
     }
     let mut sampler = Sampler::new(pairs.len(), seed);
     run_loop(model, "seq2seq_rm", cfg, |m, step| {
-        let identity_only = mixing == "identity_warmup" && step < identity_warmup;
-        let n_corr = if identity_only { 0 } else { bs / 2 };
+        // Correction examples per batch: half (1:1), none (identity only, or during the warm-up),
+        // or all of it (correction only; the ablations of the two mappings).
+        let n_corr = match mixing {
+            "identity_only" => 0,
+            "correction_only" => bs,
+            "identity_warmup" if step < identity_warmup => 0,
+            _ => bs / 2,
+        };
         let idx = sampler.next_batch(bs);
         let mut prefixes = Vec::with_capacity(bs);
         let mut conts = Vec::with_capacity(bs);

@@ -1,0 +1,82 @@
+//! The controlled-world section of `results/PAPER.md`: every directory judged by a world's gold
+//! reward (worlds, their null controls and ablations), one row each, with its competence gates and
+//! the paper's three claims measured exactly. Real-data directories never enter it, and worlds never
+//! enter the real-data averages (those read only the paper's experiment names).
+
+use super::gates::{failed, gated};
+use super::markdown::{cell, f3, headline, pct, refusal_headline, table, void_if_collapsed};
+use super::paper::{Run, length_diff};
+use super::tables::pooled_metric;
+use std::fmt::Write;
+
+/// Streams of the world length differences (after `paper.rs`'s real-data streams).
+const WORLD_LENGTH_STREAM: u64 = 3 << 32;
+
+pub(super) fn section(o: &mut String, runs: &[Run]) {
+    let worlds: Vec<(usize, &Run)> = runs.iter().enumerate().filter(|(_, r)| r.info.judge == "gold").collect();
+    if worlds.is_empty() {
+        return;
+    }
+    o.push_str("## Controlled worlds (gold reward, planted biases, controls)\n\n");
+    o.push_str(
+        "Synthetic versions of the experiments (`experiments/world_*.toml`, `src/world/`): a generated language \
+         whose gold reward is a program, so every answer is scored exactly (no judge model) and the bias the paper \
+         blames is planted on purpose — a refusal shortcut in the safety pairs, a length preference in the \
+         summarization labels — or left out (`null` controls). A verdict counts only where every competence gate \
+         passed on every seed; otherwise it is *inconclusive (gate failed)*. Win rates: gold score per prompt, ties \
+         ½, 95% bootstrap over prompts.\n\n",
+    );
+    let mut rows = Vec::new();
+    for (ri, run) in &worlds {
+        for g in &run.groups {
+            let gates = &run.info.gates;
+            let bad = failed(gates);
+            let gate_cell = if gates.is_empty() {
+                "not measured".to_string()
+            } else if bad.is_empty() {
+                "all pass".to_string()
+            } else {
+                format!("failed: {}", bad.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "))
+            };
+            let (win, wv) = headline(&run.wins, g);
+            let refusal = if pooled_metric(&run.metrics, g, "sft", "benign", "refusal_rate").is_some() {
+                let (text, v) = refusal_headline(&run.refusal, g, &run.metrics);
+                let rate = |p: &str| pooled_metric(&run.metrics, g, p, "benign", "refusal_rate").map_or("n/a".into(), pct);
+                format!("SFT {} → scalar {} / seq2seq {}; scalar − seq2seq {text} **{}**", rate("sft"), rate("ppo_scalar"), rate("ppo_seq2seq"), gated(v, gates).as_str())
+            } else {
+                "—".to_string()
+            };
+            let (len, lv) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", WORLD_LENGTH_STREAM + *ri as u64);
+            let (len, lv) = void_if_collapsed(len, lv, &run.metrics, g, "the length difference is not evidence");
+            let gold = |p: &str| pooled_metric(&run.metrics, g, p, "all", "judge_score_mean").map_or("n/a".into(), f3);
+            rows.push(vec![
+                format!("`{}`", cell(&run.name)),
+                format!("`{}` ({})", cell(&run.info.profile), run.info.seeds.len()),
+                gate_cell,
+                format!("{} / {} / {}", gold("sft"), gold("ppo_scalar"), gold("ppo_seq2seq")),
+                format!("{win} **{}**", gated(wv, gates).as_str()),
+                refusal,
+                format!("{len} **{}**", gated(lv, gates).as_str()),
+            ]);
+        }
+    }
+    table(
+        o,
+        &[
+            "Directory",
+            "Profile (seeds)",
+            "Gates",
+            "Mean gold: SFT / scalar / seq2seq",
+            "Win rate seq2seq vs scalar, all (> 50%)",
+            "Benign refusal (scalar − seq2seq > 0)",
+            "Length, scalar − seq2seq (> 0: scalar longer)",
+        ],
+        &rows,
+    );
+    let _ = writeln!(
+        o,
+        "Reading: a bias claim holds under control when it is *reproduced* in the planted world and the same \
+         difference is absent (*inconclusive* or *not reproduced*) in its `null` control. Verdicts void by a failed \
+         gate say nothing about the method; see each directory's `REPORT.md` for the gates' numbers.\n"
+    );
+}
