@@ -132,16 +132,7 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
     }
     counts.insert("judge_pairs".into(), judge_pairs.len());
 
-    // Pretraining / tokenizer corpus: text of the rm and policy splits and the SFT rows.
-    let mut docs: Vec<String> = Vec::new();
-    for name in ["rm", "policy"] {
-        for p in &splits[name] {
-            docs.push(format!("{}\n{}", p.prompt, p.chosen));
-            docs.push(format!("{}\n{}", p.prompt, p.rejected));
-        }
-    }
-    docs.extend(sft_rows.iter().map(|(p, r)| format!("{p}\n{r}")));
-    let docs = capped(&docs, d.max_corpus_docs, seed ^ 0xd0c5);
+    let docs = corpus_docs(Vec::new(), &splits, &sft_rows, d.max_corpus_docs, seed);
     counts.insert("corpus_docs".into(), docs.len());
 
     // Out-of-distribution sets: prompts of other datasets, pooled per set; a prompt some stage
@@ -176,4 +167,17 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
         counts.insert("eval_prompts_with_reference".into(), with);
     }
     Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, references, docs, refusal_sanity, counts, world: None })
+}
+
+/// The pretraining / tokenizer corpus: `extra` documents, then the text of the rm and policy splits
+/// (each pair's prompt with either response) and the SFT rows, capped at `cap` (0 = all).
+pub(super) fn corpus_docs(mut docs: Vec<String>, splits: &BTreeMap<String, Vec<Preference>>, sft_rows: &[(String, String)], cap: usize, seed: u64) -> Vec<String> {
+    for name in ["rm", "policy"] {
+        for p in &splits[name] {
+            docs.push(format!("{}\n{}", p.prompt, p.chosen));
+            docs.push(format!("{}\n{}", p.prompt, p.rejected));
+        }
+    }
+    docs.extend(sft_rows.iter().map(|(p, r)| format!("{p}\n{r}")));
+    capped(&docs, cap, seed ^ 0xd0c5)
 }

@@ -5,7 +5,7 @@
 //! reward model's held-out accuracy says whether it learned its data, and the gold-scored policies
 //! say what that data taught.
 
-use super::data::capped;
+use super::data::{capped, corpus_docs};
 use super::{Call, Corpus, Ctx, Out};
 use crate::data::{Preference, split_by_prompt};
 use crate::spec::Spec;
@@ -68,15 +68,7 @@ pub fn build(spec: &Spec, ws: &WorldSpec) -> Result<Corpus> {
     }
     counts.insert("sft_rows".into(), sft_rows.len());
 
-    let mut docs = world.corpus.clone();
-    for name in ["rm", "policy"] {
-        for p in &splits[name] {
-            docs.push(format!("{}\n{}", p.prompt, p.chosen));
-            docs.push(format!("{}\n{}", p.prompt, p.rejected));
-        }
-    }
-    docs.extend(sft_rows.iter().map(|(p, r)| format!("{p}\n{r}")));
-    let docs = capped(&docs, d.max_corpus_docs, seed ^ 0xd0c5);
+    let docs = corpus_docs(world.corpus.clone(), &splits, &sft_rows, d.max_corpus_docs, seed);
     counts.insert("corpus_docs".into(), docs.len());
 
     // Summaries are measured against the gold-best summary (length ratio, ROUGE-L).
