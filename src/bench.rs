@@ -168,7 +168,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         if opts.benchmarks.iter().any(|b| b == "train") {
             // Through the pretraining loop: `<bos>` + 127 tokens = 128 positions, 127 targets.
             let docs = random_rows(&mut rng, 64 * TRAIN_BATCH, TRAIN_SEQ - 1, v);
-            let loop_cfg = LoopCfg { steps: TRAIN_STEPS, lr: 1e-4, warmup_steps: 0, grad_clip: 1.0 };
+            let loop_cfg = LoopCfg { steps: TRAIN_STEPS, lr: 1e-4, warmup_steps: 0, grad_clip: 1.0, cosine: false };
             let mut model = cfg.init_seeded(&ad, 1);
             let mut seed = 0;
             let t = repeat(opts.warmup, opts.runs, || {

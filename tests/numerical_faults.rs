@@ -16,7 +16,7 @@ fn tiny(device: &Device) -> Lm {
 }
 
 fn cfg(steps: usize, lr: f64) -> LoopCfg {
-    LoopCfg { steps, lr, warmup_steps: 0, grad_clip: 1.0 }
+    LoopCfg { steps, lr, warmup_steps: 0, grad_clip: 1.0, cosine: false }
 }
 
 #[test]

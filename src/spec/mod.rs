@@ -89,6 +89,9 @@ pub struct TrainSpec {
     pub lr: f64,
     pub warmup_steps: usize,
     pub grad_clip: f32,
+    /// Decay the learning rate along a cosine to a tenth after the warm-up (default: constant).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cosine_decay: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,6 +193,10 @@ pub struct Resolved {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_true(b: &bool) -> bool {

@@ -258,7 +258,7 @@ pub(crate) fn own_leaves(model: &Lm) -> Lm {
 }
 
 pub(crate) fn loop_cfg(steps: usize, lr: f64, warmup_steps: usize, grad_clip: f32) -> crate::train::LoopCfg {
-    crate::train::LoopCfg { steps, lr, warmup_steps, grad_clip }
+    crate::train::LoopCfg { steps, lr, warmup_steps, grad_clip, cosine: false }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
     let pt = &ctx.spec.pretrain;
     let template = base.clone();
     let (base, log) = ctx.stages.stage(&ctx.timer, call.name, call.seed, &template, || {
-        crate::train::pretrain(base, &tokens.docs, mp + mr, pt.batch_size, &loop_cfg(pt.steps, pt.lr, pt.warmup_steps, pt.grad_clip), call.seed ^ 0x11, &ctx.ad)
+        crate::train::pretrain(base, &tokens.docs, mp + mr, pt.batch_size, &crate::train::LoopCfg { cosine: pt.cosine_decay, ..loop_cfg(pt.steps, pt.lr, pt.warmup_steps, pt.grad_clip) }, call.seed ^ 0x11, &ctx.ad)
     })?;
     Ok(Out::Base(Some(base), log, lm_params))
 }

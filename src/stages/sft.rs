@@ -9,7 +9,7 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
     let (mp, mr) = ctx.budgets();
     let s = &ctx.spec.sft;
     let (m, log) = ctx.stages.stage(&ctx.timer, call.name, call.seed, base, || {
-        crate::train::sft(own_leaves(base), &tokens.text.tpl, &tokens.sft_rows, mp, mr, s.batch_size, &loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip), call.seed ^ 0x22, &ctx.ad)
+        crate::train::sft(own_leaves(base), &tokens.text.tpl, &tokens.sft_rows, mp, mr, s.batch_size, &crate::train::LoopCfg { cosine: s.cosine_decay, ..loop_cfg(s.steps, s.lr, s.warmup_steps, s.grad_clip) }, call.seed ^ 0x22, &ctx.ad)
     })?;
     Ok(Out::Lm(Some(m), log, Vec::new()))
 }

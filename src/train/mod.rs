@@ -29,6 +29,9 @@ pub struct LoopCfg {
     pub lr: f64,
     pub warmup_steps: usize,
     pub grad_clip: f32,
+    /// After the warm-up, decay the rate along a cosine to a tenth of `lr` at the last step
+    /// (otherwise it stays constant).
+    pub cosine: bool,
 }
 
 /// Every progress bar of the process, so that two stages running at the same time draw one bar
@@ -54,13 +57,30 @@ pub fn progress(len: u64, label: &str) -> ProgressBar {
     pb
 }
 
-/// Linear warm-up, then constant.
+/// Linear warm-up, then constant (or, with `cosine`, a cosine decay to `lr / 10` at the last step).
 pub fn lr_at(cfg: &LoopCfg, step: usize) -> f64 {
-    if cfg.warmup_steps == 0 || step >= cfg.warmup_steps {
-        cfg.lr
-    } else {
-        cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64
+    if cfg.warmup_steps > 0 && step < cfg.warmup_steps {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup_steps as f64;
     }
+    if !cfg.cosine {
+        return cfg.lr;
+    }
+    let span = cfg.steps.saturating_sub(cfg.warmup_steps + 1).max(1) as f64;
+    let t = ((step - cfg.warmup_steps) as f64 / span).min(1.0);
+    cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+#[cfg(test)]
+#[test]
+fn lr_warms_up_then_stays_or_decays_along_a_cosine() {
+    // 12 steps: a warm-up step, then steps 1..=11 decay over t = 0, 0.1, ..., 1.
+    let c = LoopCfg { steps: 12, lr: 1.0, warmup_steps: 1, grad_clip: 1.0, cosine: false };
+    assert_eq!((lr_at(&c, 0), lr_at(&c, 5), lr_at(&c, 11)), (1.0, 1.0, 1.0));
+    let c = LoopCfg { cosine: true, ..c };
+    assert_eq!(lr_at(&c, 0), 1.0, "warm-up step");
+    assert!((lr_at(&c, 1) - 1.0).abs() < 1e-12, "decay starts at lr");
+    assert!((lr_at(&c, 6) - 0.55).abs() < 1e-12, "halfway: 0.1 + 0.9 / 2");
+    assert!((lr_at(&c, 11) - 0.1).abs() < 1e-12, "last step: lr / 10");
 }
 
 /// Adam with per-parameter gradient-norm clipping (burn's `GradientClipping::Norm`): what

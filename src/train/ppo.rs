@@ -408,7 +408,7 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
     let reference = inp.sft.valid();
     let mut policy = inp.sft.valid().train();
     let mut optim = adam(cfg.grad_clip);
-    let loop_cfg = LoopCfg { steps: cfg.steps, lr: cfg.lr, warmup_steps: 0, grad_clip: cfg.grad_clip };
+    let loop_cfg = LoopCfg { steps: cfg.steps, lr: cfg.lr, warmup_steps: 0, grad_clip: cfg.grad_clip, cosine: false };
     let mut prompt_sampler = Sampler::new(inp.prompts.len(), inp.seed ^ 0x5050_5050);
     let mut mb_rng = SplitMix64::derive(inp.seed, 0x4d42);
     let gen_cfg = GenConfig { max_new_tokens: cfg.max_new_tokens, eos: inp.text.tpl.eos, pad: PAD, greedy: false };
