@@ -5,7 +5,7 @@
 //! The runner measures them (`runner::gates`, in a controlled world where the gold reward says
 //! what "can do the task" means) and stores them in `run_info.json`; this module renders them.
 
-use super::markdown::{f3, table};
+use super::markdown::{f3, pct, table};
 use super::stats::Verdict;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -84,6 +84,27 @@ pub fn section(gates: &[Gate]) -> String {
         ));
     }
     o
+}
+
+/// One paragraph on a world's generated preference data: the planted knobs as measured.
+pub fn world_data(stats: &BTreeMap<String, f64>) -> String {
+    if stats.is_empty() {
+        return String::new();
+    }
+    let get = |k: &str| stats.get(k).copied().unwrap_or(f64::NAN);
+    format!(
+        "**The world's preference data** ({} pairs): {} of pairs on harmful prompts; a refusal is chosen in {} of the \
+         pairs that hold one; {} of benign pairs hold a refusal; the longer response is chosen in {} of pairs of \
+         unequal length ({} of labels planted by the length preference); the label agrees with the gold in {} of \
+         pairs of unequal gold.\n\n",
+        get("n_pairs"),
+        pct(get("harmful_share")),
+        pct(get("refusal_chosen_given_refusal")),
+        pct(get("benign_refusal_share")),
+        pct(get("longer_chosen_share")),
+        pct(get("planted_share")),
+        pct(get("gold_agreement")),
+    )
 }
 
 #[cfg(test)]

@@ -155,6 +155,8 @@ pub struct RunInfo {
     pub judge: String,
     /// Competence gates (measured in controlled worlds).
     pub gates: Vec<super::gates::Gate>,
+    /// What the generated preference data of a world looks like (the planted knobs, measured).
+    pub world_label_stats: BTreeMap<String, f64>,
 }
 
 impl Default for RunInfo {
@@ -175,6 +177,7 @@ impl Default for RunInfo {
             spec_file: String::new(),
             judge: String::new(),
             gates: Vec::new(),
+            world_label_stats: BTreeMap::new(),
         }
     }
 }

@@ -209,7 +209,27 @@ pub const WEAK_JUDGE_ACCURACY: f64 = 0.6;
 pub fn caveats(d: &ReportData, g: &Group) -> Vec<String> {
     let mut out = policy_caveats(d, g);
     out.extend(judge_caveat(d, g));
+    out.extend(length_reward_caveat(d, g));
     out
+}
+
+/// A seq2seq RM that copies rejected responses almost as faithfully as chosen ones pays `r_pos` for
+/// nearly every token of any answer: the divergence rule then rewards length.
+pub const COPIES_BOTH_RATIO: f64 = 0.9;
+
+/// The caveat about a seq2seq RM whose rejected-input copy rate is close to its chosen-input one.
+pub fn length_reward_caveat(d: &ReportData, g: &Group) -> Option<String> {
+    let sfx = if d.groups.len() > 1 { format!(" [{}]", g.size) } else { String::new() };
+    let of = |metric: &str| d.rm.iter().find(|r| &r.group == g && r.model == "seq2seq_rm" && r.metric == metric).map(|r| r.mean);
+    let (chosen, rejected) = (of("token_copy_rate")?, of("token_copy_rate_rejected")?);
+    (chosen >= 0.5 && rejected >= COPIES_BOTH_RATIO * chosen).then(|| {
+        format!(
+            "The seq2seq RM{sfx} copies rejected responses almost as faithfully as chosen ones ({} of rejected-response \
+             tokens against {} of chosen ones): the divergence rule is rewarding length, not quality.",
+            pct(rejected),
+            pct(chosen)
+        )
+    })
 }
 
 /// The caveats about the policies themselves: collapse, and a judge that prefers the collapse.
@@ -311,6 +331,7 @@ pub fn render_markdown(d: &ReportData) -> String {
     }
     o.push_str("\n\n");
     o.push_str(&super::gates::section(&info.gates));
+    o.push_str(&super::gates::world_data(&info.world_label_stats));
 
     // ---- claim vs measurement
     o.push_str("## Claim vs measurement\n\n");
@@ -808,5 +829,12 @@ mod tests {
         let rm = vec![judge(0.7)];
         let d = ReportData { metrics: &healthy, rm: &rm, ..d };
         assert!(caveats(&d, &g).is_empty());
+        // A seq2seq RM that copies rejected responses about as well as chosen ones rewards length.
+        let copy = |metric: &str, mean: f64| RmSummary { group: g.clone(), model: "seq2seq_rm".into(), metric: metric.into(), mean, per_seed: Default::default() };
+        let both = vec![judge(0.7), copy("token_copy_rate", 0.97), copy("token_copy_rate_rejected", 0.92)];
+        let c = caveats(&ReportData { rm: &both, ..d }, &g);
+        assert!(c.len() == 1 && c[0].contains("rewarding length") && c[0].contains("92.0%"), "{c:?}");
+        let departs = vec![judge(0.7), copy("token_copy_rate", 0.97), copy("token_copy_rate_rejected", 0.55)];
+        assert!(caveats(&ReportData { rm: &departs, ..d }, &g).is_empty());
     }
 }

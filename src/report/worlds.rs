@@ -6,6 +6,7 @@
 use super::gates::{failed, gated};
 use super::markdown::{cell, f3, headline, pct, refusal_headline, table, void_if_collapsed};
 use super::paper::{Run, length_diff};
+use super::stats::Verdict;
 use super::tables::pooled_metric;
 use std::fmt::Write;
 
@@ -73,10 +74,80 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
         ],
         &rows,
     );
+    claims_under_control(o, runs);
     let _ = writeln!(
         o,
         "Reading: a bias claim holds under control when it is *reproduced* in the planted world and the same \
          difference is absent (*inconclusive* or *not reproduced*) in its `null` control. Verdicts void by a failed \
          gate say nothing about the method; see each directory's `REPORT.md` for the gates' numbers.\n"
     );
+}
+
+/// The verdict of one claim in one world directory, gated by its competence gates.
+fn claim_verdict(run: &Run, claim: Claim, stream: u64) -> Option<Verdict> {
+    let g = run.groups.first()?;
+    let v = match claim {
+        Claim::Refusal => {
+            pooled_metric(&run.metrics, g, "sft", "benign", "refusal_rate")?;
+            refusal_headline(&run.refusal, g, &run.metrics).1
+        }
+        Claim::Length => {
+            let (t, v) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", stream);
+            void_if_collapsed(t, v, &run.metrics, g, "").1
+        }
+        Claim::WinRate => headline(&run.wins, g).1,
+    };
+    Some(gated(v, &run.info.gates))
+}
+
+#[derive(Clone, Copy)]
+enum Claim {
+    Refusal,
+    Length,
+    WinRate,
+}
+
+/// One sentence per (world, claim): does the claim hold under control? It holds when it is
+/// reproduced in the planted world (profile `default`) and not in its `null` control.
+pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
+    let mut lines = Vec::new();
+    let experiments: std::collections::BTreeSet<&str> =
+        runs.iter().filter(|r| r.info.judge == "gold").map(|r| r.info.experiment.as_str()).collect();
+    for e in experiments {
+        let of = |profile: &str| runs.iter().enumerate().find(|(_, r)| r.info.judge == "gold" && r.info.experiment == e && r.info.profile == profile && r.name == dir_of(e, profile));
+        let Some((pi, planted)) = of("default") else { continue };
+        let null = of("null");
+        for (claim, what) in [
+            (Claim::Refusal, "the scalar-RM policy refuses benign prompts more than the seq2seq-RM policy (refusal-to-response)"),
+            (Claim::Length, "the scalar-RM policy answers longer than the seq2seq-RM policy (long-response bias)"),
+            (Claim::WinRate, "the seq2seq-RM policy wins against the scalar-RM policy (gold win rate > 50%)"),
+        ] {
+            let Some(pv) = claim_verdict(planted, claim, WORLD_LENGTH_STREAM + pi as u64) else { continue };
+            let nv = null.and_then(|(ni, n)| claim_verdict(n, claim, WORLD_LENGTH_STREAM + ni as u64));
+            let control = match nv {
+                Some(v) => format!("null control: **{}**", v.as_str()),
+                None => "no null control run".to_string(),
+            };
+            let outcome = match (pv, nv) {
+                (Verdict::Reproduced, Some(Verdict::Inconclusive | Verdict::NotReproduced)) => "**holds under control**",
+                (Verdict::Reproduced, Some(Verdict::Reproduced)) => "reproduced, but also without the planted bias: not attributable to it",
+                (Verdict::Reproduced, _) => "reproduced in the planted world (no usable control)",
+                (Verdict::NotReproduced, _) => "**does not hold** here (the interval lies on the other side)",
+                _ => "inconclusive",
+            };
+            lines.push(format!("- `{e}`: {what} — planted world: **{}**, {control}: {outcome}.", pv.as_str()));
+        }
+    }
+    if !lines.is_empty() {
+        o.push_str("### Which claims hold under control\n\n");
+        for l in lines {
+            let _ = writeln!(o, "{l}");
+        }
+        o.push('\n');
+    }
+}
+
+/// The directory `make reproduce-worlds` writes a world's profile to.
+fn dir_of(experiment: &str, profile: &str) -> String {
+    if profile == "default" { experiment.to_string() } else { format!("{experiment}_{profile}") }
 }
