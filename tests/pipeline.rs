@@ -126,6 +126,12 @@ fn a_seq2seq_rm_change_retrains_only_the_seq2seq_arm() {
     assert!(loaded(&out).is_empty(), "a first run loads nothing");
     smoke(&out, &data, &["seq2seq_rm.steps=5"]);
     assert_eq!(loaded(&out), ["judge/0", "ppo_scalar/1", "ppo_scalar/2", "pretrain/0", "scalar_rm/1", "scalar_rm/2", "sft/0"]);
+    // The reused stages give what a fresh run of the ablation computes.
+    let fresh = tmp.path().join("fresh");
+    smoke(&fresh, &data, &["seq2seq_rm.steps=5"]);
+    for f in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "win_rates.csv"] {
+        assert!(std::fs::read(out.join(f)).unwrap() == std::fs::read(fresh.join(f)).unwrap(), "{f}: the ablation rerun differs from a fresh run");
+    }
 }
 
 /// Column index of `name` in a CSV file's header.

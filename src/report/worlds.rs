@@ -47,8 +47,14 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
             } else {
                 "—".to_string()
             };
-            let (len, lv) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", WORLD_LENGTH_STREAM + *ri as u64);
-            let (len, lv) = void_if_collapsed(len, lv, &run.metrics, g, "the length difference is not evidence");
+            // The length claim is the summarization world's (a safety world's refusals are short by nature).
+            let length = if is_summary(run) {
+                let (len, lv) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", WORLD_LENGTH_STREAM + *ri as u64);
+                let (len, lv) = void_if_collapsed(len, lv, &run.metrics, g, "the length difference is not evidence");
+                format!("{len} **{}**", gated(lv, gates).as_str())
+            } else {
+                "—".to_string()
+            };
             let gold = |p: &str| pooled_metric(&run.metrics, g, p, "all", "judge_score_mean").map_or("n/a".into(), f3);
             rows.push(vec![
                 format!("`{}`", cell(&run.name)),
@@ -57,7 +63,7 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
                 format!("{} / {} / {}", gold("sft"), gold("ppo_scalar"), gold("ppo_seq2seq")),
                 format!("{win} **{}**", gated(wv, gates).as_str()),
                 refusal,
-                format!("{len} **{}**", gated(lv, gates).as_str()),
+                length,
             ]);
         }
     }
@@ -92,6 +98,9 @@ fn claim_verdict(run: &Run, claim: Claim, stream: u64) -> Option<Verdict> {
             refusal_headline(&run.refusal, g, &run.metrics).1
         }
         Claim::Length => {
+            if !is_summary(run) {
+                return None;
+            }
             let (t, v) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", stream);
             void_if_collapsed(t, v, &run.metrics, g, "").1
         }
@@ -124,10 +133,14 @@ pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
         ] {
             let Some(pv) = claim_verdict(planted, claim, WORLD_LENGTH_STREAM + pi as u64) else { continue };
             let nv = null.and_then(|(ni, n)| claim_verdict(n, claim, WORLD_LENGTH_STREAM + ni as u64));
+            let null_failed = null.map(|(_, n)| failed(&n.info.gates)).unwrap_or_default();
             let control = match nv {
-                Some(v) => format!("null control: **{}**", v.as_str()),
+                Some(v) if null_failed.is_empty() => format!("null control: **{}**", v.as_str()),
+                Some(_) => format!("null control: gate(s) {} failed, so it controls nothing", null_failed.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")),
                 None => "no null control run".to_string(),
             };
+            // A null control that failed its gates is no control at all.
+            let nv = if null_failed.is_empty() { nv } else { None };
             let outcome = match (pv, nv) {
                 (Verdict::Reproduced, Some(Verdict::Inconclusive | Verdict::NotReproduced)) => "**holds under control**",
                 (Verdict::Reproduced, Some(Verdict::Reproduced)) => "reproduced, but also without the planted bias: not attributable to it",
@@ -150,4 +163,9 @@ pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
 /// The directory `make reproduce-worlds` writes a world's profile to.
 fn dir_of(experiment: &str, profile: &str) -> String {
     if profile == "default" { experiment.to_string() } else { format!("{experiment}_{profile}") }
+}
+
+/// A summarization world (its in-distribution prompt set is `summary`).
+fn is_summary(run: &Run) -> bool {
+    run.gens.iter().any(|g| g.prompt_set == "summary")
 }
