@@ -227,5 +227,11 @@ fn world_smoke_runs_are_judged_by_the_gold_and_gated() {
             let gold = world.gold(prompt, &r[resp]).score;
             assert_eq!(r[score].parse::<f64>().unwrap(), gold, "{experiment}: judge score of {:?} is not its gold", &r[resp]);
         }
+        // Deterministic, on one worker as on two.
+        let again = tmp.path().join(format!("{experiment}_again"));
+        smoke_with(experiment, &again, &data, &["experiment.seeds=[1]"], true);
+        for f in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "gates.csv", "win_rates.csv"] {
+            assert!(std::fs::read(out.join(f)).unwrap() == std::fs::read(again.join(f)).unwrap(), "{experiment}: {f} differs between two runs");
+        }
     }
 }
