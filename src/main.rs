@@ -114,6 +114,10 @@ enum Cmd {
         /// Spec files.
         #[arg(required = true)]
         specs: Vec<PathBuf>,
+        /// Also print each profile's stage table: every stage, shared or per seed, what it reads
+        /// and the spec fields of its cache key (see README, "Adding a stage").
+        #[arg(long)]
+        stages: bool,
     },
 }
 
@@ -212,14 +216,21 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Bench { presets, benchmarks, runs, warmup, device, output, ppo_spec } => {
             s2rm::bench::run(&s2rm::bench::BenchOptions { presets, benchmarks, runs, warmup, device, output, ppo_spec })?;
         }
-        Cmd::Validate { specs } => {
+        Cmd::Validate { specs, stages } => {
             for file in specs {
                 // `default` first: an unusable spec is reported as such, not as a missing profile.
                 let profiles = spec::defined_profiles(&file);
+                let mut tables = Vec::new();
                 for profile in &profiles {
-                    spec::load(&file, profile, &[])?;
+                    let r = spec::load(&file, profile, &[])?;
+                    tables.push((profile.clone(), s2rm::stages::describe(&s2rm::stages::table(&r.spec))));
                 }
                 println!("{}: ok (profiles {})", file.display(), profiles.join(", "));
+                if stages {
+                    for (profile, t) in tables {
+                        println!("\nprofile {profile}:\n{t}");
+                    }
+                }
             }
         }
     }
