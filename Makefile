@@ -73,6 +73,7 @@ reproduce-worlds: build
 	$(BIN) run $(WS) $(WS_CACHE) --set seq2seq_rm.reward_scaling='"mean"' --output results/world_safety_mean_scaling
 	$(BIN) run $(WS) $(WS_CACHE) --set seq2seq_rm.rule.r_match_after=0.1 --output results/world_safety_match_after
 	$(BIN) run $(WS) $(WS_CACHE) --set seq2seq_rm.rule.r_neg=-0.5 --output results/world_safety_strong_negative
+	$(BIN) run $(WS) $(WS_CACHE) --set seq2seq_rm.rule.r_pos=0.3 --output results/world_safety_strong_positive
 	$(BIN) run $(WS) --set 'data.world.correction="minimal_edit"' --output results/world_safety_minimal_edit
 	$(MAKE) figures
 
