@@ -7,7 +7,7 @@ use super::gates::{failed, gated};
 use super::markdown::{cell, f3, headline, pct, refusal_headline, table, void_if_collapsed};
 use super::paper::{Run, length_diff};
 use super::stats::Verdict;
-use super::tables::pooled_metric;
+use super::tables::{Group, pooled_metric};
 use std::fmt::Write;
 
 /// Streams of the world length differences (after `paper.rs`'s real-data streams).
@@ -39,29 +39,22 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
             } else {
                 format!("failed: {}", bad.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "))
             };
-            let (win, wv) = headline(&run.wins, g);
-            let refusal = if pooled_metric(&run.metrics, g, "sft", "benign", "refusal_rate").is_some() {
-                let (text, v) = refusal_headline(&run.refusal, g, &run.metrics);
-                let rate = |p: &str| pooled_metric(&run.metrics, g, p, "benign", "refusal_rate").map_or("n/a".into(), pct);
-                format!("SFT {} → scalar {} / seq2seq {}; scalar − seq2seq {text} **{}**", rate("sft"), rate("ppo_scalar"), rate("ppo_seq2seq"), gated(v, gates).as_str())
-            } else {
-                "—".to_string()
+            let c = claims(run, g, *ri);
+            let refusal = match &c.refusal {
+                Some((text, v)) => {
+                    let rate = |p: &str| pooled_metric(&run.metrics, g, p, "benign", "refusal_rate").map_or("n/a".into(), pct);
+                    format!("SFT {} → scalar {} / seq2seq {}; scalar − seq2seq {text} **{}**", rate("sft"), rate("ppo_scalar"), rate("ppo_seq2seq"), v.as_str())
+                }
+                None => "—".to_string(),
             };
-            // The length claim is the summarization world's (a safety world's refusals are short by nature).
-            let length = if is_summary(run) {
-                let (len, lv) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", WORLD_LENGTH_STREAM + *ri as u64);
-                let (len, lv) = void_if_collapsed(len, lv, &run.metrics, g, "the length difference is not evidence");
-                format!("{len} **{}**", gated(lv, gates).as_str())
-            } else {
-                "—".to_string()
-            };
+            let length = c.length.as_ref().map_or("—".to_string(), |(len, v)| format!("{len} **{}**", v.as_str()));
             let gold = |p: &str| pooled_metric(&run.metrics, g, p, "all", "judge_score_mean").map_or("n/a".into(), f3);
             rows.push(vec![
                 format!("`{}`", cell(&run.name)),
                 format!("`{}` ({})", cell(&run.info.profile), run.info.seeds.len()),
                 gate_cell,
                 format!("{} / {} / {}", gold("sft"), gold("ppo_scalar"), gold("ppo_seq2seq")),
-                format!("{win} **{}**", gated(wv, gates).as_str()),
+                format!("{} **{}**", c.win.0, c.win.1.as_str()),
                 refusal,
                 length,
             ]);
@@ -89,24 +82,35 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
     );
 }
 
-/// The verdict of one claim in one world directory, gated by its competence gates.
-fn claim_verdict(run: &Run, claim: Claim, stream: u64) -> Option<Verdict> {
-    let g = run.groups.first()?;
-    let v = match claim {
-        Claim::Refusal => {
-            pooled_metric(&run.metrics, g, "sft", "benign", "refusal_rate")?;
-            refusal_headline(&run.refusal, g, &run.metrics).1
+/// One world directory's three claims for group `g`, each its text and its verdict gated by the
+/// directory's competence gates; `None` where a claim does not apply (the refusal claim needs benign
+/// prompts; the length claim is the summarization world's, since a safety world's refusals are
+/// short by nature). `ri` picks the run's bootstrap stream for the length difference.
+struct Claims {
+    win: (String, Verdict),
+    refusal: Option<(String, Verdict)>,
+    length: Option<(String, Verdict)>,
+}
+
+fn claims(run: &Run, g: &Group, ri: usize) -> Claims {
+    let gate = |(text, v): (String, Verdict)| (text, gated(v, &run.info.gates));
+    let refusal = pooled_metric(&run.metrics, g, "sft", "benign", "refusal_rate").map(|_| gate(refusal_headline(&run.refusal, g, &run.metrics)));
+    let length = is_summary(run).then(|| {
+        let (len, v) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", WORLD_LENGTH_STREAM + ri as u64);
+        gate(void_if_collapsed(len, v, &run.metrics, g, "the length difference is not evidence"))
+    });
+    Claims { win: gate(headline(&run.wins, g)), refusal, length }
+}
+
+impl Claims {
+    /// The gated verdict of `claim`, if it applies.
+    fn verdict(&self, claim: Claim) -> Option<Verdict> {
+        match claim {
+            Claim::Refusal => self.refusal.as_ref().map(|c| c.1),
+            Claim::Length => self.length.as_ref().map(|c| c.1),
+            Claim::WinRate => Some(self.win.1),
         }
-        Claim::Length => {
-            if !is_summary(run) {
-                return None;
-            }
-            let (t, v) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", stream);
-            void_if_collapsed(t, v, &run.metrics, g, "").1
-        }
-        Claim::WinRate => headline(&run.wins, g).1,
-    };
-    Some(gated(v, &run.info.gates))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -125,14 +129,17 @@ pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
     for e in experiments {
         let of = |profile: &str| runs.iter().enumerate().find(|(_, r)| r.info.judge == "gold" && r.info.experiment == e && r.info.profile == profile && r.name == dir_of(e, profile));
         let Some((pi, planted)) = of("default") else { continue };
+        let Some(g) = planted.groups.first() else { continue };
+        let planted_claims = claims(planted, g, pi);
         let null = of("null");
+        let null_claims = null.and_then(|(ni, n)| Some(claims(n, n.groups.first()?, ni)));
         for (claim, what) in [
             (Claim::Refusal, "the scalar-RM policy refuses benign prompts more than the seq2seq-RM policy (refusal-to-response)"),
             (Claim::Length, "the scalar-RM policy answers longer than the seq2seq-RM policy (long-response bias)"),
             (Claim::WinRate, "the seq2seq-RM policy wins against the scalar-RM policy (gold win rate > 50%)"),
         ] {
-            let Some(pv) = claim_verdict(planted, claim, WORLD_LENGTH_STREAM + pi as u64) else { continue };
-            let nv = null.and_then(|(ni, n)| claim_verdict(n, claim, WORLD_LENGTH_STREAM + ni as u64));
+            let Some(pv) = planted_claims.verdict(claim) else { continue };
+            let nv = null_claims.as_ref().and_then(|c| c.verdict(claim));
             let null_failed = null.map(|(_, n)| failed(&n.info.gates)).unwrap_or_default();
             let control = match nv {
                 Some(v) if null_failed.is_empty() => format!("null control: **{}**", v.as_str()),
