@@ -223,13 +223,13 @@ fn real_main(cli: Cli) -> Result<()> {
                 let mut tables = Vec::new();
                 for profile in &profiles {
                     let r = spec::load(&file, profile, &[])?;
-                    tables.push((profile.clone(), s2rm::stages::describe(&s2rm::stages::table(&r.spec))));
+                    if stages {
+                        tables.push((profile.clone(), s2rm::stages::describe(&s2rm::stages::table(&r.spec))));
+                    }
                 }
                 println!("{}: ok (profiles {})", file.display(), profiles.join(", "));
-                if stages {
-                    for (profile, t) in tables {
-                        println!("\nprofile {profile}:\n{t}");
-                    }
+                for (profile, t) in tables {
+                    println!("\nprofile {profile}:\n{t}");
                 }
             }
         }

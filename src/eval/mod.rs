@@ -65,18 +65,18 @@ pub fn answer(ctx: &EvalCtx, policy_name: &str, policy: &Lm, prompts: &[EvalProm
             .map(|p| SplitMix64::derive(seed ^ set_salt(&p.set), p.id as u64).next_u64())
             .collect();
         let out = generate(policy, &prefixes, &seeds, &cfg, ctx.device);
-        let raw: Vec<Vec<u32>> = chunk.iter().map(|p| p.ids.clone()).collect();
-        let scores = match ctx.judge {
-            Judge::Model(judge) => scalar_scores(judge, &ctx.text.tpl, &raw, &out.tokens, ctx.max_prompt, ctx.device),
-            Judge::Gold(_) => vec![0.0; chunk.len()],
+        let responses: Vec<String> = out.tokens.iter().map(|t| ctx.text.decode(t)).collect();
+        let judged: Vec<(bool, f32)> = match ctx.judge {
+            Judge::Model(judge) => {
+                let raw: Vec<Vec<u32>> = chunk.iter().map(|p| p.ids.clone()).collect();
+                let scores = scalar_scores(judge, &ctx.text.tpl, &raw, &out.tokens, ctx.max_prompt, ctx.device);
+                responses.iter().zip(scores).map(|(r, s)| (ctx.refusal.is_refusal(r), s)).collect()
+            }
+            // The world knows its refusals exactly, and its gold is the judge.
+            Judge::Gold(w) => chunk.iter().zip(&responses).map(|(p, r)| (w.is_refusal(r), w.gold(&p.text, r).score as f32)).collect(),
         };
-        for (k, p) in chunk.iter().enumerate() {
-            let response = ctx.text.decode(&out.tokens[k]);
-            let (refused, judge_score) = match ctx.judge {
-                Judge::Model(_) => (ctx.refusal.is_refusal(&response), scores[k]),
-                // The world knows its refusals exactly, and its gold is the judge.
-                Judge::Gold(w) => (w.is_refusal(&response), w.gold(&p.text, &response).score as f32),
-            };
+        for (k, (p, response)) in chunk.iter().zip(responses).enumerate() {
+            let (refused, judge_score) = judged[k];
             rows.push(GenRow {
                 policy: policy_name.to_string(),
                 set: p.set.clone(),

@@ -71,7 +71,6 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let table = stages::table(spec);
     let ctx = Ctx {
         spec,
-        sel: &sel,
         dev: sel.device.clone(),
         ad: sel.device.clone().autodiff(),
         data_dir: opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(&ex.data_dir)),

@@ -18,7 +18,7 @@ use crate::util::sha256_hex;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -179,10 +179,6 @@ impl StageCache {
             self.clear_checkpoints(stage, seed);
             Ok(out)
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

@@ -18,7 +18,8 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
     };
     let ectx = EvalCtx { judge, text: &tokens.text, refusal: &ctx.refusal, max_prompt: mp, max_new_tokens: ctx.spec.eval.max_new_tokens, batch: 32, device: &ctx.dev };
     let sft = i[1].lm().valid();
-    let policies = [("sft", &sft), (super::PPO_RUNS[0].0, i[3].lm()), (super::PPO_RUNS[1].0, i[4].lm())];
+    // Named as the table names the PPO stages this stage reads.
+    let policies = [("sft", &sft), ("ppo_scalar", i[3].lm()), ("ppo_seq2seq", i[4].lm())];
     ctx.timer.time(call.name, Some(call.seed), || {
         Ok(Out::Eval(policies.into_iter().flat_map(|(name, policy)| eval::answer(&ectx, name, policy, &tokens.eval_prompts, call.seed)).collect()))
     })

@@ -25,7 +25,6 @@ pub use data::{Corpus, build_corpus};
 pub use tokenize::Tokens;
 
 use crate::data::{Manifest, RefusalDetector};
-use crate::device::Selected;
 use crate::eval::GenRow;
 use crate::model::Lm;
 use crate::pretrained::Checkpoint;
@@ -140,9 +139,6 @@ pub fn table(spec: &Spec) -> Vec<Stage> {
     t
 }
 
-/// The two PPO runs of a seed, each with the reward-model stage it reads.
-pub const PPO_RUNS: [(&str, &str); 2] = [("ppo_scalar", "scalar_rm"), ("ppo_seq2seq", "seq2seq_rm")];
-
 /// The table as text, one stage a line: what the table test pins and `s2rm validate` can show.
 pub fn describe(table: &[Stage]) -> String {
     let mut out = String::new();
@@ -160,7 +156,6 @@ pub fn describe(table: &[Stage]) -> String {
 /// What a run's stages share: the spec, the device, the data files, the caches and the timer.
 pub struct Ctx<'a> {
     pub spec: &'a Spec,
-    pub sel: &'a Selected,
     /// The device without and with autodiff.
     pub dev: Device,
     pub ad: Device,
