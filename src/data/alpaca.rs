@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::Path;
 
 use super::formats::{json_array, str_field};
-use super::manifest::{Manifest, read_verified, resolve};
+use super::manifest::{Manifest, read_labelled};
 
 /// AlpacaEval `outputs.json` instructions in file order; `drop_helpful_base` drops the rows with
 /// `dataset == "helpful_base"` (they come from HH-RLHF, so they are not out of distribution for a
@@ -24,8 +24,7 @@ pub fn load_alpaca_prompts(
             entry.format
         );
     }
-    let bytes = read_verified(manifest, data_dir, id)?;
-    let label = resolve(data_dir, &entry.file).display().to_string();
+    let (bytes, label) = read_labelled(manifest, data_dir, id)?;
     let file = label.as_str();
     let context = || format!("dataset `{id}` (format {})", entry.format);
     let mut out = Vec::new();

@@ -170,6 +170,12 @@ pub(super) fn resolve(data_dir: &Path, file: &str) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
+/// [`read_verified`] for a reader: the bytes and the file's path as its messages name it.
+pub(super) fn read_labelled(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<(Vec<u8>, String)> {
+    let bytes = read_verified(manifest, data_dir, id)?;
+    Ok((bytes, resolve(data_dir, &manifest.get(id)?.file).display().to_string()))
+}
+
 /// Resolves and verifies a file: a missing file or a checksum mismatch is an error naming the
 /// file. Returns the bytes.
 pub fn read_verified(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Vec<u8>> {

@@ -39,7 +39,7 @@ pub use manifest::{DatasetEntry, Manifest, read_verified};
 pub use refusal::RefusalDetector;
 pub use split::split_by_prompt;
 
-use manifest::resolve;
+use manifest::read_labelled;
 
 /// Default data dir, relative to the repo root.
 pub const DEFAULT_DATA_DIR: &str = "../shared/datasets";
@@ -155,8 +155,7 @@ pub fn load_preferences_report(
     single_turn_only: bool,
 ) -> Result<(Vec<Preference>, LoadReport)> {
     let entry = manifest.get(id)?;
-    let bytes = read_verified(manifest, data_dir, id)?;
-    let label = resolve(data_dir, &entry.file).display().to_string();
+    let (bytes, label) = read_labelled(manifest, data_dir, id)?;
     let file = label.as_str();
     let mut sink = PairSink {
         source: &entry.id,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::path::Path;
 
 use super::formats::{json_array, str_field};
-use super::manifest::{Manifest, read_verified, resolve};
+use super::manifest::{Manifest, read_labelled};
 use super::{PairSink, SftRow};
 
 /// `[{"prompt": str, "response": [safer, less_safe]}]`.
@@ -33,8 +33,7 @@ pub(super) fn read_pku_dpo(file: &str, bytes: &[u8], sink: &mut PairSink) -> Res
 /// with an empty prompt or response are skipped.
 pub(super) fn read_pku_sft(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Vec<SftRow>> {
     let entry = manifest.get(id)?;
-    let bytes = read_verified(manifest, data_dir, id)?;
-    let label = resolve(data_dir, &entry.file).display().to_string();
+    let (bytes, label) = read_labelled(manifest, data_dir, id)?;
     let file = label.as_str();
     let context = || format!("dataset `{id}` (format {})", entry.format);
     let mut out = Vec::new();

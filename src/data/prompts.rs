@@ -5,15 +5,14 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 use super::formats::{json_array, str_field};
-use super::manifest::{Manifest, read_verified, resolve};
+use super::manifest::{Manifest, read_labelled};
 
 /// `prompts_json` rows in file order (duplicates kept), read for [`super::load_prompts`]. Empty
 /// prompts are skipped.
 pub(super) fn read_prompts(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Vec<String>> {
     let entry = manifest.get(id)?;
     let format = entry.format.as_str();
-    let bytes = read_verified(manifest, data_dir, id)?;
-    let label = resolve(data_dir, &entry.file).display().to_string();
+    let (bytes, label) = read_labelled(manifest, data_dir, id)?;
     let file = label.as_str();
     let context = || format!("dataset `{id}` (format {format})");
     let mut out = Vec::new();

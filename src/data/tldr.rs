@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use std::path::Path;
 
 use super::formats::{csv_column, utf8};
-use super::manifest::{Manifest, read_verified, resolve};
+use super::manifest::{Manifest, read_labelled};
 use super::{PairSink, SftRow};
 
 /// CSV with columns `query`, `postprocessed_response`, `reference_responses`, `preferred`
@@ -51,8 +51,7 @@ pub(super) fn read_tldr(file: &str, bytes: &[u8], sink: &mut PairSink) -> Result
 /// reference summary (`reference_responses`), judged or not; rows with an empty side are skipped.
 pub(super) fn read_tldr_references(manifest: &Manifest, data_dir: &Path, id: &str) -> Result<Vec<SftRow>> {
     let entry = manifest.get(id)?;
-    let bytes = read_verified(manifest, data_dir, id)?;
-    let label = resolve(data_dir, &entry.file).display().to_string();
+    let (bytes, label) = read_labelled(manifest, data_dir, id)?;
     let file = label.as_str();
     let text = utf8(file, &bytes)?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());

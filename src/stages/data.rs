@@ -86,14 +86,7 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
     let judge_set: BTreeSet<&str> = raw_splits["judge"].iter().map(|p| p.prompt.as_str()).collect();
 
     // Eval prompt sets, named by the kind of their source (benign / harmful).
-    let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for p in &raw_splits["eval"] {
-        if seen.insert(p.prompt.clone()) {
-            by_kind.entry(kind_of[&p.source].clone()).or_default().push(p.prompt.clone());
-        }
-    }
-    let mut eval_prompts: Vec<(String, Vec<String>)> = by_kind
+    let mut eval_prompts: Vec<(String, Vec<String>)> = prompts_by_kind(&raw_splits["eval"], |p| &kind_of[&p.source])
         .into_iter()
         .map(|(k, v)| {
             let v = capped(&v, spec.eval.max_prompts_per_set, seed ^ 0xe7a1);
@@ -180,4 +173,16 @@ pub(super) fn corpus_docs(mut docs: Vec<String>, splits: &BTreeMap<String, Vec<P
     }
     docs.extend(sft_rows.iter().map(|(p, r)| format!("{p}\n{r}")));
     capped(&docs, cap, seed ^ 0xd0c5)
+}
+
+/// Each prompt of `pairs` once, grouped by its kind (`kind_of` a pair), in first-seen order.
+pub(super) fn prompts_by_kind<'a>(pairs: &'a [Preference], kind_of: impl Fn(&'a Preference) -> &'a str) -> BTreeMap<String, Vec<String>> {
+    let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for p in pairs {
+        if seen.insert(p.prompt.as_str()) {
+            by_kind.entry(kind_of(p).to_string()).or_default().push(p.prompt.clone());
+        }
+    }
+    by_kind
 }

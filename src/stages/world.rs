@@ -5,7 +5,7 @@
 //! reward model's held-out accuracy says whether it learned its data, and the gold-scored policies
 //! say what that data taught.
 
-use super::data::{capped, corpus_docs};
+use super::data::{capped, corpus_docs, prompts_by_kind};
 use super::{Call, Corpus, Ctx, Out};
 use crate::data::{Preference, split_by_prompt};
 use crate::spec::Spec;
@@ -43,13 +43,7 @@ pub fn build(spec: &Spec, ws: &WorldSpec) -> Result<Corpus> {
     }
 
     // Eval prompt sets by kind (benign / harmful, or summary), then the world's OOD sets.
-    let mut by_kind: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for p in &raw["eval"] {
-        if seen.insert(p.prompt.clone()) {
-            by_kind.entry(p.source.clone()).or_default().push(p.prompt.clone());
-        }
-    }
+    let by_kind = prompts_by_kind(&raw["eval"], |p| &p.source);
     let mut eval_prompts: Vec<(String, Vec<String>)> = Vec::new();
     let sets = by_kind.into_iter().chain(world.ood_prompts.iter().map(|(k, v)| (k.clone(), v.clone())));
     for (k, (name, v)) in sets.enumerate() {
