@@ -82,6 +82,13 @@ pub(crate) struct Doc {
     pub facts: Vec<(String, String)>,
 }
 
+impl Doc {
+    /// The key facts: the sentences whose subject is the topic, in document order.
+    fn key_facts(&self) -> impl Iterator<Item = &str> {
+        self.facts.iter().filter(|(s, _)| *s == self.topic).map(|(_, f)| f.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummTable {
     /// Training topics first, then the held-out ones.
@@ -206,12 +213,7 @@ impl SummTable {
             Some(s) if !s.is_empty() && s.len() <= MAX_SUMMARY_SENTENCES => s,
             _ => return Some(g),
         };
-        let key: BTreeSet<&str> = doc
-            .facts
-            .iter()
-            .filter(|(s, _)| *s == doc.topic)
-            .map(|(_, f)| f.as_str())
-            .collect();
+        let key: BTreeSet<&str> = doc.key_facts().collect();
         let all: BTreeSet<&str> = doc.facts.iter().map(|(_, f)| f.as_str()).collect();
         let mut seen = BTreeSet::new();
         for (_, s) in &sents {
@@ -239,13 +241,7 @@ impl SummTable {
 
     pub(crate) fn best_response(&self, prompt: &str) -> Option<String> {
         let doc = self.parse_prompt(prompt)?;
-        let key: Vec<&str> = doc
-            .facts
-            .iter()
-            .filter(|(s, _)| *s == doc.topic)
-            .map(|(_, f)| f.as_str())
-            .collect();
-        Some(key.join(" "))
+        Some(doc.key_facts().collect::<Vec<_>>().join(" "))
     }
 
     fn fact(&self, subject: &str, rng: &mut SplitMix64) -> String {
