@@ -170,7 +170,7 @@ impl World {
         let mut table_rng = SplitMix64::derive(spec.seed, STREAM_TABLE);
         let table = match spec.kind.as_str() {
             "safety" => Table::Safety(safety::SafetyTable::build(spec, words, &mut table_rng)),
-            _ => Table::Summarization(summarization::SummTable::build(spec, words)),
+            _ => Table::Summarization(summarization::SummTable::build(spec, words, &mut table_rng)),
         };
         let mut world = World {
             spec: spec.clone(),

@@ -59,6 +59,10 @@ pub struct WorldSpec {
     pub facts_per_doc: usize,
     #[serde(default = "d_key_facts")]
     pub key_facts: usize,
+    /// Facts each entity has in the world's hidden table; a document quotes some of them. 0: every
+    /// document draws fresh facts, so a summary can only be copied from the document (harder).
+    #[serde(default = "d_facts_per_topic")]
+    pub facts_per_topic: usize,
     /// Probability that a pair's label is "the longer summary", whatever the gold says.
     #[serde(default = "d_planted_length_bias")]
     pub planted_length_bias: f64,
@@ -118,6 +122,9 @@ fn d_facts_per_doc() -> usize {
 fn d_key_facts() -> usize {
     2
 }
+fn d_facts_per_topic() -> usize {
+    4
+}
 fn d_planted_length_bias() -> f64 {
     0.0
 }
@@ -143,6 +150,7 @@ impl Default for WorldSpec {
             n_topics: d_n_topics(),
             facts_per_doc: d_facts_per_doc(),
             key_facts: d_key_facts(),
+            facts_per_topic: d_facts_per_topic(),
             planted_length_bias: d_planted_length_bias(),
         }
     }
@@ -267,6 +275,7 @@ impl WorldSpec {
                 ("n_topics", self.n_topics == d.n_topics),
                 ("facts_per_doc", self.facts_per_doc == d.facts_per_doc),
                 ("key_facts", self.key_facts == d.key_facts),
+                ("facts_per_topic", self.facts_per_topic == d.facts_per_topic),
                 (
                     "planted_length_bias",
                     self.planted_length_bias == d.planted_length_bias,
@@ -295,6 +304,21 @@ impl WorldSpec {
                 hi,
                 "at most 4 and at least one filler fact per document",
             )?;
+            let fpt = self.facts_per_topic;
+            if fpt != 0
+                && (fpt < self.key_facts
+                    || fpt > super::summarization::MAX_FACTS_PER_TOPIC
+                    || (self.n_topics - 1) * fpt < self.facts_per_doc - self.key_facts)
+            {
+                bail!(
+                    "data.world.facts_per_topic = {fpt}: must be 0 (fresh facts per document) or in \
+                     [key_facts = {}, {}], with (n_topics - 1) * facts_per_topic >= the {} filler \
+                     facts of a document",
+                    self.key_facts,
+                    super::summarization::MAX_FACTS_PER_TOPIC,
+                    self.facts_per_doc - self.key_facts
+                );
+            }
             real(
                 "planted_length_bias",
                 self.planted_length_bias,

@@ -1,7 +1,10 @@
 //! Summarization world (long-response bias). A document is `facts_per_doc` fact sentences; the
 //! prompt names a topic entity, and the key facts are exactly the sentences whose subject is that
-//! entity (`key_facts` of them); the fillers are about other training entities. Documents are drawn
-//! fresh per prompt, so the gold reads everything it needs from the prompt text.
+//! entity (`key_facts` of them); the fillers are about other training entities. Each entity has
+//! `facts_per_topic` facts in the world's hidden table and a document quotes some of them, so a
+//! policy can know the facts and must read the document only for which of them it holds (with
+//! `facts_per_topic = 0` every document draws fresh facts and a summary must be copied from it).
+//! Either way the gold reads everything it needs from the prompt text.
 //!
 //! Grammar (whitespace tokens):
 //! - fact: `the <entity> is <adjective> .` (5 tokens) | `the <entity> <relation> the <noun> .` (6);
@@ -44,6 +47,8 @@ pub const MAX_SUMMARY_SENTENCES: usize = 8;
 pub const MAX_FACTS_PER_DOC: usize = 8;
 /// Upper bound of `key_facts`.
 pub const MAX_KEY_FACTS: usize = 4;
+/// Upper bound of `facts_per_topic` (below the MIN_POOL + MIN_POOL^2 facts a subject can have).
+pub const MAX_FACTS_PER_TOPIC: usize = 12;
 /// Most sentences in a generated summary: 5 * 6 = 30 tokens.
 const MAX_GEN_SENTENCES: usize = 5;
 /// Chance that a generated summary repeats one of its sentences.
@@ -103,6 +108,8 @@ pub struct SummTable {
     adjective_set: BTreeSet<String>,
     relation_set: BTreeSet<String>,
     noun_set: BTreeSet<String>,
+    /// Each entity's facts (the hidden table); empty with `facts_per_topic = 0`.
+    known: Vec<Vec<String>>,
 }
 
 /// Matches template tokens `pat` (literals and a `{t}` slot) against `toks`.
@@ -119,7 +126,7 @@ fn match_affix<'a>(pat: &[&str], toks: &[&'a str], topic: &mut Option<&'a str>) 
 }
 
 impl SummTable {
-    pub(crate) fn build(spec: &WorldSpec, words: Vec<String>) -> SummTable {
+    pub(crate) fn build(spec: &WorldSpec, words: Vec<String>, rng: &mut SplitMix64) -> SummTable {
         let mut it = words.into_iter();
         let entities: Vec<String> = it.by_ref().take(spec.n_topics + spec.n_ood_tasks).collect();
         let mut rest: Vec<String> = it.collect();
@@ -128,7 +135,7 @@ impl SummTable {
         let relations = rest.split_off(third);
         let adjectives = rest;
         let set = |v: &Vec<String>| v.iter().cloned().collect::<BTreeSet<String>>();
-        SummTable {
+        let mut t = SummTable {
             entity_set: set(&entities),
             adjective_set: set(&adjectives),
             relation_set: set(&relations),
@@ -140,7 +147,22 @@ impl SummTable {
             adjectives,
             relations,
             nouns,
-        }
+            known: Vec::new(),
+        };
+        t.known = (0..t.entities.len())
+            .map(|e| {
+                let mut facts: Vec<String> = Vec::with_capacity(spec.facts_per_topic);
+                // Terminates: a subject has at least MIN_POOL + MIN_POOL^2 > MAX_FACTS_PER_TOPIC facts.
+                while facts.len() < spec.facts_per_topic {
+                    let f = t.fresh_fact(&t.entities[e], rng);
+                    if !facts.contains(&f) {
+                        facts.push(f);
+                    }
+                }
+                facts
+            })
+            .collect();
+        t
     }
 
     /// (subject, sentence) of each fact sentence; `None` unless `toks` is a sequence of them.
@@ -244,7 +266,15 @@ impl SummTable {
         Some(doc.key_facts().collect::<Vec<_>>().join(" "))
     }
 
-    fn fact(&self, subject: &str, rng: &mut SplitMix64) -> String {
+    /// A fact about entity `e`: one of its table facts, or a fresh one without a table.
+    fn fact(&self, e: usize, rng: &mut SplitMix64) -> String {
+        match self.known.get(e).filter(|k| !k.is_empty()) {
+            Some(k) => k[rng.below(k.len())].clone(),
+            None => self.fresh_fact(&self.entities[e], rng),
+        }
+    }
+
+    fn fresh_fact(&self, subject: &str, rng: &mut SplitMix64) -> String {
         if rng.below(2) == 0 {
             format!(
                 "the {subject} is {} .",
@@ -262,9 +292,10 @@ impl SummTable {
     /// A shuffled document about entity `topic`: (is key, sentence), all sentences distinct.
     fn make_doc(&self, topic: usize, rng: &mut SplitMix64) -> Vec<(bool, String)> {
         let mut doc: Vec<(bool, String)> = Vec::with_capacity(self.facts_per_doc);
-        // Terminates: each subject has at least MIN_POOL + MIN_POOL^2 possible facts.
+        // Terminates: a subject has at least key_facts table facts (validated) or MIN_POOL +
+        // MIN_POOL^2 fresh ones, and the other entities at least the fillers needed.
         while doc.len() < self.key_facts {
-            let f = self.fact(&self.entities[topic], rng);
+            let f = self.fact(topic, rng);
             if !doc.iter().any(|(_, x)| *x == f) {
                 doc.push((true, f));
             }
@@ -274,7 +305,7 @@ impl SummTable {
             if other == topic {
                 continue;
             }
-            let f = self.fact(&self.entities[other], rng);
+            let f = self.fact(other, rng);
             if !doc.iter().any(|(_, x)| *x == f) {
                 doc.push((false, f));
             }

@@ -151,6 +151,38 @@ fn generated_documents_mark_key_facts_by_subject() {
     }
 }
 
+/// With a fact table every document quotes its entities' table facts; with `facts_per_topic = 0`
+/// the same documents draw facts outside any table.
+#[test]
+fn documents_quote_the_hidden_fact_table() {
+    let w = world();
+    let t = table(&w);
+    assert!(t.known.iter().all(|k| k.len() == 4));
+    let known = |s: &str, f: &str| {
+        let e = t.entities.iter().position(|x| x == s).unwrap();
+        t.known[e].iter().any(|k| k == f)
+    };
+    let mut rng = SplitMix64::new(9);
+    for topic in 0..t.entities.len() {
+        let (p, _) = t.doc_prompt(topic, TRAIN_TEMPLATES[0], &mut rng);
+        let d = t.parse_prompt(&p).unwrap();
+        assert!(d.facts.iter().all(|(s, f)| known(s, f)), "{p}");
+    }
+    let fresh = World::generate(&WorldSpec {
+        facts_per_topic: 0,
+        ..w.spec.clone()
+    })
+    .unwrap();
+    let ft = table(&fresh);
+    assert!(ft.known.is_empty() || ft.known.iter().all(|k| k.is_empty()));
+    let outside = (0..ft.entities.len()).any(|topic| {
+        let (p, _) = ft.doc_prompt(topic, TRAIN_TEMPLATES[0], &mut rng);
+        let d = ft.parse_prompt(&p).unwrap();
+        d.facts.iter().any(|(s, f)| !known(s, f))
+    });
+    assert!(outside);
+}
+
 #[test]
 fn longest_document_fits_the_prompt_budget() {
     let spec = WorldSpec {

@@ -389,6 +389,16 @@ fn validate_names_the_field_on_one_line() {
         ("planted_length_bias", |s| {
             (s.kind, s.planted_length_bias) = ("summarization".into(), 1.1)
         }),
+        ("facts_per_topic", |s| {
+            (s.kind, s.facts_per_topic) = ("summarization".into(), 1)
+        }),
+        ("facts_per_topic", |s| {
+            (s.kind, s.facts_per_topic) = ("summarization".into(), 13)
+        }),
+        ("facts_per_topic", |s| {
+            (s.kind, s.n_topics, s.facts_per_doc) = ("summarization".into(), 2, 8)
+        }),
+        ("facts_per_topic", |s| s.facts_per_topic = 3),
         ("planted_length_bias", |s| s.planted_length_bias = 0.2),
     ];
     for (field, set) in cases {
