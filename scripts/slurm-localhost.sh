@@ -24,6 +24,8 @@ stop() {
 }
 
 if [ "$cmd" = stop ]; then stop; exit 0; fi
+# A failure half-way through start stops what it started.
+trap stop ERR
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
@@ -77,4 +79,5 @@ for _ in $(seq 100); do
 done
 echo "error: the one-node Slurm did not come up in 20 s; see $dir/slurmctld.log and $dir/slurmd.log" >&2
 stop
+trap - ERR
 exit 1

@@ -139,3 +139,53 @@ fn grid_and_run_reject_bad_input_with_one_line_and_write_nothing() {
         assert!(e.contains("sbatch not found"), "{e}");
     }
 }
+
+/// Two cells started at once on an empty shared directory (no shared job first): one computes
+/// each shared entry under its lock, the other waits and loads it; both finish, and their merge
+/// equals the merge of a grid whose shared job ran first.
+#[test]
+fn concurrent_cells_share_one_computation_of_each_shared_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let s = shared.display().to_string();
+    let cell = |seed: u64| tmp.path().join(format!("seed{seed}"));
+    let children: Vec<_> = [1u64, 2]
+        .iter()
+        .map(|&seed| {
+            let out = cell(seed).display().to_string();
+            Command::new(env!("CARGO_BIN_EXE_s2rm"))
+                .args(["run", "experiments/world_safety.toml", "--profile", "smoke", "--device", "cpu", "--seeds", &seed.to_string(), "--shared-dir", &s, "--output", &out])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let c = c.wait_with_output().unwrap();
+        assert!(c.status.success(), "{}", stderr(&c));
+    }
+    // No temporary file is left, and each shared entry exists once.
+    let names: Vec<String> = std::fs::read_dir(shared.join("stages")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.starts_with("sft-0-") && n.ends_with(".json")).count(), 1, "{names:?}");
+    // Whatever the interleaving, exactly one of the two trained each shared stage.
+    for stage in ["pretrain/0", "sft/0"] {
+        let loaded = [1, 2]
+            .iter()
+            .filter(|&&seed| {
+                let info: serde_json::Value = serde_json::from_slice(&std::fs::read(cell(seed).join("run_info.json")).unwrap()).unwrap();
+                info["stages_loaded_from_cache"].as_array().unwrap().iter().any(|v| v == stage)
+            })
+            .count();
+        assert_eq!(loaded, 1, "{stage}: loaded by {loaded} of the 2 cells");
+    }
+    let merged = tmp.path().join("merged");
+    let o = s2rm(&["merge", &cell(2).display().to_string(), &cell(1).display().to_string(), "--output", &merged.display().to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let single = tmp.path().join("single");
+    let data = data_dir().unwrap_or_else(std::env::temp_dir);
+    single_run("world_safety", "1,2", &data, &single);
+    assert_same_results(&single, &merged);
+}
