@@ -133,6 +133,13 @@ fn grid_and_run_reject_bad_input_with_one_line_and_write_nothing() {
     let e = one_error_line(&s2rm(&["grid", ws, "--profiles", "smoke", "--dir", &g, "--variant", "x/y=ppo.kl_coef=1"]));
     assert!(e.contains("must be letters"), "{e}");
     assert!(!dir.exists() && !Path::new(&cell).exists() && !Path::new(&missing).exists(), "bad input wrote something");
+    // A cell whose output folder another run is writing (a grid resubmitted while it runs).
+    let busy = tmp.path().join("busy");
+    let held = s2rm::stages::lock::try_lock(&busy.join(".cache"), "run").unwrap().expect("a fresh lock");
+    let e = one_error_line(&s2rm(&["run", ws, "--profile", "smoke", "--device", "cpu", "--output", &busy.display().to_string()]));
+    assert!(e.contains("being written by another s2rm run"), "{e}");
+    assert!(!busy.join("generations.csv").exists());
+    drop(held);
     // Without Slurm, submitting says so (the real-Slurm test covers a failing sbatch).
     if Command::new("sbatch").arg("--version").output().is_err() {
         let e = one_error_line(&s2rm(&["grid", ws, "--profiles", "smoke", "--dir", &g, "--slurm", "--submit"]));

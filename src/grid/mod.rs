@@ -113,6 +113,7 @@ pub fn grid(a: &GridArgs) -> Result<()> {
     }
     // Neither: the plan itself, as the commands a user could run by hand.
     let q = |args: &[String]| args.iter().map(|s| slurm::quote(s)).collect::<Vec<_>>().join(" ");
+    println!("mkdir -p {}", slurm::quote(&plan.shared_dir.display().to_string()));
     for args in plan.shared_commands() {
         println!("s2rm {}", q(&args));
     }

@@ -72,9 +72,18 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         bail!("--shared-only computes the shared stages into --shared-dir; pass --shared-dir DIR");
     }
     // Checked before any work, so that an unusable output path fails in a second, not after training.
-    if !opts.shared_only {
+    // One run per output folder: a grid resubmitted while a cell still runs must not have two
+    // processes writing one cell's files (the lock dies with its holder).
+    let _writing = if opts.shared_only {
+        None
+    } else {
         writable_dir(&out, "output directory", "pass another --output or experiment.output_dir")?;
-    }
+        let lock = stages::lock::try_lock(&out.join(".cache"), "run")?;
+        if lock.is_none() {
+            bail!("output directory {} is being written by another s2rm run (lock {}); wait for it to end or pass another --output", out.display(), out.join(".cache/run.lock").display());
+        }
+        lock
+    };
     let cache_dir = opts.cache.clone().unwrap_or_else(|| out.join(".cache"));
     let sel = device::select(opts.device.as_deref().unwrap_or(&ex.device))?;
     eprintln!("device: {} — {}", sel.name, sel.reason);

@@ -15,26 +15,36 @@ pub struct EntryLock {
     _file: File,
 }
 
-/// Locks `<dir>/<stem>.lock`, waiting (with one line saying for whom) if another process holds it.
-pub fn lock(dir: &Path, stem: &str) -> Result<EntryLock> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the shared stage cache {}", dir.display()))?;
+fn open(dir: &Path, stem: &str) -> Result<(File, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{stem}.lock"));
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open lock file {} (is the shared directory writable?)", path.display()))?;
+        .with_context(|| format!("cannot open lock file {} (is the folder writable?)", path.display()))?;
+    Ok((file, path))
+}
+
+/// Locks `<dir>/<stem>.lock` if no other process holds it; `None` if one does.
+pub fn try_lock(dir: &Path, stem: &str) -> Result<Option<EntryLock>> {
+    let (file, path) = open(dir, stem)?;
     match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            crate::train::say(&format!("waiting for another process computing {stem} (lock {})", path.display()));
-            file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
-        }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {} (does the file system support locks? NFS needs lockd)", path.display()));
-        }
+        Ok(()) => Ok(Some(EntryLock { _file: file })),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {} (does the file system support locks? NFS needs lockd)", path.display())),
     }
+}
+
+/// Locks `<dir>/<stem>.lock`, waiting (with one line saying for whom) if another process holds it.
+pub fn lock(dir: &Path, stem: &str) -> Result<EntryLock> {
+    if let Some(l) = try_lock(dir, stem)? {
+        return Ok(l);
+    }
+    let (file, path) = open(dir, stem)?;
+    crate::train::say(&format!("waiting for another process computing {stem} (lock {})", path.display()));
+    file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(EntryLock { _file: file })
 }
 
@@ -63,8 +73,11 @@ mod tests {
             }
         });
         assert_eq!(max.load(Ordering::SeqCst), 1, "two holders were inside the lock at once");
-        // Another entry's lock is independent.
+        // Another entry's lock is independent; a held one is not taken twice.
         let _a = lock(dir.path(), "sft-0-abc").unwrap();
         let _b = lock(dir.path(), "judge-0-abc").unwrap();
+        assert!(try_lock(dir.path(), "sft-0-abc").unwrap().is_none());
+        drop(_a);
+        assert!(try_lock(dir.path(), "sft-0-abc").unwrap().is_some());
     }
 }

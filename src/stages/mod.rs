@@ -13,7 +13,7 @@ mod cache;
 pub mod data;
 mod eval;
 mod judge;
-mod lock;
+pub mod lock;
 mod ppo;
 mod pretrain;
 mod rm;
