@@ -6,6 +6,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod fused;
+pub mod grid;
 pub mod model;
 pub mod pretrained;
 pub mod report;

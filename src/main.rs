@@ -49,6 +49,33 @@ enum Cmd {
         /// --cache results/world_safety/.cache --set seq2seq_rm.mixing="identity_only".
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// An existing folder (on a cluster: a network file system every node mounts) where the
+        /// shared stages (tokenizer, base LM, SFT, judge) are read from and written to, keyed by
+        /// their stage keys, so that runs of other seeds on other machines reuse them, e.g.
+        /// --shared-dir /nfs/me/grid/shared --seeds 2 --output /nfs/me/grid/cells/seed2.
+        #[arg(long)]
+        shared_dir: Option<PathBuf>,
+        /// Compute only the shared stages into --shared-dir and write no results (the first job of
+        /// a grid; the cells then load them).
+        #[arg(long, requires = "shared_dir")]
+        shared_only: bool,
+    },
+    /// Plan an experiment × profile × variant × seed grid as independent cells (one `s2rm run` per
+    /// seed reading the shared stages from one shared directory) and run it here (--local), write
+    /// sbatch scripts for a Slurm cluster (--slurm), or print the plan. Finished cells are skipped.
+    Grid(s2rm::grid::GridArgs),
+    /// Join per-seed results directories (the cells of a grid) of one experiment and profile into
+    /// one results directory: the same CSVs, figures and REPORT.md as one `s2rm run` of all their
+    /// seeds (timings aside).
+    #[command(after_help = "Example:
+  s2rm merge grid/cells/safety/smoke/seed1 grid/cells/safety/smoke/seed2 --output results/safety_smoke")]
+    Merge {
+        /// Cell directories (each the --output of an `s2rm run`), e.g. grid/cells/safety/default/seed*.
+        #[arg(required = true)]
+        cells: Vec<PathBuf>,
+        /// The merged results directory, e.g. results/safety.
+        #[arg(long)]
+        output: PathBuf,
     },
     /// Re-render metrics.csv, win_rates.csv, figures and REPORT.md from a results directory's CSVs
     /// (no training).
@@ -174,7 +201,7 @@ fn main() -> ExitCode {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets, sequential, cache } => {
+        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets, sequential, cache, shared_dir, shared_only } => {
             if let Some(seeds) = seeds {
                 let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
                 sets.push(format!("experiment.seeds=[{}]", list.join(",")));
@@ -185,8 +212,13 @@ fn real_main(cli: Cli) -> Result<()> {
                 }
             }
             let resolved = spec::load(&file, &profile, &sets)?;
-            let opts = runner::RunOptions { output, data_dir, device, sequential, cache };
+            let opts = runner::RunOptions { output, data_dir, device, sequential, cache, shared_dir, shared_only };
             runner::run(&resolved, &opts)?;
+        }
+        Cmd::Grid(args) => s2rm::grid::grid(&args)?,
+        Cmd::Merge { cells, output } => {
+            let seeds = s2rm::grid::merge::merge(&cells, &output)?;
+            println!("merged {} cells (seeds {seeds:?}) into {}", cells.len(), output.display());
         }
         Cmd::Sample { checkpoint, prompts, max_new_tokens, batch, device } => {
             let r = s2rm::sample::sample(&checkpoint, &prompts, max_new_tokens, batch.max(1), &device)?;

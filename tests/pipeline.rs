@@ -21,7 +21,7 @@ fn smoke_with(experiment: &str, out: &Path, data: &Path, sets: &[&str], sequenti
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let file = format!("experiments/{experiment}.toml");
     let resolved = spec::load(Path::new(&file), "smoke", &sets).expect("spec loads");
-    let opts = RunOptions { output: Some(out.to_path_buf()), data_dir: Some(data.to_path_buf()), device: Some("cpu".into()), sequential, cache: None };
+    let opts = RunOptions { output: Some(out.to_path_buf()), data_dir: Some(data.to_path_buf()), device: Some("cpu".into()), sequential, ..Default::default() };
     run(&resolved, &opts).expect("smoke run succeeds");
 }
 

@@ -8,6 +8,9 @@
 mod gates;
 mod outputs;
 
+pub use outputs::CSVS;
+pub(crate) use outputs::csv_bytes;
+
 use crate::data::{Manifest, RefusalDetector};
 use crate::device;
 use crate::eval::GenRow;
@@ -34,6 +37,13 @@ pub struct RunOptions {
     /// The stage cache's folder (default `<output>/.cache`): an ablation pointed at its base run's
     /// cache reuses every stage whose key it leaves unchanged.
     pub cache: Option<PathBuf>,
+    /// `--shared-dir`: an existing folder (a network file system on a cluster) where the shared
+    /// stages are read from and written to, content-addressed by their stage keys, so that the
+    /// per-seed cells of a grid on other machines reuse them.
+    pub shared_dir: Option<PathBuf>,
+    /// `--shared-only`: compute the shared stages into `shared_dir` and write no results (the
+    /// shared job of a grid).
+    pub shared_only: bool,
 }
 
 /// A stage of the graph: its name and seed (`experiment.base_seed` for the shared stages).
@@ -57,14 +67,23 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let spec = &resolved.spec;
     let ex = &spec.experiment;
     let out = opts.output.clone().unwrap_or_else(|| PathBuf::from(&ex.output_dir));
-    // Checked before any work, so that an unusable output path fails in a second, not after training.
-    if out.exists() && !out.is_dir() {
-        bail!("output directory {} exists and is not a directory; pass another --output or experiment.output_dir", out.display());
+    let shared_dir = opts.shared_dir.as_deref().map(check_shared_dir).transpose()?;
+    if opts.shared_only && shared_dir.is_none() {
+        bail!("--shared-only computes the shared stages into --shared-dir; pass --shared-dir DIR");
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create output directory {}", out.display()))?;
-    let probe = out.join(".write-test");
-    std::fs::write(&probe, b"ok").with_context(|| format!("output directory {} is not writable", out.display()))?;
-    let _ = std::fs::remove_file(&probe);
+    // Checked before any work, so that an unusable output path fails in a second, not after training.
+    // One run per output folder: a grid resubmitted while a cell still runs must not have two
+    // processes writing one cell's files (the lock dies with its holder).
+    let _writing = if opts.shared_only {
+        None
+    } else {
+        writable_dir(&out, "output directory", "pass another --output or experiment.output_dir")?;
+        let lock = stages::lock::try_lock(&out.join(".cache"), "run")?;
+        if lock.is_none() {
+            bail!("output directory {} is being written by another s2rm run (lock {}); wait for it to end or pass another --output", out.display(), out.join(".cache/run.lock").display());
+        }
+        lock
+    };
     let cache_dir = opts.cache.clone().unwrap_or_else(|| out.join(".cache"));
     let sel = device::select(opts.device.as_deref().unwrap_or(&ex.device))?;
     eprintln!("device: {} — {}", sel.name, sel.reason);
@@ -76,15 +95,21 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         data_dir: opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(&ex.data_dir)),
         manifest: Manifest::load(Path::new(&spec.data.manifest))?,
         refusal: RefusalDetector::load(Path::new(&spec.data.refusal_patterns))?,
-        stages: StageCache::new(cache_dir.join("stages"), &table, spec, &sel.name)?,
+        stages: StageCache::new(cache_dir.join("stages"), shared_dir.as_ref().map(|d| d.join("stages")), &table, spec, &sel.name)?,
         cache_dir,
+        shared_dir: shared_dir.clone(),
         timer: Timer::default(),
     };
     let half = (sel.threads / 2).max(1);
     let threads: BTreeMap<&str, usize> = table.iter().map(|s| (s.name, if s.threads == Threads::All { sel.threads } else { half })).collect();
-    let done = schedule::run(if opts.sequential { 1 } else { 2 }, graph(&ctx, &table), Out::release, |key: &Key| {
+    let seeds: &[u64] = if opts.shared_only { &[] } else { &ex.seeds };
+    let done = schedule::run(if opts.sequential { 1 } else { 2 }, graph(&ctx, &table, seeds), Out::release, |key: &Key| {
         sel.use_threads_on_this_thread(threads[key.0])
     })?;
+    if let (true, Some(dir)) = (opts.shared_only, shared_dir) {
+        eprintln!("shared stages done in {:.1}s; kept in {}", started.elapsed().as_secs_f64(), dir.display());
+        return Ok(dir);
+    }
     let gathered = gather(&table, ex, done);
 
     let total = started.elapsed().as_secs_f64();
@@ -92,17 +117,43 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let mut loaded = ctx.stages.loaded.into_inner().unwrap_or_else(|e| e.into_inner());
     loaded.sort();
     let stage_seconds = ctx.timer.stages.into_inner().unwrap_or_else(|e| e.into_inner());
-    let files = outputs::files(resolved, &sel, &gathered, stage_seconds, loaded, total, &out)?;
+    let files = outputs::files(resolved, &sel, &gathered, stage_seconds, loaded, total, &ctx.stages.exe, &out)?;
     crate::util::write_all_atomic(&files)?;
     crate::report::render(&out)?;
     eprintln!("done in {total:.1}s; results in {}", out.display());
     Ok(out)
 }
 
+/// Creates `dir` if needed and checks that it is a writable directory (`what` names it, `fix`
+/// says what to pass instead).
+fn writable_dir(dir: &Path, what: &str, fix: &str) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("{what} {} exists and is not a directory; {fix}", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {what} {}", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").with_context(|| format!("{what} {} is not writable; {fix}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The shared directory must exist already: a mistyped path on a cluster would otherwise make
+/// every cell silently retrain the shared stages into a folder no other node sees.
+fn check_shared_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_dir() {
+        bail!(
+            "--shared-dir {} does not exist or is not a directory; create it on a file system every node mounts (`s2rm grid` creates its own)",
+            dir.display()
+        );
+    }
+    writable_dir(dir, "--shared-dir", "give a folder this user can write")?;
+    Ok(dir.to_path_buf())
+}
+
 /// The table as scheduler tasks: the shared stages once (seeded with `experiment.base_seed`),
-/// then every per-seed stage for each seed, in table order. A per-seed stage reads its own seed's
-/// per-seed stages and the shared ones.
-fn graph<'a>(ctx: &'a Ctx, table: &'a [Stage]) -> Vec<schedule::Task<'a, Key, Out>> {
+/// then every per-seed stage for each of `seeds`, in table order. A per-seed stage reads its own
+/// seed's per-seed stages and the shared ones.
+fn graph<'a>(ctx: &'a Ctx, table: &'a [Stage], seeds: &'a [u64]) -> Vec<schedule::Task<'a, Key, Out>> {
     let ex = &ctx.spec.experiment;
     let scope: BTreeMap<&str, Scope> = table.iter().map(|s| (s.name, s.scope)).collect();
     let mut tasks = Vec::new();
@@ -115,7 +166,7 @@ fn graph<'a>(ctx: &'a Ctx, table: &'a [Stage]) -> Vec<schedule::Task<'a, Key, Ou
     for stage in table.iter().filter(|s| s.scope == Scope::Shared) {
         add(stage, ex.base_seed);
     }
-    for &seed in &ex.seeds {
+    for &seed in seeds {
         for stage in table.iter().filter(|s| s.scope == Scope::PerSeed) {
             add(stage, seed);
         }

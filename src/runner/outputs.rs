@@ -8,8 +8,16 @@ use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// CSV text from a header and rows.
-fn csv_bytes(header: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>> {
+/// Every CSV [`files`] can write (`gates.csv` only for a controlled world). `s2rm merge` joins
+/// these from the cells of a grid; the rest of a results directory is rendered from them.
+pub const CSVS: &[&str] = &["generations.csv", "prompts.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "refusal_sanity.csv", "gates.csv"];
+
+/// CSV text from a header and rows (strings here, the byte records of cells in `s2rm merge`).
+pub(crate) fn csv_bytes<R>(header: impl IntoIterator<Item = impl AsRef<[u8]>>, rows: impl IntoIterator<Item = R>) -> Result<Vec<u8>>
+where
+    R: IntoIterator,
+    R::Item: AsRef<[u8]>,
+{
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(header)?;
     for r in rows {
@@ -29,6 +37,7 @@ pub(super) fn files(
     stage_seconds: BTreeMap<String, f64>,
     loaded: Vec<String>,
     total: f64,
+    exe: &str,
     out: &Path,
 ) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     let spec = &resolved.spec;
@@ -122,6 +131,8 @@ pub(super) fn files(
         "model": model_cfg,
         "notes": notes(spec),
         "spec_file": resolved.file.display().to_string(),
+        // Which build computed these results: `s2rm merge` refuses cells of different builds.
+        "binary_sha256": exe,
     });
     // Only a world run says how it was judged and what its gates were: the run_info.json of a
     // real-data run stays as it was.

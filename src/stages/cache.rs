@@ -10,6 +10,10 @@
 //! is not. A PPO stage also keeps its checkpoints here while it runs
 //! (`<stage>-<seed>-<key>.partial.json` and `.step<k>[.optim].bpk`, see `train::ppo`), removed once
 //! the stage is stored.
+//!
+//! With a shared directory (`--shared-dir`), the shared stages' entries live there instead, so that
+//! every cell of a grid, on any machine that mounts it, loads them; a miss there is computed under
+//! an entry lock (`super::lock`), so concurrent cells never write one entry twice.
 
 use super::{Scope, Stage};
 use crate::model::Lm;
@@ -24,6 +28,12 @@ use std::time::Instant;
 
 pub struct StageCache {
     dir: PathBuf,
+    /// Where the shared stages' entries live, if not in `dir` (`--shared-dir`/stages).
+    shared: Option<PathBuf>,
+    /// The stages whose entries live in `shared`.
+    shared_stages: Vec<&'static str>,
+    /// sha256 of the s2rm executable (part of every key; `run_info.json` names it).
+    pub exe: String,
     /// `<stage>-<seed>-<key>` of every stage of the run.
     stems: BTreeMap<(&'static str, u64), String>,
     /// `<stage>/<seed>` of each stage loaded instead of trained.
@@ -78,12 +88,15 @@ fn file_hash(spec: &toml::Value, field: &str) -> Result<String> {
 
 impl StageCache {
     /// The keys of every stage of `table` for `spec`'s seeds on `device`.
-    pub fn new(dir: PathBuf, table: &[Stage], spec: &Spec, device: &str) -> Result<Self> {
-        let exe = std::env::current_exe().and_then(std::fs::read).map(|b| sha256_hex(&b)).unwrap_or_default();
-        Self::with_exe(dir, table, spec, device, &exe)
+    /// `shared`: the folder of the shared stages' entries (`--shared-dir`/stages), if any.
+    pub fn new(dir: PathBuf, shared: Option<PathBuf>, table: &[Stage], spec: &Spec, device: &str) -> Result<Self> {
+        let mut c = Self::with_exe(dir, table, spec, device, &exe_hash())?;
+        c.shared_stages = if shared.is_some() { table.iter().filter(|s| s.scope == Scope::Shared).map(|s| s.name).collect() } else { Vec::new() };
+        c.shared = shared;
+        Ok(c)
     }
 
-    fn with_exe(dir: PathBuf, table: &[Stage], spec: &Spec, device: &str, exe: &str) -> Result<Self> {
+    pub(crate) fn with_exe(dir: PathBuf, table: &[Stage], spec: &Spec, device: &str, exe: &str) -> Result<Self> {
         let value = toml::Value::try_from(spec).context("serialising the spec for the stage cache")?;
         let ex = &spec.experiment;
         let mut keys: BTreeMap<(&'static str, u64), String> = BTreeMap::new();
@@ -107,7 +120,15 @@ impl StageCache {
             scopes.insert(stage.name, stage.scope);
         }
         let stems = keys.into_iter().map(|((n, s), k)| ((n, s), format!("{n}-{s}-{k}"))).collect();
-        Ok(Self { dir, stems, loaded: Mutex::new(Vec::new()) })
+        Ok(Self { dir, shared: None, shared_stages: Vec::new(), exe: exe.to_string(), stems, loaded: Mutex::new(Vec::new()) })
+    }
+
+    /// The folder of `stage`'s entries: the shared directory for a shared stage when there is one.
+    fn dir_of(&self, stage: &str) -> &PathBuf {
+        match &self.shared {
+            Some(shared) if self.shared_stages.contains(&stage) => shared,
+            _ => &self.dir,
+        }
     }
 
     /// `<stage>-<seed>-<key>`: the name of every file of this stage.
@@ -116,13 +137,13 @@ impl StageCache {
     }
 
     fn paths(&self, stage: &str, seed: u64) -> (PathBuf, PathBuf) {
-        let stem = self.stem(stage, seed);
-        (self.dir.join(format!("{stem}.bpk")), self.dir.join(format!("{stem}.json")))
+        let (stem, dir) = (self.stem(stage, seed), self.dir_of(stage));
+        (dir.join(format!("{stem}.bpk")), dir.join(format!("{stem}.json")))
     }
 
     /// The path prefix of the stage's within-stage checkpoints (PPO).
     pub fn checkpoint_prefix(&self, stage: &str, seed: u64) -> PathBuf {
-        self.dir.join(self.stem(stage, seed))
+        self.dir_of(stage).join(self.stem(stage, seed))
     }
 
     /// Removes the stage's checkpoint files and the temporary files of an interrupted write: a
@@ -131,7 +152,7 @@ impl StageCache {
     fn clear_checkpoints(&self, stage: &str, seed: u64) {
         let stem = self.stem(stage, seed);
         let (step, partial, own) = (format!("{stem}.step"), format!("{stem}.partial."), format!("{stem}."));
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(self.dir_of(stage)) else { return };
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
@@ -150,7 +171,8 @@ impl StageCache {
 
     fn store<L: serde::Serialize>(&self, stage: &str, seed: u64, model: &Lm, log: &L) -> Result<()> {
         let (model_path, log_path) = self.paths(stage, seed);
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let dir = self.dir_of(stage);
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = model_path.with_extension("bpk.tmp");
         model.clone().save_file(&tmp).map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", tmp.display()))?;
         std::fs::rename(&tmp, &model_path).with_context(|| format!("cannot rename {} to {}", tmp.display(), model_path.display()))?;
@@ -166,10 +188,24 @@ impl StageCache {
         template: &Lm,
         train: impl FnOnce() -> Result<(Lm, L)>,
     ) -> Result<(Lm, L)> {
-        if let Some(hit) = self.load(stage, seed, template) {
-            crate::train::say(&format!("stage {stage} (seed {seed}): finished in an earlier run, loaded from {}", self.dir.display()));
-            self.loaded.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{stage}/{seed}"));
-            self.clear_checkpoints(stage, seed);
+        let shared = self.shared.is_some() && self.shared_stages.contains(&stage);
+        let hit = |c: &Self| {
+            let hit = c.load(stage, seed, template)?;
+            crate::train::say(&format!("stage {stage} (seed {seed}): finished in an earlier run, loaded from {}", c.dir_of(stage).display()));
+            c.loaded.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{stage}/{seed}"));
+            Some(hit)
+        };
+        // A shared entry is read without the lock: its log file, renamed last, exists only once
+        // the entry is whole. Its leftovers are cleared only by the lock's holder.
+        if let Some(hit) = hit(self) {
+            if !shared {
+                self.clear_checkpoints(stage, seed);
+            }
+            return Ok(hit);
+        }
+        let _lock = if shared { Some(super::lock::lock(self.dir_of(stage), self.stem(stage, seed))?) } else { None };
+        // Another cell may have stored it while this one waited for the lock.
+        if let Some(hit) = shared.then(|| hit(self)).flatten() {
             return Ok(hit);
         }
         // Kept before the stage reports itself done: "done" on the console means it is on disk.
@@ -180,6 +216,11 @@ impl StageCache {
             Ok(out)
         })
     }
+}
+
+/// sha256 of the running s2rm executable (empty if it cannot be read).
+pub fn exe_hash() -> String {
+    std::env::current_exe().and_then(std::fs::read).map(|b| sha256_hex(&b)).unwrap_or_default()
 }
 
 /// Wall seconds per stage (summed over seeds). Two stages that run at the same time each count

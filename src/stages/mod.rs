@@ -13,6 +13,7 @@ mod cache;
 pub mod data;
 mod eval;
 mod judge;
+pub mod lock;
 mod ppo;
 mod pretrain;
 mod rm;
@@ -20,7 +21,7 @@ mod sft;
 mod tokenize;
 mod world;
 
-pub use cache::{StageCache, Timer};
+pub use cache::{StageCache, Timer, exe_hash};
 pub use data::{Corpus, build_corpus};
 pub use tokenize::Tokens;
 
@@ -164,6 +165,9 @@ pub struct Ctx<'a> {
     pub refusal: RefusalDetector,
     /// `<out>/.cache`: the tokenizer's cache and, under `stages/`, the stage cache.
     pub cache_dir: PathBuf,
+    /// `--shared-dir`: where the shared stages (and the tokenizer) are kept for every cell of a
+    /// grid; `None` keeps them in `cache_dir`.
+    pub shared_dir: Option<PathBuf>,
     pub stages: StageCache,
     pub timer: Timer,
 }

@@ -10,7 +10,6 @@ use crate::train::PairIds;
 use crate::util::sha256_hex;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
-use std::path::Path;
 
 /// The tokenizer, the model config with its vocabulary size, and the data as token ids.
 pub struct Tokens {
@@ -34,7 +33,7 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
     let text = match call.inputs.get(1) {
         Some(ckpt) => Text::from_checkpoint(ckpt.checkpoint()).with_context(|| format!("model.checkpoint {}", model_cfg.checkpoint))?,
         None => {
-            let text = ctx.timer.time("tokenizer", None, || tokenizer(&corpus.docs, model_cfg.vocab_size, &ctx.cache_dir))?;
+            let text = ctx.timer.time("tokenizer", None, || tokenizer(&corpus.docs, model_cfg.vocab_size, ctx))?;
             model_cfg.vocab_size = text.vocab_size();
             text
         }
@@ -74,17 +73,27 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
     })))
 }
 
-/// Tokenizer trained on the corpus, cached under `<out>/.cache/` by a hash of its inputs.
-fn tokenizer(docs: &[String], vocab: usize, cache: &Path) -> Result<Text> {
+/// Tokenizer trained on the corpus, cached under `<out>/.cache/` (or the shared directory) by a
+/// hash of its inputs.
+fn tokenizer(docs: &[String], vocab: usize, ctx: &Ctx) -> Result<Text> {
     let mut h = format!("vocab={vocab}\n");
     for d in docs {
         h.push_str(&sha256_hex(d.as_bytes())[..16]);
     }
-    let path = cache.join(format!("tokenizer-{}.json", &sha256_hex(h.as_bytes())[..16]));
-    if path.exists() {
-        if let Ok(t) = Text::load(&path) {
-            return Ok(t);
-        }
+    let stem = format!("tokenizer-{}", &sha256_hex(h.as_bytes())[..16]);
+    let cache = ctx.shared_dir.as_deref().unwrap_or(&ctx.cache_dir);
+    let path = cache.join(format!("{stem}.json"));
+    let cached = || if path.exists() { Text::load(&path).ok() } else { None };
+    if let Some(t) = cached() {
+        return Ok(t);
+    }
+    // In a shared directory, one cell trains it while the others wait and then load it.
+    let _lock = match &ctx.shared_dir {
+        Some(dir) => Some(super::lock::lock(dir, &stem)?),
+        None => None,
+    };
+    if let Some(t) = cached().filter(|_| ctx.shared_dir.is_some()) {
+        return Ok(t);
     }
     let t = Text::train(docs, vocab)?;
     t.save(&path)?;
