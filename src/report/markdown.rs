@@ -91,7 +91,12 @@ fn group_heading(out: &mut String, groups: &[Group], g: &Group) {
 
 /// The headline verdict row pieces: (measurement, verdict) for seq2seq vs scalar on all prompts.
 pub fn headline(wins: &[WinRow], g: &Group) -> (String, Verdict) {
-    match pooled_win(wins, g, "ppo_seq2seq", "ppo_scalar", "all") {
+    headline_on(wins, g, "all")
+}
+
+/// [`headline`] on one prompt set.
+pub fn headline_on(wins: &[WinRow], g: &Group, set: &str) -> (String, Verdict) {
+    match pooled_win(wins, g, "ppo_seq2seq", "ppo_scalar", set) {
         Some(r) => (
             format!(
                 "{} [{}, {}] (n = {} prompts)",

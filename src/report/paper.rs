@@ -107,7 +107,10 @@ pub fn write_paper(results: &Path, output: &Path) -> Result<()> {
         .into_iter()
         .map(|n| Run::load(&results.join(&n), n))
         .collect::<Result<Vec<_>>>()?;
-    write_atomic(output, render_paper(&runs).as_bytes())
+    // A controlled world is judged by its gold and gated: it has its own section, and its cells
+    // must not enter the paper's tables or their average as if they were paper tasks.
+    let (worlds, real): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| r.info.judge == "gold");
+    write_atomic(output, render_paper(&real, &worlds).as_bytes())
 }
 
 /// The (run, group) cells that stand for their (experiment, size) in the average: the directory
@@ -181,17 +184,27 @@ fn not_run(claim: &str, what: &str) -> Vec<String> {
     ]
 }
 
-fn render_paper(runs: &[Run]) -> String {
+fn render_paper(runs: &[Run], worlds: &[Run]) -> String {
     let primary = primary_cells(runs);
     let mut o = String::new();
     o.push_str("# The paper's claims vs this reproduction\n\n");
     header(&mut o, runs, &primary);
+    if !worlds.is_empty() {
+        let names: Vec<String> = worlds.iter().map(|r| format!("`{}`", cell(&r.name))).collect();
+        let _ = writeln!(
+            o,
+            "Sections (i)–(iv) read the real-data directories above. The controlled worlds ({}) are judged by \
+             their gold reward and gated by their models' competence: they have their own section below and \
+             are not averaged with the paper's tasks.\n",
+            names.join(", ")
+        );
+    }
     refusal_claim(&mut o, runs, &primary);
     length_claim(&mut o, runs, &primary);
     win_rate_claim(&mut o, runs, &primary);
     ood_claim(&mut o, runs, &primary);
-    super::worlds::section(&mut o, runs);
-    caveat_section(&mut o, runs);
+    super::worlds::section(&mut o, worlds);
+    caveat_section(&mut o, &runs.iter().chain(worlds).collect::<Vec<_>>());
     o.push_str("## Regenerating\n\n```sh\ns2rm paper --results results --output results/PAPER.md\n# or\nmake figures\n```\n");
     o
 }
@@ -602,7 +615,7 @@ fn ood_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
 // ---------------------------------------------------------------------------------------------
 // caveats
 
-fn caveat_section(o: &mut String, runs: &[Run]) {
+fn caveat_section(o: &mut String, runs: &[&Run]) {
     let mut lines = Vec::new();
     for r in runs {
         let d = r.report_data();
@@ -668,6 +681,31 @@ mod tests {
         }
         assert!(row(&md, "| Average", "").contains("not run"));
         assert!(!md.contains("(n = "), "no numbers may be invented");
+    }
+
+    /// A gold-judged world enters only the worlds section: never the paper's tables or their
+    /// average, even when its directory is named like a paper task.
+    #[test]
+    fn worlds_stay_out_of_the_paper_tables() {
+        let tmp = tempfile::tempdir().unwrap();
+        let res = tmp.path();
+        fixture(res, "safety", "safety", false);
+        fixture(res, "world_safety", "world_safety", false);
+        fixture(res, "summarization_world", "summarization", false);
+        for w in ["world_safety", "summarization_world"] {
+            let p = res.join(w).join("run_info.json");
+            let mut info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            info["judge"] = "gold".into();
+            std::fs::write(&p, info.to_string()).unwrap();
+        }
+        let md = paper(res);
+        let avg = row(&md, "| Average", "");
+        assert!(avg.contains("1 of the paper's 6 cells: `safety` / tiny |"), "{avg}");
+        assert!(!md.contains("not a task of the paper"));
+        let (tables, worlds) = md.split_once("## Controlled worlds").unwrap();
+        assert!(!tables.contains("| `summarization_world`") && !tables.contains("`world_safety` /"));
+        assert!(row(worlds, "| `world_safety`", "").contains("not measured"));
+        assert!(row(worlds, "| `summarization_world`", "").contains("not measured"));
     }
 
     #[test]

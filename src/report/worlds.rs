@@ -1,10 +1,10 @@
 //! The controlled-world section of `results/PAPER.md`: every directory judged by a world's gold
 //! reward (worlds, their null controls and ablations), one row each, with its competence gates and
-//! the paper's three claims measured exactly. Real-data directories never enter it, and worlds never
-//! enter the real-data averages (those read only the paper's experiment names).
+//! the paper's claims measured exactly. Real-data directories never enter it, and worlds never enter
+//! the real-data tables or their average (`paper::write_paper` splits the directories by judge).
 
 use super::gates::{failed, gated};
-use super::markdown::{cell, f3, headline, pct, refusal_headline, table, void_if_collapsed};
+use super::markdown::{cell, f3, headline, headline_on, pct, refusal_headline, table, void_if_collapsed};
 use super::paper::{Run, length_diff};
 use super::stats::Verdict;
 use super::tables::{Group, pooled_metric};
@@ -49,6 +49,13 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
             };
             let length = c.length.as_ref().map_or("—".to_string(), |(len, v)| format!("{len} **{}**", v.as_str()));
             let gold = |p: &str| pooled_metric(&run.metrics, g, p, "all", "judge_score_mean").map_or("n/a".into(), f3);
+            let ood: Vec<String> = ood_sets(run, g)
+                .into_iter()
+                .map(|set| {
+                    let (text, v) = headline_on(&run.wins, g, set);
+                    format!("`{}` {text} **{}**", cell(set), gated(v, gates).as_str())
+                })
+                .collect();
             rows.push(vec![
                 format!("`{}`", cell(&run.name)),
                 format!("`{}` ({})", cell(&run.info.profile), run.info.seeds.len()),
@@ -57,6 +64,7 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
                 format!("{} **{}**", c.win.0, c.win.1.as_str()),
                 refusal,
                 length,
+                if ood.is_empty() { "—".to_string() } else { ood.join("; ") },
             ]);
         }
     }
@@ -70,6 +78,7 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
             "Win rate seq2seq vs scalar, all (> 50%)",
             "Benign refusal (scalar − seq2seq > 0)",
             "Length, scalar − seq2seq (> 0: scalar longer)",
+            "OOD win rate seq2seq vs scalar (> 50%)",
         ],
         &rows,
     );
@@ -165,6 +174,19 @@ pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
         }
         o.push('\n');
     }
+}
+
+/// The out-of-distribution prompt sets (`ood_*`) with a pooled seq2seq-vs-scalar win rate, sorted.
+fn ood_sets<'a>(run: &'a Run, g: &Group) -> Vec<&'a str> {
+    let mut sets: Vec<&str> = run
+        .wins
+        .iter()
+        .filter(|w| w.group == *g && w.prompt_set.starts_with("ood_"))
+        .map(|w| w.prompt_set.as_str())
+        .collect();
+    sets.sort_unstable();
+    sets.dedup();
+    sets
 }
 
 /// The directory `make reproduce-worlds` writes a world's profile to.
