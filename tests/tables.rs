@@ -184,7 +184,7 @@ fn bad_queries_and_bad_results_give_one_clear_error_line() {
     let e = one_error_line(&["--results", dir, "--sort", "valeu"]);
     assert!(e.contains("--sort: unknown column `valeu`"), "{e}");
     let e = one_error_line(&["--results", dir, "--pivot", "size:prompt_set"]);
-    assert!(e.contains("several rows land in cell") && e.contains("dir"), "{e}");
+    assert!(e.contains("several rows land in cell (tiny | benign)") && e.contains("differ in opponent") && e.contains("--vs ppo_scalar"), "{e}");
 
     // a table without one of its columns names the file and the column
     let wr = tmp.path().join("safety/win_rates.csv");

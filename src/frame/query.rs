@@ -298,13 +298,17 @@ pub fn pivot(rows: &DataFrame, row_keys: &[String], col_keys: &[String]) -> Resu
                 .copied()
                 .filter(|k| cell(rows, k, prev).ok() != cell(rows, k, i).ok())
                 .collect();
+            // suggest keeping the first row's value of the first column that has a filter option
+            const FILTERED: [&str; 11] = ["dir", "experiment", "size", "variant", "tier", "prompt_set", "policy", "opponent", "metric", "seed", "step"];
+            let hint = match differ.iter().find(|k| FILTERED.contains(k)) {
+                Some(k) => format!(" (e.g. --{} {})", option_name(k), cell(rows, k, prev)?),
+                None => String::new(),
+            };
             bail!(
-                "--pivot: several rows land in cell ({} | {}); they differ in {}: add those columns to the pivot's rows or filter them (e.g. --{} {})",
+                "--pivot: several rows land in cell ({} | {}); they differ in {}: add those columns to the pivot's rows or filter them{hint}",
                 row_order[r].join(", "),
                 col_order[c].join(", "),
                 differ.join(", "),
-                option_name(differ.first().copied().unwrap_or("metric")),
-                cell(rows, differ.first().copied().unwrap_or("metric"), i)?
             );
         }
         cells.insert((r, c), i);
@@ -341,17 +345,22 @@ fn position_or_push(v: &mut Vec<Vec<String>>, k: Vec<String>) -> usize {
     })
 }
 
-/// The report's display orders for the columns a pivot spreads; other values alphabetically.
-fn display_rank(column: &str, value: &str) -> (usize, i64, String) {
+/// The report's display orders for the columns a pivot spreads: in-distribution prompt sets, then
+/// `ood_*`, then the union `all`; seeds and steps numerically (`pooled` last); others by name.
+fn display_rank(column: &str, value: &str) -> (usize, usize, i64, String) {
     let order: &[&str] = match column {
-        "prompt_set" => &["benign", "harmful", "ood_alpaca", "ood_harmful", "rollouts", "all"],
+        "prompt_set" => &["benign", "harmful", "summary"],
         "policy" | "opponent" => &["sft", "ppo_scalar", "ppo_seq2seq", "scalar_rm", "seq2seq_rm", "judge"],
         "size" => &["nano", "micro", "tiny", "small", "base", "medium", "large", "xl"],
         "tier" => &["world", "from_scratch", "pretrained"],
         _ => &[],
     };
+    let group = match value {
+        "all" if column == "prompt_set" => 2,
+        v if column == "prompt_set" && v.starts_with("ood_") => 1,
+        _ => 0,
+    };
     let pos = order.iter().position(|o| *o == value).unwrap_or(order.len());
-    // seeds and steps numerically, `pooled` last
     let num = value.parse::<i64>().unwrap_or(i64::MAX);
-    (pos, num, value.to_string())
+    (group, pos, num, value.to_string())
 }

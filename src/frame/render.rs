@@ -41,24 +41,40 @@ pub fn format_value(metric: &str, v: &Value) -> String {
     }
 }
 
-fn cells(t: &Table) -> Vec<Vec<String>> {
+/// The printed rows; `intervals` false leaves the intervals out (a table too wide for them).
+fn cells(t: &Table, intervals: bool) -> Vec<Vec<String>> {
     t.rows
         .iter()
         .map(|(k, vs)| {
-            let vals = vs.iter().map(|c| c.as_ref().map_or(String::new(), |(m, v)| format_value(m, v)));
+            let vals = vs.iter().map(|c| {
+                c.as_ref().map_or(String::new(), |(m, v)| format_value(m, &if intervals { *v } else { Value { ci: None, ..*v } }))
+            });
             k.iter().cloned().chain(vals).collect()
         })
         .collect()
 }
 
-fn notes(t: &Table) -> Vec<String> {
+fn has_intervals(t: &Table) -> bool {
+    t.rows.iter().any(|r| r.1.iter().flatten().any(|c| c.1.ci.is_some()))
+}
+
+fn notes(t: &Table, intervals: bool) -> Vec<String> {
     let mut out = Vec::new();
     if !t.constant.is_empty() {
         let c: Vec<String> = t.constant.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push(format!("all rows: {}", c.join(" · ")));
     }
+    let mut units = Vec::new();
     if !t.percent_metrics.is_empty() {
-        out.push(format!("in %: {}; [low, high] = 95% bootstrap interval", t.percent_metrics.join(", ")));
+        units.push(format!("in %: {}", t.percent_metrics.join(", ")));
+    }
+    match (has_intervals(t), intervals) {
+        (true, true) => units.push("[low, high] = 95% bootstrap interval".into()),
+        (true, false) => units.push("intervals left out to fit the width (--width, or --format csv)".into()),
+        _ => {}
+    }
+    if !units.is_empty() {
+        out.push(units.join("; "));
     }
     out
 }
@@ -93,14 +109,25 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 /// is cut (with `…`) until the table fits or every key column is down to 8 characters.
 pub fn text(t: &Table, width: usize) -> String {
     let header: Vec<String> = t.keys.iter().chain(&t.value_columns).cloned().collect();
-    let mut body = cells(t);
-    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in &body {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
+    let widths = |body: &[Vec<String>]| {
+        let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for r in body {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
         }
-    }
+        w
+    };
     let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    // intervals first go when the table is too wide, then the key columns are cut
+    let mut intervals = true;
+    let mut body = cells(t, true);
+    let mut w = widths(&body);
+    if total(&w) > width && has_intervals(t) {
+        intervals = false;
+        body = cells(t, false);
+        w = widths(&body);
+    }
     while total(&w) > width {
         let Some((i, _)) = w[..t.keys.len()].iter().enumerate().filter(|(_, x)| **x > 8).max_by_key(|(i, x)| (**x, usize::MAX - i)) else {
             break;
@@ -108,7 +135,7 @@ pub fn text(t: &Table, width: usize) -> String {
         w[i] -= 1;
     }
     let mut out = String::new();
-    for n in notes(t) {
+    for n in notes(t, intervals) {
         for l in wrap(&n, width) {
             out.push_str(&l);
             out.push('\n');
@@ -127,7 +154,7 @@ pub fn text(t: &Table, width: usize) -> String {
     };
     out.push_str(&line(&header));
     out.push_str(&line(&w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>()));
-    for r in body.iter_mut() {
+    for r in &body {
         out.push_str(&line(r));
     }
     out
@@ -136,14 +163,14 @@ pub fn text(t: &Table, width: usize) -> String {
 pub fn markdown(t: &Table) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
     let mut out = String::new();
-    for n in notes(t) {
+    for n in notes(t, true) {
         out.push_str(&format!("{n}\n\n"));
     }
     let header: Vec<String> = t.keys.iter().chain(&t.value_columns).map(|h| esc(h)).collect();
     out.push_str(&format!("| {} |\n", header.join(" | ")));
     let align: Vec<&str> = (0..header.len()).map(|i| if i < t.keys.len() { "---" } else { "---:" }).collect();
     out.push_str(&format!("|{}|\n", align.join("|")));
-    for r in cells(t) {
+    for r in cells(t, true) {
         let r: Vec<String> = r.iter().map(|c| esc(c)).collect();
         out.push_str(&format!("| {} |\n", r.join(" | ")));
     }
