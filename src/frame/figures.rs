@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const PAPER_FIGURES: [&str; 3] = ["paper_win_rates", "paper_refusal", "paper_length"];
-const SIZE: (u32, u32) = (1600, 700);
+const SIZE: (u32, u32) = (2000, 700);
+const X_DESC: &str = "results directory (WS = world_safety, WSum = world_summarization, help = helpfulness, summ = summarization)";
 const POLICIES: [&str; 3] = ["sft", "ppo_scalar", "ppo_seq2seq"];
 
 /// Pooled (value, interval) per (dir, policy, opponent, prompt set, metric).
@@ -48,7 +49,11 @@ fn get(c: &Cells, dir: &str, policy: &str, opponent: &str, set: &str, metric: &s
 
 /// Directory names made short enough for a crowded axis.
 fn short(dir: &str) -> String {
-    dir.replace("world_summarization", "W·summ").replace("world_safety", "W·safety").replace("summarization", "summ").replace("helpfulness", "help")
+    let d = dir.replace("world_summarization", "WSum").replace("world_safety", "WS").replace("summarization", "summ").replace("helpfulness", "help");
+    match d.split_once('_') {
+        Some((w @ ("WS" | "WSum"), rest)) => format!("{w}·{rest}"),
+        _ => d,
+    }
 }
 
 fn dirs(c: &Cells) -> Vec<String> {
@@ -68,7 +73,7 @@ pub fn win_rates(c: &Cells) -> BarChart {
     }
     BarChart {
         title: "Win rate of the seq2seq-RM policy vs the scalar-RM policy, in-distribution prompts (paper: 76.9%)".into(),
-        x_desc: "results directory (W· = controlled world)".into(),
+        x_desc: X_DESC.into(),
         y_desc: "win rate (pooled over seeds, 95% CI)".into(),
         categories: cats,
         series: vec![("ppo_seq2seq vs ppo_scalar".into(), "ppo_seq2seq".into(), bars)],
@@ -95,7 +100,7 @@ pub fn refusal(c: &Cells) -> BarChart {
         .collect();
     BarChart {
         title: "Benign refusal rate per policy (pooled over seeds)".into(),
-        x_desc: "results directory (W· = controlled world)".into(),
+        x_desc: X_DESC.into(),
         y_desc: "refusal rate on benign prompts".into(),
         categories: ds.iter().map(|d| short(d)).collect(),
         series: by_policy(&ds, |d, p| get(c, d, p, "", "benign", "refusal_rate").map(|v| v.0)),
@@ -126,7 +131,7 @@ pub fn length(c: &Cells) -> BarChart {
         .collect();
     BarChart {
         title: "Mean response length relative to the reference: the data's reference answer (ref) or the SFT policy".into(),
-        x_desc: "results directory (W· = controlled world)".into(),
+        x_desc: X_DESC.into(),
         y_desc: "length ÷ reference length".into(),
         categories,
         series: by_policy(&ds, |d, p| relative_length(c, d, p)),

@@ -243,6 +243,7 @@ impl Figure for BarChart {
             .build_cartesian_2d(CategoryAxis { n }, 0.0..y_top)
             .map_err(pe)?;
         let cats = &self.categories;
+        let tick_cap = if self.y_max > 1.2 { self.y_max } else { 1.0 };
         // shrink the category labels when many long ones share the axis (~0.6 em per character)
         let longest = cats
             .iter()
@@ -266,9 +267,9 @@ impl Figure for BarChart {
                     .cloned()
                     .unwrap_or_default()
             })
-            // the headroom above 1 (for the legend) gets no tick labels
+            // the headroom above the data (1 for rates; for the legend) gets no tick labels
             .y_label_formatter(&|y| {
-                if y_top > 1.0 && *y > 1.0 + 1e-9 {
+                if y_top > tick_cap && *y > tick_cap + 1e-9 {
                     String::new()
                 } else {
                     format!("{y:.1}")
