@@ -150,6 +150,29 @@ pub fn write(results: &Path, df: &DataFrame) -> Result<()> {
 }
 
 #[cfg(test)]
-pub(crate) fn cells_for_test(df: &DataFrame) -> Result<Cells> {
-    pooled_cells(df)
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_figures_hold_every_directory_and_the_right_reference() {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+        let c = pooled_cells(&super::super::load(&results).unwrap()).unwrap();
+        let w = win_rates(&c);
+        let n_dirs = dirs(&c).len();
+        assert!(n_dirs >= 10, "{n_dirs}");
+        assert_eq!(w.categories.len(), n_dirs, "every directory has a seq2seq-vs-scalar win rate");
+        let safety = w.categories.iter().position(|x| x == "safety").unwrap();
+        let bar = w.series[0].2[safety].as_ref().unwrap();
+        assert!((bar.value - 0.220833).abs() < 1e-9 && bar.err.is_some(), "{bar:?}");
+        let r = refusal(&c);
+        assert!(r.categories.iter().all(|x| !x.contains("summ")), "{:?}", r.categories);
+        assert!(r.categories.contains(&"WS·null".to_string()), "{:?}", r.categories);
+        // summarization has references: its SFT bar is the length ratio, not 1
+        let l = length(&c);
+        let summ = l.categories.iter().position(|x| x == "summ (ref)").unwrap();
+        let sft = l.series[0].2[summ].as_ref().unwrap().value;
+        assert!((sft - 1.009696).abs() < 1e-9, "{sft}");
+        let help = l.categories.iter().position(|x| x == "help").unwrap();
+        assert_eq!(l.series[0].2[help].as_ref().unwrap().value, 1.0);
+    }
 }

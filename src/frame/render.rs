@@ -244,11 +244,15 @@ mod tests {
             constant: vec![("seed".into(), "pooled".into())],
             percent_metrics: vec!["win_rate".into()],
         };
+        // too wide: the intervals go first, then the widest key column is cut
         let out = text(&t, 40);
         assert!(out.lines().all(|l| l.chars().count() <= 40), "{out}");
-        assert!(out.contains('…') && out.contains("50.0 [40.0, 60.0]") && out.contains("all rows: seed pooled"), "{out}");
+        assert!(out.contains('…') && out.contains("50.0") && !out.contains("[40.0"), "{out}");
+        assert!(out.contains("all rows: seed pooled") && out.contains("intervals left out"), "{out}");
+        let mid = text(&t, 70);
+        assert!(mid.contains(&long) && !mid.contains("[40.0"), "{mid}");
         let wide = text(&t, 200);
-        assert!(wide.contains(&long), "{wide}");
+        assert!(wide.contains(&long) && wide.contains("50.0 [40.0, 60.0]") && wide.contains("95% bootstrap"), "{wide}");
         let md = markdown(&t);
         assert!(md.contains("| dir | set | value |\n|---|---|---:|\n"), "{md}");
     }
