@@ -248,9 +248,6 @@ fn value_at(df: &DataFrame, i: usize) -> Result<Value> {
 /// directory name already says the experiment, variant, profile and tier, so those are then left
 /// to the constant line, or out).
 fn shown_keys(rows: &DataFrame, q: &Query) -> Result<(Vec<String>, Vec<(String, String)>)> {
-    if let Some(c) = &q.columns {
-        return Ok((c.clone(), Vec::new()));
-    }
     const CANDIDATES: [&str; 12] =
         ["dir", "tier", "experiment", "size", "profile", "variant", "seed", "policy", "opponent", "prompt_set", "step", "metric"];
     let mut shown = Vec::new();
@@ -262,6 +259,11 @@ fn shown_keys(rows: &DataFrame, q: &Query) -> Result<(Vec<String>, Vec<(String, 
         } else if let Some(v) = vals.into_iter().next().filter(|v| !v.is_empty()) {
             constant.push((c.to_string(), v));
         }
+    }
+    if let Some(c) = &q.columns {
+        // the chosen columns; the constant line still says what every row shares
+        constant.retain(|(k, _)| !c.contains(k));
+        return Ok((c.clone(), constant));
     }
     if shown.iter().any(|c| c == "dir") {
         shown.retain(|c| !matches!(c.as_str(), "tier" | "experiment" | "profile" | "variant"));
