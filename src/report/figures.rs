@@ -84,6 +84,11 @@ pub trait Figure {
 
 /// Render a figure to `<dir>/figures/<name>.png` and `.svg` (both via `write_atomic`).
 pub fn save(dir: &Path, name: &str, fig: &impl Figure) -> Result<()> {
+    save_sized(dir, name, fig, (WIDTH, HEIGHT))
+}
+
+/// [`save`] at another size (the paper-level figures have more categories).
+pub fn save_sized(dir: &Path, name: &str, fig: &impl Figure, (w, h): (u32, u32)) -> Result<()> {
     ensure_font()?;
     let fig_dir = dir.join("figures");
     std::fs::create_dir_all(&fig_dir)
@@ -93,7 +98,7 @@ pub fn save(dir: &Path, name: &str, fig: &impl Figure) -> Result<()> {
     // bytes into place atomically.
     let scratch = fig_dir.join(format!(".{name}.render.png"));
     {
-        let root = BitMapBackend::new(&scratch, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = BitMapBackend::new(&scratch, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
         fig.draw(&root)
             .with_context(|| format!("drawing figure {name}.png"))?;
@@ -105,7 +110,7 @@ pub fn save(dir: &Path, name: &str, fig: &impl Figure) -> Result<()> {
 
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
         fig.draw(&root)
             .with_context(|| format!("drawing figure {name}.svg"))?;
@@ -153,8 +158,13 @@ fn color_for(name: &str, idx: usize) -> RGBColor {
         "ppo_seq2seq" | "seq2seq" | "seq2seq_rm" => RGBColor(31, 119, 180),
         "judge" => RGBColor(148, 103, 189),
         "reference" => RGBColor(0, 0, 0),
-        "benign" => RGBColor(44, 160, 44),
+        "benign" | "summary" => RGBColor(44, 160, 44),
         "harmful" => RGBColor(214, 39, 40),
+        // OOD sets never take the in-distribution sets' green and red (which palette order gave
+        // them); the pairs that appear together differ
+        "ood_alpaca" | "ood_tasks" => RGBColor(23, 190, 207),
+        "ood_harmful" | "ood_templates" => RGBColor(148, 103, 189),
+        "ood_topics" => RGBColor(140, 86, 75),
         ALL_SETS => RGBColor(80, 80, 80),
         _ => PALETTE[idx % PALETTE.len()],
     }
@@ -224,15 +234,16 @@ impl Figure for BarChart {
             return no_data(root, &self.title);
         }
         let n = self.categories.len();
+        let y_top = self.y_max_clear_of_legend(root.dim_in_pixel());
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FONT, 24))
             .margin(15)
             .x_label_area_size(50)
             .y_label_area_size(70)
-            .build_cartesian_2d(CategoryAxis { n }, 0.0..self.y_max)
+            .build_cartesian_2d(CategoryAxis { n }, 0.0..y_top)
             .map_err(pe)?;
         let cats = &self.categories;
-        let y_top = self.y_max;
+        let tick_cap = if self.y_max > 1.2 { self.y_max } else { 1.0 };
         // shrink the category labels when many long ones share the axis (~0.6 em per character)
         let longest = cats
             .iter()
@@ -240,7 +251,8 @@ impl Figure for BarChart {
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let label_px = (880.0 / n as f64 / (0.6 * longest)).clamp(8.0, 15.0);
+        let plot_px = root.dim_in_pixel().0 as f64 - 120.0;
+        let label_px = (plot_px / n as f64 / (0.6 * longest)).clamp(8.0, 15.0);
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -255,9 +267,9 @@ impl Figure for BarChart {
                     .cloned()
                     .unwrap_or_default()
             })
-            // the headroom above 1 (for the legend) gets no tick labels
+            // the headroom above the data (1 for rates; for the legend) gets no tick labels
             .y_label_formatter(&|y| {
-                if y_top > 1.0 && *y > 1.0 + 1e-9 {
+                if y_top > tick_cap && *y > tick_cap + 1e-9 {
                     String::new()
                 } else {
                     format!("{y:.1}")
@@ -274,7 +286,7 @@ impl Figure for BarChart {
             let rects = bars.iter().enumerate().filter_map(|(ci, b)| {
                 let b = b.as_ref().filter(|b| b.value.is_finite())?;
                 let x = x_of(ci);
-                let top = b.value.clamp(0.0, self.y_max);
+                let top = b.value.clamp(0.0, y_top);
                 Some(Rectangle::new(
                     [(x - width * 0.45, 0.0), (x + width * 0.45, top)],
                     color.mix(0.85).filled(),
@@ -312,7 +324,7 @@ impl Figure for BarChart {
                             b.value
                         }
                     });
-                    let y = (top + self.y_max * 0.015).min(self.y_max);
+                    let y = (top + y_top * 0.015).min(y_top);
                     let text = self
                         .value_label
                         .map_or(format!("{:.2}", b.value), |f| f(b.value));
@@ -350,6 +362,27 @@ impl Figure for BarChart {
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
+    }
+}
+
+impl BarChart {
+    /// The top of the y axis: `y_max`, raised where needed so that the value labels end below the
+    /// legend box in the upper right (about 20 px per entry; the plot is the figure less about
+    /// 110 px of caption, axis labels and margins).
+    fn y_max_clear_of_legend(&self, (_, h): (u32, u32)) -> f64 {
+        let highest = self
+            .series
+            .iter()
+            .flat_map(|s| s.2.iter().flatten())
+            .map(|b| b.err.map_or(b.value, |(_, hi)| if hi.is_finite() { hi.max(b.value) } else { b.value }))
+            .filter(|v| v.is_finite())
+            .fold(0.0_f64, f64::max);
+        let entries = self.series.len() + self.hline.is_some() as usize;
+        let plot_px = (h as f64 - 110.0).max(100.0);
+        let legend_frac = ((20 * entries + 30) as f64 / plot_px).min(0.6);
+        // the label sits 1.5% of the axis above its bar and is about 16 px tall
+        let label_top = highest + 16.0 / plot_px * self.y_max + 0.015 * self.y_max;
+        self.y_max.max(label_top / (1.0 - legend_frac))
     }
 }
 

@@ -20,7 +20,7 @@
 //! The CSVs and `REPORT.md` are byte-identical for identical inputs: rows are sorted by explicit
 //! keys, floats use fixed decimals and the bootstrap RNG is seeded from `run_info.json`.
 
-mod figures;
+pub(crate) mod figures;
 pub mod gates;
 mod inputs;
 mod markdown;
