@@ -200,3 +200,31 @@ fn bad_queries_and_bad_results_give_one_clear_error_line() {
     let e = one_error_line(&["--results", dir]);
     assert!(e.contains("world_safety: no run_info.json"), "{e}");
 }
+
+/// The gates column says, per directory, whether its numbers are evidence: recomputed here from
+/// each directory's `gates.csv` (a gate with a goal fails if any seed's value is below it).
+#[test]
+fn gates_column_matches_gates_csv() {
+    let df = s2rm::frame::load(&results()).unwrap();
+    for dir in ["world_safety", "world_summarization", "world_safety_null", "safety"] {
+        let expect = if results().join(dir).join("gates.csv").is_file() {
+            let rows = read(dir, "gates.csv");
+            let goals: std::collections::BTreeSet<&str> = rows.iter().filter(|r| !r["goal"].is_empty()).map(|r| r["gate"].as_str()).collect();
+            let failed: std::collections::BTreeSet<&str> = rows
+                .iter()
+                .filter(|r| !r["goal"].is_empty() && r["value"].parse::<f64>().unwrap() < r["goal"].parse::<f64>().unwrap())
+                .map(|r| r["gate"].as_str())
+                .collect();
+            if failed.is_empty() { "pass".to_string() } else { format!("failed {} of {}", failed.len(), goals.len()) }
+        } else {
+            "none".to_string()
+        };
+        let col = |name: &str| {
+            let ca = df.column(name).unwrap().str().unwrap().clone();
+            (0..ca.len()).map(|i| ca.get(i).unwrap_or("").to_string()).collect::<Vec<String>>()
+        };
+        let vals: std::collections::BTreeSet<String> =
+            col("dir").into_iter().zip(col("gates")).filter(|(d, _)| d == dir).map(|(_, g)| g).collect();
+        assert_eq!(vals.into_iter().collect::<Vec<_>>(), vec![expect], "{dir}");
+    }
+}

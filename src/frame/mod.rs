@@ -11,8 +11,9 @@
 //!
 //! `rm_eval.csv` and `ppo_log.csv` have no pooled rows; the frame adds them (mean over seeds) so
 //! that `--seed pooled` means the same thing for every table. Each directory's `run_info.json`
-//! gives the columns `profile`, `device`, `seeds`, `tier` and (with the directory name) `variant`,
-//! joined on `dir`.
+//! gives the columns `profile`, `device`, `seeds`, `tier`, `gates` (`pass`, `failed 2 of 4` (the directory's
+//! `gates.csv` names them), or `none` where no competence gate was measured) and (with the directory name) `variant`, joined on
+//! `dir`. A world's numbers with `failed ...` are not evidence (its verdicts are inconclusive).
 
 
 pub mod figures;
@@ -24,14 +25,14 @@ use polars::prelude::*;
 use std::path::Path;
 
 /// The frame's columns, in order.
-pub const COLUMNS: [&str; 19] = [
-    "dir", "tier", "experiment", "size", "profile", "variant", "device", "seeds", "table", "seed",
+pub const COLUMNS: [&str; 20] = [
+    "dir", "tier", "gates", "experiment", "size", "profile", "variant", "device", "seeds", "table", "seed",
     "policy", "opponent", "prompt_set", "step", "metric", "value", "ci_low", "ci_high", "n",
 ];
 
 /// The key columns (what identifies a row), in display order.
-pub const KEYS: [&str; 15] = [
-    "dir", "tier", "experiment", "size", "profile", "variant", "device", "seeds", "table", "seed",
+pub const KEYS: [&str; 16] = [
+    "dir", "tier", "gates", "experiment", "size", "profile", "variant", "device", "seeds", "table", "seed",
     "policy", "opponent", "prompt_set", "step", "metric",
 ];
 
@@ -66,6 +67,9 @@ pub struct RunMeta {
     pub seeds: String,
     /// `world` (a controlled world, gold judge), `pretrained` or `from_scratch`.
     pub tier: String,
+    /// The competence gates over all seeds: `pass`, `failed 2 of 4` (gates failed on some seed of
+    /// those with a goal), or `none` (not measured).
+    pub gates: String,
 }
 
 impl RunMeta {
@@ -89,6 +93,19 @@ impl RunMeta {
         let profile = s("profile");
         let pretrained = j.pointer("/model/checkpoint").is_some_and(|v| !v.is_null())
             || matches!(profile.as_str(), "gpu" | "pretrained");
+        let gates: Vec<crate::report::gates::Gate> = match j.get("gates") {
+            Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("{}: field gates", path.display()))?,
+            None => Vec::new(),
+        };
+        let failed = crate::report::gates::failed(&gates);
+        let gates = if gates.iter().all(|g| g.goal.is_none()) {
+            "none".to_string()
+        } else if failed.is_empty() {
+            "pass".to_string()
+        } else {
+            let n = gates.iter().filter(|g| g.goal.is_some()).map(|g| &g.gate).collect::<std::collections::BTreeSet<_>>().len();
+            format!("failed {} of {n}", failed.len())
+        };
         let tier = if s("judge") == "gold" {
             "world"
         } else if pretrained {
@@ -104,6 +121,7 @@ impl RunMeta {
             device: s("device"),
             seeds,
             tier: tier.to_string(),
+            gates,
         })
     }
 }
@@ -177,6 +195,7 @@ fn meta_frame(metas: &[RunMeta]) -> Result<DataFrame> {
     Ok(DataFrame::new_infer_height(vec![
         c("dir", |m| &m.dir),
         c("tier", |m| &m.tier),
+        c("gates", |m| &m.gates),
         c("profile", |m| &m.profile),
         c("variant", |m| &m.variant),
         c("device", |m| &m.device),

@@ -246,10 +246,10 @@ fn value_at(df: &DataFrame, i: usize) -> Result<Value> {
 
 /// Key columns shown for the rows: the chosen ones, or those that differ between rows (the
 /// directory name already says the experiment, variant, profile and tier, so those are then left
-/// to the constant line, or out).
+/// to the constant line, or out; not the gates, which say whether a row is evidence at all).
 fn shown_keys(rows: &DataFrame, q: &Query) -> Result<(Vec<String>, Vec<(String, String)>)> {
-    const CANDIDATES: [&str; 12] =
-        ["dir", "tier", "experiment", "size", "profile", "variant", "seed", "policy", "opponent", "prompt_set", "step", "metric"];
+    const CANDIDATES: [&str; 13] =
+        ["dir", "gates", "tier", "experiment", "size", "profile", "variant", "seed", "policy", "opponent", "prompt_set", "step", "metric"];
     let mut shown = Vec::new();
     let mut constant = Vec::new();
     for c in CANDIDATES {
