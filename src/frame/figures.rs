@@ -3,7 +3,8 @@
 //!
 //! - `paper_win_rates`: the seq2seq-vs-scalar win rate on the in-distribution prompts (`all`),
 //!   pooled over seeds, with its 95% interval, per directory (every task × size, world, control
-//!   and ablation), and the 50% line;
+//!   and ablation), and the 50% line; a directory whose competence gates failed is marked `✗` (its
+//!   win rate is not evidence);
 //! - `paper_refusal`: the benign refusal rate of the SFT, scalar-RM and seq2seq-RM policies per
 //!   directory (the summarization tasks, which have no benign requests, are left out);
 //! - `paper_length`: each policy's mean response length relative to the reference: the data's
@@ -62,18 +63,24 @@ fn dirs(c: &Cells) -> Vec<String> {
     d
 }
 
-pub fn win_rates(c: &Cells) -> BarChart {
+/// The `gates` column per directory (`pass`, `failed K of N`, `none`).
+fn gates_of(df: &DataFrame) -> Result<BTreeMap<String, String>> {
+    Ok(super::strings(df, "dir")?.into_iter().zip(super::strings(df, "gates")?).collect())
+}
+
+pub fn win_rates(c: &Cells, gates: &BTreeMap<String, String>) -> BarChart {
     let mut cats = Vec::new();
     let mut bars = Vec::new();
     for d in dirs(c) {
         if let Some((v, ci)) = get(c, &d, "ppo_seq2seq", "ppo_scalar", "all", "win_rate") {
-            cats.push(short(&d));
+            let failed = gates.get(&d).is_some_and(|g| g.starts_with("failed"));
+            cats.push(if failed { format!("{} ✗", short(&d)) } else { short(&d) });
             bars.push(Some(Bar { value: v, err: ci, points: vec![] }));
         }
     }
     BarChart {
         title: "Win rate of the seq2seq-RM policy vs the scalar-RM policy, in-distribution prompts (paper: 76.9%)".into(),
-        x_desc: X_DESC.into(),
+        x_desc: format!("{X_DESC}; ✗ = a competence gate failed (not evidence)"),
         y_desc: "win rate (pooled over seeds, 95% CI)".into(),
         categories: cats,
         series: vec![("ppo_seq2seq vs ppo_scalar".into(), "ppo_seq2seq".into(), bars)],
@@ -144,7 +151,7 @@ pub fn length(c: &Cells) -> BarChart {
 /// Write the paper-level figures into `<results>/figures/`.
 pub fn write(results: &Path, df: &DataFrame) -> Result<()> {
     let c = pooled_cells(df)?;
-    save_sized(results, PAPER_FIGURES[0], &win_rates(&c), SIZE)?;
+    save_sized(results, PAPER_FIGURES[0], &win_rates(&c, &gates_of(df)?), SIZE)?;
     save_sized(results, PAPER_FIGURES[1], &refusal(&c), SIZE)?;
     save_sized(results, PAPER_FIGURES[2], &length(&c), SIZE)
 }
@@ -156,14 +163,17 @@ mod tests {
     #[test]
     fn paper_figures_hold_every_directory_and_the_right_reference() {
         let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-        let c = pooled_cells(&super::super::load(&results).unwrap()).unwrap();
-        let w = win_rates(&c);
+        let df = super::super::load(&results).unwrap();
+        let c = pooled_cells(&df).unwrap();
+        let w = win_rates(&c, &gates_of(&df).unwrap());
         let n_dirs = dirs(&c).len();
         assert!(n_dirs >= 10, "{n_dirs}");
         assert_eq!(w.categories.len(), n_dirs, "every directory has a seq2seq-vs-scalar win rate");
         let safety = w.categories.iter().position(|x| x == "safety").unwrap();
         let bar = w.series[0].2[safety].as_ref().unwrap();
         assert!((bar.value - 0.220833).abs() < 1e-9 && bar.err.is_some(), "{bar:?}");
+        // the world that passed every gate is unmarked, its null control (copy gate) is marked
+        assert!(w.categories.contains(&"WS".to_string()) && w.categories.contains(&"WS·null ✗".to_string()), "{:?}", w.categories);
         let r = refusal(&c);
         assert!(r.categories.iter().all(|x| !x.contains("summ")), "{:?}", r.categories);
         assert!(r.categories.contains(&"WS·null".to_string()), "{:?}", r.categories);
