@@ -564,6 +564,11 @@ fn win_rate_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group
 // ---------------------------------------------------------------------------------------------
 // (iv) out-of-distribution prompts
 
+/// The out-of-distribution prompt sets (`ood_*`) of group `g`, display-ordered.
+pub(super) fn ood_sets(run: &Run, g: &Group) -> Vec<String> {
+    tables::sets_of(&run.gens, g).into_iter().filter(|s| s.starts_with(OOD_PREFIX)).collect()
+}
+
 fn ood_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
     o.push_str("## (iv) Out-of-distribution prompts\n\n");
     o.push_str(
@@ -572,11 +577,7 @@ fn ood_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
     let mut rows = Vec::new();
     for (ri, run) in runs.iter().enumerate() {
         for g in &run.groups {
-            let sets: Vec<String> = tables::sets_of(&run.gens, g)
-                .into_iter()
-                .filter(|s| s.starts_with(OOD_PREFIX))
-                .collect();
-            for set in sets {
+            for set in ood_sets(run, g) {
                 let Some(w) = pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", &set) else {
                     continue;
                 };

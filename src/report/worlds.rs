@@ -5,9 +5,9 @@
 
 use super::gates::{failed, gated};
 use super::markdown::{cell, f3, headline, headline_on, pct, refusal_headline, table, void_if_collapsed};
-use super::paper::{Run, length_diff};
+use super::paper::{Run, length_diff, ood_sets};
 use super::stats::Verdict;
-use super::tables::{Group, pooled_metric};
+use super::tables::{Group, pooled_metric, pooled_win};
 use std::fmt::Write;
 
 /// Streams of the world length differences (after `paper.rs`'s real-data streams).
@@ -50,7 +50,8 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
             let length = c.length.as_ref().map_or("—".to_string(), |(len, v)| format!("{len} **{}**", v.as_str()));
             let gold = |p: &str| pooled_metric(&run.metrics, g, p, "all", "judge_score_mean").map_or("n/a".into(), f3);
             let ood: Vec<String> = ood_sets(run, g)
-                .into_iter()
+                .iter()
+                .filter(|set| pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", set).is_some())
                 .map(|set| {
                     let (text, v) = headline_on(&run.wins, g, set);
                     format!("`{}` {text} **{}**", cell(set), gated(v, gates).as_str())
@@ -174,19 +175,6 @@ pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
         }
         o.push('\n');
     }
-}
-
-/// The out-of-distribution prompt sets (`ood_*`) with a pooled seq2seq-vs-scalar win rate, sorted.
-fn ood_sets<'a>(run: &'a Run, g: &Group) -> Vec<&'a str> {
-    let mut sets: Vec<&str> = run
-        .wins
-        .iter()
-        .filter(|w| w.group == *g && w.prompt_set.starts_with("ood_"))
-        .map(|w| w.prompt_set.as_str())
-        .collect();
-    sets.sort_unstable();
-    sets.dedup();
-    sets
 }
 
 /// The directory `make reproduce-worlds` writes a world's profile to.
