@@ -37,15 +37,56 @@ pub const GEN_PROMPT: usize = 32;
 pub const GEN_NEW: usize = 64;
 pub const PPO_PROMPT: usize = 32;
 
+/// Rows, lengths and steps of one preset's benchmarks: the constants above for the from-scratch
+/// presets; a quarter of the rows (and the PPO step of the `pretrained` profile: 8 prompts, 32
+/// new tokens) at the SmolLM2 shape, whose training step costs 60 times a `small` one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shapes {
+    pub train_batch: usize,
+    pub train_seq: usize,
+    pub train_steps: usize,
+    pub gen_batch: usize,
+    pub gen_prompt: usize,
+    pub gen_new: usize,
+    /// `(batch_size, minibatch_size, max_new_tokens)` of the PPO step, when not the spec's.
+    pub ppo: Option<(usize, usize, usize)>,
+}
+
+pub fn shapes(preset: &str) -> Shapes {
+    if preset.starts_with("pretrained") {
+        Shapes { train_batch: 4, train_seq: TRAIN_SEQ, train_steps: 2, gen_batch: 4, gen_prompt: GEN_PROMPT, gen_new: 32, ppo: Some((8, 4, 32)) }
+    } else {
+        Shapes { train_batch: TRAIN_BATCH, train_seq: TRAIN_SEQ, train_steps: TRAIN_STEPS, gen_batch: GEN_BATCH, gen_prompt: GEN_PROMPT, gen_new: GEN_NEW, ppo: None }
+    }
+}
+
+/// LoRA of the `pretrained-lora` preset: rank 16, alpha 32, every linear layer of the trunk.
+pub fn bench_lora(preset: &str) -> crate::model::lora::LoraConfig {
+    if preset == "pretrained-lora" {
+        crate::model::lora::LoraConfig { rank: 16, alpha: 32.0, targets: vec![] }
+    } else {
+        Default::default()
+    }
+}
+
 /// The bench's model presets: `tiny` and `small` are the `default` and `small` profiles of
 /// experiments/*.toml (a unit test keeps them equal); `issue` is the shape the performance issue
-/// measured PyTorch at. Position tables hold `TRAIN_SEQ` positions.
+/// measured PyTorch at; `pretrained` is SmolLM2-135M's shape (random weights: speed does not
+/// depend on them), trained in full, and `pretrained-lora` the same with LoRA adapters.
+/// Position tables hold `TRAIN_SEQ` positions.
 pub fn preset(name: &str) -> Result<LmConfig> {
+    if name == "pretrained" || name == "pretrained-lora" {
+        let mut c = LmConfig { preset: "smollm2-135m".into(), max_seq_len: TRAIN_SEQ, ..Default::default() };
+        c.apply_preset();
+        c.checkpoint.clear();
+        c.lora = bench_lora(name);
+        return Ok(c);
+    }
     let (vocab_size, d_model, n_layers, n_heads, d_ff) = match name {
         "tiny" => (2048, 128, 2, 4, 512),
         "small" => (2048, 192, 3, 6, 768),
         "issue" => (4096, 128, 2, 4, 512),
-        other => bail!("unknown bench preset `{other}`: expected tiny, small or issue"),
+        other => bail!("unknown bench preset `{other}`: expected tiny, small, issue, pretrained or pretrained-lora"),
     };
     Ok(LmConfig { preset: name.into(), vocab_size, d_model, n_layers, n_heads, d_ff, max_seq_len: TRAIN_SEQ, ..Default::default() })
 }
@@ -147,7 +188,12 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let mut rows = Vec::new();
     for name in &opts.presets {
         let cfg = preset(name)?;
+        let sh = shapes(name);
         let v = cfg.vocab_size;
+        let mut ppo_cfg = ppo_cfg.clone();
+        if let Some((bs, mb, new)) = sh.ppo {
+            (ppo_cfg.batch_size, ppo_cfg.minibatch_size, ppo_cfg.max_new_tokens) = (bs, mb, new);
+        }
         let mut push = |benchmark: &str, unit: &'static str, values: Vec<f64>| {
             let row = Row {
                 framework: framework.into(),
@@ -167,29 +213,29 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         let mut rng = SplitMix64::new(0xBE7C);
         if opts.benchmarks.iter().any(|b| b == "train") {
             // Through the pretraining loop: `<bos>` + 127 tokens = 128 positions, 127 targets.
-            let docs = random_rows(&mut rng, 64 * TRAIN_BATCH, TRAIN_SEQ - 1, v);
-            let loop_cfg = LoopCfg { steps: TRAIN_STEPS, lr: 1e-4, warmup_steps: 0, grad_clip: 1.0, cosine: false };
-            let mut model = cfg.init_seeded(&ad, 1);
+            let docs = random_rows(&mut rng, 64 * sh.train_batch, sh.train_seq - 1, v);
+            let loop_cfg = LoopCfg { steps: sh.train_steps, lr: 1e-4, warmup_steps: 0, grad_clip: 1.0, cosine: false };
+            let mut model = cfg.init_seeded(&ad, 1).with_lora(&cfg.lora, &ad, 1);
             let mut seed = 0;
             let t = repeat(opts.warmup, opts.runs, || {
                 seed += 1;
                 let start = Instant::now();
-                let (m, _) = pretrain(model.clone(), &docs, TRAIN_SEQ - 1, TRAIN_BATCH, &loop_cfg, seed, &ad)?;
+                let (m, _) = pretrain(model.clone(), &docs, sh.train_seq - 1, sh.train_batch, &loop_cfg, seed, &ad)?;
                 let s = start.elapsed().as_secs_f64();
                 model = m;
-                Ok(vec![(TRAIN_STEPS * TRAIN_BATCH * TRAIN_SEQ) as f64 / s])
+                Ok(vec![(sh.train_steps * sh.train_batch * sh.train_seq) as f64 / s])
             })?;
             push("train", "tokens/s", t.iter().map(|r| r[0]).collect());
         }
         if opts.benchmarks.iter().any(|b| b == "generate") {
             let model: Lm = cfg.init_seeded(&dev, 2);
-            let prompts = random_rows(&mut rng, GEN_BATCH, GEN_PROMPT, v);
-            // An end token outside the vocabulary: every row generates all GEN_NEW tokens.
-            let gen_cfg = GenConfig { max_new_tokens: GEN_NEW, eos: v as u32, pad: crate::text::PAD, greedy: false };
+            let prompts = random_rows(&mut rng, sh.gen_batch, sh.gen_prompt, v);
+            // An end token outside the vocabulary: every row generates all `gen_new` tokens.
+            let gen_cfg = GenConfig { max_new_tokens: sh.gen_new, eos: v as u32, pad: crate::text::PAD, greedy: false };
             let mut k = 0u64;
             let t = repeat(opts.warmup, opts.runs, || {
                 k += 1;
-                let seeds: Vec<u64> = (0..GEN_BATCH as u64).map(|i| k * 1000 + i).collect();
+                let seeds: Vec<u64> = (0..sh.gen_batch as u64).map(|i| k * 1000 + i).collect();
                 let start = Instant::now();
                 let g = generate(&model, &prompts, &seeds, &gen_cfg, &dev);
                 let s = start.elapsed().as_secs_f64();
@@ -201,7 +247,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         if opts.benchmarks.iter().any(|b| b == "ppo") {
             let tpl = Template::builtin();
             let raw_len = PPO_PROMPT - tpl.overhead().0;
-            let sft = cfg.init_seeded(&ad, 3);
+            let sft = cfg.init_seeded(&ad, 3).with_lora(&cfg.lora, &ad, 3);
             let reference = sft.valid();
             let rm = ScalarReward { model: cfg.init_seeded(&dev, 4), tpl: tpl.clone(), device: dev.clone(), max_prompt: raw_len, mean: 0.0, std: 1.0, clip: ppo_cfg.score_clip };
             let gen_cfg = GenConfig { max_new_tokens: ppo_cfg.max_new_tokens, eos: v as u32, pad: crate::text::PAD, greedy: false };
@@ -227,6 +273,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             }
         }
         if opts.benchmarks.iter().any(|b| b == "matmul") {
+            if cfg.arch != crate::model::Arch::Gpt {
+                bail!("the `matmul` benchmark lists the products of the gpt family (tiny, small, issue), not of `{name}`");
+            }
             let pairs: Vec<(Tensor<3>, Tensor<3>)> = train_matmuls(&cfg)
                 .into_iter()
                 .map(|[b, m, k, n]| (Tensor::random([b, m, k], Distribution::Default, &dev), Tensor::random([b, k, n], Distribution::Default, &dev)))

@@ -70,6 +70,7 @@ impl LmConfig {
             norm_eps: c.rms_norm_eps,
             tie_embeddings: c.tie_word_embeddings,
             checkpoint: path.into(),
+            lora: Default::default(),
         }
     }
 

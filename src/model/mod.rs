@@ -10,6 +10,7 @@
 
 pub mod generate;
 pub mod load;
+pub mod lora;
 
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm,
@@ -78,6 +79,9 @@ pub struct LmConfig {
     /// instead of pretraining, and its tokenizer replaces the trained one.
     #[serde(default, skip_serializing_if = "is_default")]
     pub checkpoint: String,
+    /// LoRA adapters for every fine-tuned role (`rank = 0`: full fine-tuning); see [`lora`].
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub lora: lora::LoraConfig,
 }
 
 impl LmConfig {
@@ -277,12 +281,11 @@ impl LmConfig {
     /// draws parameters lazily, so seeding, initialising and the first use (one forward pass, which
     /// materialises every random parameter) happen under one lock.
     pub fn init_seeded(&self, device: &Device, seed: u64) -> Lm {
-        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        device.seed(seed);
-        let lm = self.init(device);
-        lm.probe_all_heads(device);
-        lm
+        seeded(device, seed, || {
+            let lm = self.init(device);
+            lm.probe_all_heads(device);
+            lm
+        })
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -310,8 +313,18 @@ impl LmConfig {
         if self.max_seq_len < 8 {
             return Err(format!("max_seq_len ({}) must be at least 8", self.max_seq_len));
         }
-        Ok(())
+        self.lora.validate()
     }
+}
+
+/// Runs `draw` with burn's process-global RNG seeded to `seed`, under one lock, so that two
+/// threads drawing random parameters at once (initialising models, attaching LoRA adapters) each
+/// get their own seed's draws.
+pub(crate) fn seeded<T>(device: &Device, seed: u64, draw: impl FnOnce() -> T) -> T {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    draw()
 }
 
 /// Rotary tables `(cos, sin)`, each `[B, 1, T, d_head]`, for the given positions (Hugging Face's

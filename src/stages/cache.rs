@@ -20,7 +20,6 @@ use crate::model::Lm;
 use crate::spec::Spec;
 use crate::util::sha256_hex;
 use anyhow::{Context, Result, bail};
-use burn::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -165,7 +164,7 @@ impl StageCache {
     fn load<L: serde::de::DeserializeOwned>(&self, stage: &str, seed: u64, template: &Lm) -> Option<(Lm, L)> {
         let (model, log) = self.paths(stage, seed);
         let log: L = serde_json::from_slice(&std::fs::read(log).ok()?).ok()?;
-        let model = template.clone().try_load_file(&model).ok()?;
+        let model = template.clone().load_weights(&model).ok()?;
         Some((model, log))
     }
 
@@ -174,7 +173,7 @@ impl StageCache {
         let dir = self.dir_of(stage);
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = model_path.with_extension("bpk.tmp");
-        model.clone().save_file(&tmp).map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", tmp.display()))?;
+        model.save_weights(&tmp)?;
         std::fs::rename(&tmp, &model_path).with_context(|| format!("cannot rename {} to {}", tmp.display(), model_path.display()))?;
         crate::util::write_atomic(&log_path, &serde_json::to_vec(log)?)
     }

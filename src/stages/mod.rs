@@ -256,6 +256,16 @@ pub(crate) fn own_leaves(model: &Lm) -> Lm {
     model.valid().train()
 }
 
+impl Ctx<'_> {
+    /// Where a fine-tuning stage starts from `parent`: its own leaves, with fresh LoRA adapters
+    /// when `model.lora` asks for them and the parent has none (SFT and the judge from the base;
+    /// the RMs and PPO start from the SFT model's adapters). Also the template its cache entry
+    /// loads into.
+    pub(crate) fn role_start(&self, parent: &Lm, seed: u64) -> Lm {
+        own_leaves(parent).with_lora(&self.spec.model.lora, &self.ad, seed)
+    }
+}
+
 pub(crate) fn loop_cfg(steps: usize, lr: f64, warmup_steps: usize, grad_clip: f32) -> crate::train::LoopCfg {
     crate::train::LoopCfg { steps, lr, warmup_steps, grad_clip, cosine: false }
 }

@@ -1,7 +1,7 @@
 //! The two proxy reward models, each from the SFT policy and trained on the rm split: the scalar
 //! (Bradley–Terry) RM and the seq2seq RM (sequence MLE on correction and identity mappings).
 
-use super::{Call, Ctx, Out, loop_cfg, own_leaves};
+use super::{Call, Ctx, Out, loop_cfg};
 use crate::eval;
 use crate::reward::{ScalarReward, Seq2seqReward};
 use anyhow::Result;
@@ -13,8 +13,9 @@ pub fn seq2seq(ctx: &Ctx, call: &Call) -> Result<Out> {
     let (mp, mr) = ctx.budgets();
     let q = &ctx.spec.seq2seq_rm;
     let tpl = &tokens.text.tpl;
-    let (m, log) = ctx.stages.stage(&ctx.timer, call.name, call.seed, sft, || {
-        crate::train::seq2seq_rm(own_leaves(sft), tpl, &tokens.rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), call.seed ^ 0x55, &ctx.ad)
+    let start = ctx.role_start(sft, call.seed ^ 0x55);
+    let (m, log) = ctx.stages.stage(&ctx.timer, call.name, call.seed, &start, || {
+        crate::train::seq2seq_rm(start.clone(), tpl, &tokens.rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), call.seed ^ 0x55, &ctx.ad)
     })?;
     let m = m.valid();
     let metrics = eval::seq2seq_rm_metrics(&m, tpl, &tokens.eval_pairs, &q.rule, mp, mr, 32, &ctx.dev);
@@ -29,8 +30,9 @@ pub fn scalar(ctx: &Ctx, call: &Call) -> Result<Out> {
     let (mp, mr) = ctx.budgets();
     let r = &ctx.spec.scalar_rm;
     let (tpl, rm_pairs) = (&tokens.text.tpl, &tokens.rm_pairs);
-    let (m, log) = ctx.stages.stage(&ctx.timer, call.name, call.seed, sft, || {
-        crate::train::scalar_rm(own_leaves(sft), tpl, "scalar_rm", rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), call.seed ^ 0x44, &ctx.ad)
+    let start = ctx.role_start(sft, call.seed ^ 0x44);
+    let (m, log) = ctx.stages.stage(&ctx.timer, call.name, call.seed, &start, || {
+        crate::train::scalar_rm(start.clone(), tpl, "scalar_rm", rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), call.seed ^ 0x44, &ctx.ad)
     })?;
     let m = m.valid();
     let metrics = eval::scalar_rm_metrics(&m, tpl, &tokens.eval_pairs, mp, mr, 32, &ctx.dev);

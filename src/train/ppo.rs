@@ -184,7 +184,7 @@ fn write_checkpoint(prefix: &Path, policy: &Lm, optim: &ModuleOptimizer, partial
     if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    save_renamed(&model_path(prefix, partial.step), |p| policy.clone().save_file(p))?;
+    save_renamed(&model_path(prefix, partial.step), |p| policy.save_weights(p))?;
     save_renamed(&optim_path(prefix, partial.step), |p| optim.save(p))?;
     crate::util::write_atomic(&partial_path(prefix), &serde_json::to_vec(partial)?)
 }
@@ -213,7 +213,7 @@ fn read_checkpoint(prefix: &Path, template: &Lm, grad_clip: f32, n_prompts: usiz
         bail!("{}: its prompt sampler is not one over the {n_prompts} policy prompts", json.display());
     }
     let model = model_path(prefix, k);
-    let policy = template.clone().try_load_file(&model).map_err(|e| anyhow!("cannot load {}: {e}", model.display()))?;
+    let policy = template.clone().load_weights(&model).map_err(|e| anyhow!("cannot load {}: {e:#}", model.display()))?;
     let optim_file = optim_path(prefix, k);
     let optim = adam(grad_clip).load(&optim_file).map_err(|e| anyhow!("cannot load {}: {e}", optim_file.display()))?;
     Ok(Some((policy, optim, partial)))

@@ -1,0 +1,250 @@
+//! LoRA roles over one frozen base (`model.lora`), with burn's own adapters
+//! ([`Module::apply_lora`]): every trained role (SFT policy, scalar RM, seq2seq RM, judge, PPO
+//! policy) is the base plus a rank-`r` adapter on the chosen linear weights, plus the score and
+//! value heads, trained in full. The base tensors are never updated, so every role's clone shares
+//! them in memory; the reference policy is the SFT model itself (no copy).
+//!
+//! An RM or the PPO policy starts from the SFT model, so its adapter starts as a copy of the SFT
+//! adapter; the judge starts from the base with a fresh one. `rank = 0` is full fine-tuning, the
+//! behaviour of the from-scratch presets. Stage-cache entries and PPO checkpoints of a LoRA model
+//! hold the adapters and heads only ([`Lm::save_weights`]).
+
+use super::Lm;
+use anyhow::{Context, Result, bail};
+use burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The linear weights an adapter may target: the fused query/key/value and output projections,
+/// the MLP's layers (`gate_up`, `down` in the llama family; `fc1`, `fc2` in gpt).
+pub const TARGETS: [&str; 6] = ["qkv", "proj", "gate_up", "down", "fc1", "fc2"];
+
+/// `model.lora`: `rank = 0` (the default) trains every weight.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    #[serde(default)]
+    pub rank: usize,
+    /// The adapter's output is scaled by `alpha / rank`.
+    #[serde(default)]
+    pub alpha: f64,
+    /// Names from [`TARGETS`]; empty = every linear layer of the trunk.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+impl LoraConfig {
+    pub fn enabled(&self) -> bool {
+        self.rank > 0
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.rank > 256 {
+            return Err(format!("lora.rank = {} is more than 256; LoRA ranks are small (8-64), and 0 trains every weight", self.rank));
+        }
+        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return Err(format!("lora.alpha must be > 0 when lora.rank = {} (e.g. alpha = {})", self.rank, 2 * self.rank));
+        }
+        for t in &self.targets {
+            if !TARGETS.contains(&t.as_str()) {
+                return Err(format!("lora.targets: unknown layer `{t}`; expected some of {}", TARGETS.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The base weights that get an adapter: `blocks.<i>.<layer>.weight`, or
+    /// `blocks.<i>.mlp.<variant>.<layer>.weight` for the MLP (module paths name enum variants).
+    fn base_group(&self) -> ParamGroup {
+        let names: Vec<&str> = if self.targets.is_empty() { TARGETS.to_vec() } else { self.targets.iter().map(String::as_str).collect() };
+        let pattern = format!(r"^blocks\.\d+\.(mlp\.(SwiGlu|Gelu)\.)?({})\.weight$", names.join("|"));
+        ParamGroup::from_regex(pattern).expect("static LoRA target pattern")
+    }
+}
+
+/// What a LoRA model trains and stores: the adapter factors and the two scalar heads.
+fn trainable() -> ParamGroup {
+    ParamGroup::from_regex(r"(\.lora\.[ab]$)|(^(score_head|value_head)\.)").expect("static pattern")
+}
+
+/// Counts the adapter factors of a module.
+#[derive(Default)]
+struct Adapters {
+    path: Vec<String>,
+    n: usize,
+}
+
+impl ModuleVisitor for Adapters {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<D>>) {
+        if self.path.iter().any(|p| p == "lora") {
+            self.n += 1;
+        }
+    }
+}
+
+impl Lm {
+    /// The model with fresh adapters (A random, seeded; B = 0, so its outputs equal the model's)
+    /// on `cfg`'s targets, every other weight frozen but the score and value heads. A model that
+    /// already has adapters (an RM or policy starting from a LoRA SFT model) keeps them.
+    pub fn with_lora(self, cfg: &LoraConfig, device: &Device, seed: u64) -> Lm {
+        if !cfg.enabled() || self.n_adapters() > 0 {
+            return self;
+        }
+        let lora = Lora::new(cfg.rank, cfg.alpha).set_param_group(cfg.base_group());
+        super::seeded(device, seed, || self.apply_lora(lora).unfreeze_group(trainable()))
+    }
+
+    /// Number of adapter factors (two per adapted weight).
+    pub fn n_adapters(&self) -> usize {
+        let mut v = Adapters::default();
+        self.visit(&mut v);
+        v.n
+    }
+
+    /// Writes the weights a stage trained: every weight, or for a LoRA model its adapters and
+    /// heads alone (the base is the pretrained checkpoint every role shares).
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        let record = if self.n_adapters() > 0 { self.clone().into_record_group(trainable()) } else { self.clone().into_record() };
+        record.save(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e:?}", path.display()))
+    }
+
+    /// Reads what [`Lm::save_weights`] wrote into a model of the same structure (for a LoRA
+    /// model: the base with adapters attached, whose factors and heads the file replaces).
+    pub fn load_weights(self, path: &Path) -> Result<Lm> {
+        let record = ModuleRecord::load(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e:?}", path.display()))?;
+        let adapters = self.n_adapters();
+        if adapters == 0 {
+            return self.try_load_record(record).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()));
+        }
+        // Adapters and both heads (weight and bias each): a file of another structure (a full
+        // model, or another rank's targets) fails here instead of loading in part.
+        let expected = adapters + 4;
+        if record.len() != expected {
+            bail!("{}: holds {} tensors, a LoRA model with {adapters} adapter factors expects {expected}", path.display(), record.len());
+        }
+        self.try_load_record(record.allow_partial(true)).map_err(|e| anyhow::anyhow!("{e:?}")).with_context(|| format!("loading adapters from {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LmConfig, pack, to_vec_f32};
+    use burn::optim::GradientsParams;
+
+    fn tiny() -> LmConfig {
+        let mut c = LmConfig { preset: "t".into(), arch: crate::model::Arch::Llama, vocab_size: 64, d_model: 16, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 32, max_seq_len: 16, tie_embeddings: true, ..Default::default() };
+        c.apply_preset();
+        c
+    }
+
+    fn cfg() -> LoraConfig {
+        LoraConfig { rank: 4, alpha: 8.0, targets: vec![] }
+    }
+
+    fn logits(m: &Lm, device: &Device) -> Vec<f32> {
+        let p = pack(&[vec![1, 5, 9], vec![2]], &[vec![7, 3], vec![4, 4, 8]], crate::text::PAD);
+        to_vec_f32(m.logits(m.hidden_packed(&p, device)))
+    }
+
+    fn loss(m: &Lm, device: &Device) -> Tensor<1> {
+        crate::train::continuation_nll(m, &[vec![1, 5, 9], vec![2]], &[vec![7, 3], vec![4, 4, 8]], device)
+    }
+
+    /// Ids of the parameters that received a gradient, against those of the adapters and heads.
+    fn grads_reach_only(m: &Lm, device: &Device) -> (usize, usize) {
+        let grads = GradientsParams::from_grads(loss(m, device).backward(), m);
+        struct Ids<'g>(&'g GradientsParams, Vec<String>, usize, usize);
+        impl ModuleVisitor for Ids<'_> {
+            fn enter_module(&mut self, n: &str, _: &str) {
+                self.1.push(n.into());
+            }
+            fn exit_module(&mut self, _: &str, _: &str) {
+                self.1.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                let path = self.1.join(".");
+                let has = self.0.get::<D>(p.id).is_some();
+                let should = path.contains(".lora.") || path.starts_with("score_head") || path.starts_with("value_head");
+                assert!(!has || should, "{path} got a gradient");
+                self.2 += has as usize;
+                self.3 += should as usize;
+            }
+        }
+        let mut v = Ids(&grads, Vec::new(), 0, 0);
+        m.visit(&mut v);
+        (v.2, v.3)
+    }
+
+    #[test]
+    fn a_fresh_adapter_leaves_the_logits_of_the_base() {
+        let dev = Device::flex();
+        let base = tiny().init_seeded(&dev, 1);
+        let adapted = base.clone().with_lora(&cfg(), &dev, 7);
+        // qkv, proj, gate_up, down in 2 blocks, two factors each
+        assert_eq!(adapted.n_adapters(), 16);
+        assert_eq!(logits(&base, &dev), logits(&adapted, &dev));
+        let only_mlp = LoraConfig { targets: vec!["down".into()], ..cfg() };
+        assert_eq!(base.with_lora(&only_mlp, &dev, 7).n_adapters(), 4);
+    }
+
+    #[test]
+    fn gradients_reach_only_adapters_and_heads() {
+        let ad = Device::flex().autodiff();
+        let m = tiny().init_seeded(&ad, 1).with_lora(&cfg(), &ad, 7);
+        let (got, trainable) = grads_reach_only(&m, &ad);
+        // the LM loss does not touch the two heads: 16 factors get a gradient, 20 may
+        assert_eq!((got, trainable), (16, 20));
+        // and after the valid/train round trip every stage makes (own leaves), still only those
+        let again = m.valid().train();
+        assert_eq!(grads_reach_only(&again, &ad).0, 16);
+    }
+
+    #[test]
+    fn lora_and_full_fine_tuning_agree_on_the_first_loss_and_adapters_round_trip() {
+        let ad = Device::flex().autodiff();
+        let base = tiny().init_seeded(&ad, 1);
+        let lora = base.clone().with_lora(&cfg(), &ad, 7);
+        let (full_loss, lora_loss) = (to_vec_f32(loss(&base, &ad))[0], to_vec_f32(loss(&lora, &ad))[0]);
+        assert_eq!(full_loss, lora_loss);
+        // one optimiser step moves the adapters; saving and loading them gives the same logits
+        let c = crate::train::LoopCfg { steps: 2, lr: 1e-2, warmup_steps: 0, grad_clip: 1.0, cosine: false };
+        let (trained, log) = crate::train::run_loop(lora, "t", &c, |m, _| loss(m, &ad)).unwrap();
+        assert!(log[1].loss < log[0].loss, "{log:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.bpk");
+        trained.save_weights(&file).unwrap();
+        // 16 factors + score and value head (weight, bias): the base is not in the file
+        assert_eq!(ModuleRecord::load(&file).unwrap().len(), 20);
+        let fresh = base.clone().with_lora(&cfg(), &ad, 99);
+        assert_ne!(logits(&fresh, &ad), logits(&trained, &ad));
+        let loaded = fresh.load_weights(&file).unwrap();
+        assert_eq!(logits(&loaded, &ad), logits(&trained, &ad));
+        // a full model's file does not load into a LoRA model, nor the other way
+        let full_file = dir.path().join("f.bpk");
+        base.save_weights(&full_file).unwrap();
+        let e = base.clone().with_lora(&cfg(), &ad, 7).load_weights(&full_file).unwrap_err();
+        assert!(format!("{e:#}").contains("expects 20"), "{e:#}");
+        assert!(base.clone().load_weights(&file).is_err());
+    }
+
+    #[test]
+    fn bad_lora_fields_name_the_fix() {
+        let bad = |c: LoraConfig| c.validate().unwrap_err();
+        assert!(bad(LoraConfig { rank: 4, alpha: 0.0, targets: vec![] }).contains("alpha = 8"));
+        assert!(bad(LoraConfig { rank: 999, alpha: 1.0, targets: vec![] }).contains("256"));
+        assert!(bad(LoraConfig { rank: 4, alpha: 8.0, targets: vec!["q_proj".into()] }).contains("unknown layer `q_proj`"));
+        assert!(LoraConfig::default().validate().is_ok());
+    }
+}
