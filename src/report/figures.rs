@@ -3,18 +3,14 @@
 //! Every figure is a plain data struct implementing [`Figure`], whose `draw` is generic over the
 //! plotters backend, so the PNG and the SVG come from the same code.
 
-use super::inputs::{Generation, PpoStep, TrainStep};
-use super::tables::{
-    ALL_SETS, CurvePoint, Group, MetricRow, POLICY_ORDER, RatioBin, RmSummary, SeedKey, WinRow,
-    in_distribution, pooled_metric, ppo_curve, rank, rms_of, seed_range, train_curve,
-    win_by_length_ratio,
-};
+use super::logs::CurvePoint;
+use super::tables::ALL_SETS;
+use super::wins::RatioBin;
 use crate::util::write_atomic;
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -167,18 +163,6 @@ fn color_for(name: &str, idx: usize) -> RGBColor {
         "ood_topics" => RGBColor(140, 86, 75),
         ALL_SETS => RGBColor(80, 80, 80),
         _ => PALETTE[idx % PALETTE.len()],
-    }
-}
-
-/// With several (experiment, size) groups in one directory, labels get a `[size]` suffix
-/// (`[experiment size]` if the experiments differ too).
-fn with_group(label: &str, grp: &Group, groups: &[Group]) -> String {
-    if groups.len() <= 1 {
-        label.to_string()
-    } else if groups.iter().all(|g| g.experiment == grp.experiment) {
-        format!("{label} [{}]", grp.size)
-    } else {
-        format!("{label} [{} {}]", grp.experiment, grp.size)
     }
 }
 
@@ -417,153 +401,6 @@ impl Ranged for CategoryAxis {
     }
 }
 
-fn pair_label(a: &str, b: &str) -> String {
-    format!("{a} vs {b}")
-}
-
-/// `ppo_seq2seq vs ppo_scalar` -> `seq2seq vs scalar`, for crowded axes.
-fn short_pair_label(a: &str, b: &str) -> String {
-    let s = |p: &str| p.strip_prefix("ppo_").unwrap_or(p).to_string();
-    format!("{} vs {}", s(a), s(b))
-}
-
-/// Pooled win rate per pair (categories) and prompt set (series).
-pub fn win_rate_chart(wins: &[WinRow], groups: &[Group]) -> BarChart {
-    let pooled: Vec<&WinRow> = wins.iter().filter(|r| r.seed == SeedKey::Pooled).collect();
-    // categories in output order (pairs are already sorted within each group)
-    let mut cats: Vec<(Group, String, String)> = Vec::new();
-    let mut sets: Vec<String> = Vec::new();
-    for r in &pooled {
-        let c = (r.group.clone(), r.policy_a.clone(), r.policy_b.clone());
-        if !cats.contains(&c) {
-            cats.push(c);
-        }
-        if !sets.contains(&r.prompt_set) {
-            sets.push(r.prompt_set.clone());
-        }
-    }
-    // rows are sorted by set rank within a pair, but a set may be missing for the first pair
-    sets.sort_by_key(|s| ((s == ALL_SETS) as usize, rank(&super::tables::SET_ORDER, s)));
-    let series = sets
-        .iter()
-        .map(|set| {
-            let bars = cats
-                .iter()
-                .map(|(g, a, b)| {
-                    pooled
-                        .iter()
-                        .find(|r| {
-                            &r.group == g
-                                && &r.policy_a == a
-                                && &r.policy_b == b
-                                && &r.prompt_set == set
-                        })
-                        .map(|r| Bar {
-                            value: r.win_rate,
-                            err: Some((r.ci_low, r.ci_high)),
-                            points: vec![],
-                        })
-                })
-                .collect();
-            (set.clone(), set.clone(), bars)
-        })
-        .collect();
-    BarChart {
-        title: "Win rate (judge score), pooled over seeds".into(),
-        x_desc: "policy A vs policy B".into(),
-        y_desc: "win rate of A".into(),
-        categories: cats
-            .iter()
-            .map(|(g, a, b)| {
-                let label = if cats.len() > 4 {
-                    short_pair_label(a, b)
-                } else {
-                    pair_label(a, b)
-                };
-                with_group(&label, g, groups)
-            })
-            .collect(),
-        series,
-        y_max: 1.2,
-        hline: Some((0.5, "0.5 (no preference)".into())),
-        value_label: Some(|v| format!("{:.0}%", 100.0 * v)),
-    }
-}
-
-/// Pooled refusal rate per policy (categories) and real prompt set (series), min–max over seeds.
-pub fn refusal_chart(metrics: &[MetricRow], groups: &[Group], gens: &[Generation]) -> BarChart {
-    let mut cats: Vec<(Group, String)> = Vec::new();
-    let mut sets: Vec<String> = Vec::new();
-    for g in groups {
-        cats.extend(
-            super::tables::policies_of(gens, g)
-                .into_iter()
-                .map(|p| (g.clone(), p)),
-        );
-        for s in super::tables::sets_of(gens, g) {
-            if !sets.contains(&s) {
-                sets.push(s);
-            }
-        }
-    }
-    sets.sort_by_key(|s| rank(&super::tables::SET_ORDER, s));
-    let series = sets
-        .iter()
-        .map(|set| {
-            let bars = cats
-                .iter()
-                .map(|(g, p)| {
-                    let v = pooled_metric(metrics, g, p, set, "refusal_rate")?;
-                    Some(Bar {
-                        value: v,
-                        err: seed_range(metrics, g, p, set, "refusal_rate"),
-                        points: vec![],
-                    })
-                })
-                .collect();
-            (set.clone(), set.clone(), bars)
-        })
-        .collect();
-    BarChart {
-        title: "Refusal rate by policy and prompt set (pooled over seeds)".into(),
-        x_desc: "policy".into(),
-        y_desc: "refusal rate".into(),
-        categories: cats.iter().map(|(g, p)| with_group(p, g, groups)).collect(),
-        series,
-        y_max: 1.2,
-        hline: None,
-        value_label: None,
-    }
-}
-
-/// pair_accuracy per model: mean over seeds with the seeds as dots.
-pub fn rm_accuracy_chart(rm: &[RmSummary], groups: &[Group]) -> BarChart {
-    let rows: Vec<&RmSummary> = rm.iter().filter(|r| r.metric == "pair_accuracy").collect();
-    let bars = rows
-        .iter()
-        .map(|r| {
-            Some(Bar {
-                value: r.mean,
-                err: None,
-                points: r.per_seed.values().copied().collect(),
-            })
-        })
-        .collect();
-    BarChart {
-        title: "Reward-model preference accuracy on held-out pairs".into(),
-        x_desc: "model".into(),
-        y_desc: "pair accuracy".into(),
-        categories: rows
-            .iter()
-            .map(|r| with_group(&r.model, &r.group, groups))
-            .collect(),
-        series: vec![("mean over seeds".into(), "seq2seq".into(), bars)],
-        y_max: 1.2,
-        hline: Some((0.5, "chance".into())),
-        value_label: Some(|v| format!("{v:.3}")),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Length histogram
 
@@ -572,67 +409,6 @@ pub struct LengthHist {
     pub bin_width: f64,
     /// (policy, fraction of responses per bin starting at 0)
     pub series: Vec<(String, Vec<f64>)>,
-}
-
-/// Reference length per distinct prompt (a reference repeats on every seed and policy's row).
-fn reference_lengths<'a>(gens: impl Iterator<Item = &'a Generation>) -> Vec<f64> {
-    let per_prompt: BTreeMap<(&str, &str, &str, i64), f64> = gens
-        .filter_map(|g| {
-            let key = (
-                g.experiment.as_str(),
-                g.size.as_str(),
-                g.prompt_set.as_str(),
-                g.prompt_id,
-            );
-            g.reference_length().map(|l| (key, l))
-        })
-        .collect();
-    per_prompt.into_values().collect()
-}
-
-/// Histogram of length_tokens per policy (all seeds, sets), as fractions with ~40 integer bins,
-/// plus the references' lengths as a `reference` series when the data has references.
-pub fn length_hist(gens: &[Generation]) -> LengthHist {
-    let refs = reference_lengths(gens.iter());
-    let max_len = gens
-        .iter()
-        .map(|g| g.length_tokens)
-        .chain(refs.iter().copied())
-        .fold(0.0, f64::max);
-    let bin_width = ((max_len + 1.0) / 40.0).ceil().max(1.0);
-    let n_bins = ((max_len / bin_width).floor() as usize) + 1;
-    let fractions = |lengths: &mut dyn Iterator<Item = f64>| {
-        let mut counts = vec![0.0; n_bins];
-        let mut total = 0.0;
-        for l in lengths {
-            let b = ((l / bin_width).floor() as usize).min(n_bins - 1);
-            counts[b] += 1.0;
-            total += 1.0;
-        }
-        counts.into_iter().map(|c| c / total).collect::<Vec<f64>>()
-    };
-    let mut policies: Vec<String> = gens
-        .iter()
-        .map(|g| g.policy.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    policies.sort_by_key(|p| rank(&POLICY_ORDER, p));
-    let mut series: Vec<(String, Vec<f64>)> = policies
-        .into_iter()
-        .map(|p| {
-            let mut lengths = gens
-                .iter()
-                .filter(|g| g.policy == p)
-                .map(|g| g.length_tokens);
-            let fr = fractions(&mut lengths);
-            (p, fr)
-        })
-        .collect();
-    if !refs.is_empty() {
-        series.push(("reference".into(), fractions(&mut refs.into_iter())));
-    }
-    LengthHist { bin_width, series }
 }
 
 impl Figure for LengthHist {
@@ -840,129 +616,12 @@ fn format_tick(y: f64, span: f64) -> String {
     format!("{y:.decimals$}")
 }
 
-/// The PPO metrics shown in `ppo_curves`, with panel titles.
-const PPO_PANELS: [(&str, &str); 6] = [
-    ("rm_reward", "RM reward"),
-    ("kl", "KL to reference policy"),
-    ("response_length", "response length (tokens)"),
-    ("refusal_rate", "refusal rate"),
-    ("entropy", "policy entropy"),
-    ("value_loss", "value loss"),
-];
-
-pub fn ppo_panels(ppo: &[PpoStep]) -> Panels {
-    let groups =
-        super::tables::log_groups(ppo.iter().map(|p| (p.experiment.as_str(), p.size.as_str())));
-    let groups = &groups;
-    let panels = PPO_PANELS
-        .iter()
-        .map(|(metric, title)| Panel {
-            title: title.to_string(),
-            lines: groups
-                .iter()
-                .flat_map(|g| {
-                    rms_of(ppo, g).into_iter().map(move |rm| {
-                        (
-                            with_group(&format!("{rm} RM"), g, groups),
-                            // several groups: palette colours by line, so sizes are distinguishable
-                            if groups.len() > 1 {
-                                "#".to_string()
-                            } else {
-                                rm.clone()
-                            },
-                            ppo_curve(ppo, g, &rm, metric),
-                        )
-                    })
-                })
-                .collect(),
-        })
-        .collect();
-    Panels {
-        title: "PPO training against the scalar vs seq2seq reward model (mean over seeds, band = min–max)".into(),
-        x_desc: "PPO step".into(),
-        cols: 3,
-        panels,
-    }
-}
-
-/// Mean response length over PPO steps, one panel per (experiment, size), a line per reward
-/// model; a flat black `reference` line at the mean reference length of the group's
-/// in-distribution evaluation prompts when the data has references (where the length bias shows).
-pub fn length_over_ppo(ppo: &[PpoStep], gens: &[Generation]) -> Panels {
-    let groups =
-        super::tables::log_groups(ppo.iter().map(|p| (p.experiment.as_str(), p.size.as_str())));
-    let panels = groups
-        .iter()
-        .map(|g| {
-            let mut lines: Vec<(String, String, Vec<CurvePoint>)> = rms_of(ppo, g)
-                .into_iter()
-                .map(|rm| {
-                    let pts = ppo_curve(ppo, g, &rm, "response_length");
-                    (format!("{rm} RM"), rm, pts)
-                })
-                .collect();
-            let refs = reference_lengths(gens.iter().filter(|r| {
-                r.experiment == g.experiment && r.size == g.size && in_distribution(&r.prompt_set)
-            }));
-            let steps: Vec<i64> = lines
-                .iter()
-                .flat_map(|l| l.2.iter().map(|p| p.step))
-                .collect();
-            if let (false, Some(lo), Some(hi)) =
-                (refs.is_empty(), steps.iter().min(), steps.iter().max())
-            {
-                let v = super::stats::mean(&refs);
-                let flat = |step| CurvePoint {
-                    step,
-                    mean: v,
-                    min: v,
-                    max: v,
-                };
-                lines.push((
-                    "reference".into(),
-                    "reference".into(),
-                    vec![flat(*lo), flat(*hi)],
-                ));
-            }
-            Panel {
-                title: format!("{} / {}: response length (tokens)", g.experiment, g.size),
-                lines,
-            }
-        })
-        .collect::<Vec<_>>();
-    Panels {
-        title: "Mean response length during PPO (mean over seeds, band = min–max)".into(),
-        x_desc: "PPO step".into(),
-        cols: panels.len().clamp(1, 3),
-        panels,
-    }
-}
-
 /// Win rate against the length ratio, one line per (experiment, size).
 #[derive(Clone, Debug)]
 pub struct RatioChart {
     pub title: String,
     /// (line label, bins)
     pub series: Vec<(String, Vec<RatioBin>)>,
-}
-
-/// Bins of `win_vs_length_ratio`: the number of equal-count bins per group.
-const RATIO_BINS: usize = 7;
-
-pub fn win_vs_length_ratio(gens: &[Generation], groups: &[Group]) -> RatioChart {
-    let series = groups
-        .iter()
-        .map(|g| {
-            let bins =
-                win_by_length_ratio(gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS, RATIO_BINS);
-            (with_group("ppo_seq2seq vs ppo_scalar", g, groups), bins)
-        })
-        .filter(|s| !s.1.is_empty())
-        .collect();
-    RatioChart {
-        title: "Win rate of ppo_seq2seq vs ppo_scalar by length ratio (equal-count bins)".into(),
-        series,
-    }
 }
 
 impl Figure for RatioChart {
@@ -1035,44 +694,5 @@ impl Figure for RatioChart {
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperLeft, 15)?;
         Ok(())
-    }
-}
-
-pub fn train_panels(train: &[TrainStep]) -> Panels {
-    let groups = super::tables::log_groups(
-        train
-            .iter()
-            .map(|t| (t.experiment.as_str(), t.size.as_str())),
-    );
-    let groups = &groups;
-    let mut stages: Vec<String> = train
-        .iter()
-        .map(|t| t.stage.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    stages.sort_by_key(|s| rank(&super::tables::STAGE_ORDER, s));
-    let panels = stages
-        .iter()
-        .map(|stage| Panel {
-            title: format!("{stage} loss"),
-            lines: groups
-                .iter()
-                .enumerate()
-                .map(|(gi, g)| {
-                    (
-                        with_group(stage, g, groups),
-                        format!("#{gi}"),
-                        train_curve(train, g, stage),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    Panels {
-        title: "Training loss per stage (mean over seeds, band = min–max)".into(),
-        x_desc: "step".into(),
-        cols: 3,
-        panels,
     }
 }

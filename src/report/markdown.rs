@@ -3,10 +3,9 @@
 use super::figures::FIGURES;
 use super::inputs::{PPO_METRICS, RefusalSanity, RunInfo};
 use super::stats::{Verdict, verdict};
-use super::tables::{
-    Group, MetricRow, PpoFinal, RefusalDiff, RmSummary, SeedKey, TrainFinal, WinRow, pooled_metric,
-    pooled_win, rank,
-};
+use super::logs::{PpoFinal, RmSummary, TrainFinal};
+use super::tables::{Group, MetricRow, SeedKey, pooled_metric, rank};
+use super::wins::{RefusalDiff, WinRow, pooled_win};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -170,11 +169,11 @@ pub fn degenerate_policies(metrics: &[MetricRow], g: &Group) -> Vec<(&'static st
 /// a degenerate PPO policy turns the verdict into `inconclusive` and says why.
 pub fn refusal_headline(refusal: &[RefusalDiff], g: &Group, metrics: &[MetricRow]) -> (String, Verdict) {
     match refusal.iter().find(|r| &r.group == g) {
-        Some(r) => {
+        Some(RefusalDiff { rates: r, .. }) => {
             let text = format!(
                 "{} − {} = {:+.3} [{:+.3}, {:+.3}] (n = {} benign prompts)",
-                f3(r.scalar_rate),
-                f3(r.seq2seq_rate),
+                f3(r.a_mean),
+                f3(r.b_mean),
                 r.diff,
                 r.ci_low,
                 r.ci_high,
@@ -743,6 +742,7 @@ fn format_count(v: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::wins::PairedDiff;
 
     #[test]
     fn number_formats() {
@@ -758,7 +758,8 @@ mod tests {
     #[test]
     fn a_collapsed_policy_makes_the_refusal_verdict_inconclusive() {
         let g = Group { experiment: "e".into(), size: "s".into() };
-        let diff = RefusalDiff { group: g.clone(), n_prompts: 10, scalar_rate: 0.3, seq2seq_rate: 0.0, diff: 0.3, ci_low: 0.1, ci_high: 0.5 };
+        let rates = PairedDiff { n_prompts: 10, a_mean: 0.3, b_mean: 0.0, diff: 0.3, ci_low: 0.1, ci_high: 0.5 };
+        let diff = RefusalDiff { group: g.clone(), rates };
         let len = |policy: &str, value: f64| MetricRow {
             group: g.clone(),
             seed: SeedKey::Pooled,

@@ -20,14 +20,17 @@
 //! The CSVs and `REPORT.md` are byte-identical for identical inputs: rows are sorted by explicit
 //! keys, floats use fixed decimals and the bootstrap RNG is seeded from `run_info.json`.
 
+mod charts;
 pub(crate) mod figures;
 pub mod gates;
 mod inputs;
+mod logs;
 mod markdown;
 mod paper;
 mod rouge;
 mod stats;
 mod tables;
+mod wins;
 mod worlds;
 
 pub use paper::write_paper;
@@ -40,52 +43,24 @@ use crate::util::write_atomic;
 /// Regenerate `metrics.csv`, `win_rates.csv`, `figures/*` and `REPORT.md` in `dir` from its inputs.
 pub fn render(dir: &Path) -> Result<()> {
     let inp = inputs::Inputs::load(dir)?;
-    let info = &inp.info;
+    let (info, gens) = (&inp.info, &inp.generations);
+    let metrics = tables::compute_metrics(gens)?;
+    let wins = wins::compute_win_rates(gens, info.n_bootstrap, info.bootstrap_seed);
+    let refusal = wins::compute_refusal_diffs(gens, info.n_bootstrap, info.bootstrap_seed);
+    let rm = logs::rm_summaries(&inp.rm_eval);
+    let groups = tables::groups_of(gens);
 
-    let metrics = tables::compute_metrics(&inp.generations);
-    let wins = tables::compute_win_rates(&inp.generations, info.n_bootstrap, info.bootstrap_seed);
-    let refusal =
-        tables::compute_refusal_diffs(&inp.generations, info.n_bootstrap, info.bootstrap_seed);
-    let rm = tables::rm_summaries(&inp.rm_eval);
-    let ppo_final = tables::ppo_finals(&inp.ppo);
-    let train_final = tables::train_finals(&inp.train);
-    let groups = tables::groups_of(&inp.generations);
+    write_csv(&dir.join("metrics.csv"), &tables::METRICS_HEADER, &tables::metrics_records(&metrics))?;
+    write_csv(&dir.join("win_rates.csv"), &wins::WIN_HEADER, &wins::win_records(&wins))?;
 
-    write_csv(
-        &dir.join("metrics.csv"),
-        &tables::METRICS_HEADER,
-        &tables::metrics_records(&metrics),
-    )?;
-    write_csv(
-        &dir.join("win_rates.csv"),
-        &tables::WIN_HEADER,
-        &tables::win_records(&wins),
-    )?;
-
-    figures::save(dir, "win_rates", &figures::win_rate_chart(&wins, &groups))?;
-    figures::save(
-        dir,
-        "refusal_rates",
-        &figures::refusal_chart(&metrics, &groups, &inp.generations),
-    )?;
-    figures::save(dir, "length_hist", &figures::length_hist(&inp.generations))?;
-    figures::save(
-        dir,
-        "length_over_ppo",
-        &figures::length_over_ppo(&inp.ppo, &inp.generations),
-    )?;
-    figures::save(
-        dir,
-        "win_vs_length_ratio",
-        &figures::win_vs_length_ratio(&inp.generations, &groups),
-    )?;
-    figures::save(dir, "ppo_curves", &figures::ppo_panels(&inp.ppo))?;
-    figures::save(
-        dir,
-        "rm_accuracy",
-        &figures::rm_accuracy_chart(&rm, &groups),
-    )?;
-    figures::save(dir, "train_loss", &figures::train_panels(&inp.train))?;
+    figures::save(dir, "win_rates", &charts::win_rate_chart(&wins, &groups))?;
+    figures::save(dir, "refusal_rates", &charts::refusal_chart(&metrics, &groups, gens))?;
+    figures::save(dir, "length_hist", &charts::length_hist(gens))?;
+    figures::save(dir, "length_over_ppo", &charts::length_over_ppo(&inp.ppo, gens))?;
+    figures::save(dir, "win_vs_length_ratio", &charts::win_vs_length_ratio(gens, &groups))?;
+    figures::save(dir, "ppo_curves", &charts::ppo_panels(&inp.ppo))?;
+    figures::save(dir, "rm_accuracy", &charts::rm_accuracy_chart(&rm, &groups))?;
+    figures::save(dir, "train_loss", &charts::train_panels(&inp.train))?;
 
     let md = markdown::render_markdown(&markdown::ReportData {
         info,
@@ -94,24 +69,20 @@ pub fn render(dir: &Path) -> Result<()> {
         wins: &wins,
         refusal: &refusal,
         rm: &rm,
-        ppo: &ppo_final,
-        train: &train_final,
+        ppo: &logs::ppo_finals(&inp.ppo),
+        train: &logs::train_finals(&inp.train),
         sanity: &inp.refusal_sanity,
     });
     write_atomic(&dir.join("REPORT.md"), md.as_bytes())
 }
 
 fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
     w.write_record(header)?;
     for r in rows {
         w.write_record(r)?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("csv buffer: {e}"))?;
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv buffer: {e}"))?;
     write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 

@@ -9,10 +9,9 @@ use super::markdown::{
     policy_caveats, refusal_headline, table,
 };
 use super::stats::{Verdict, stratified_mean_ci, verdict};
-use super::tables::{
-    self, ALL_SETS, Group, MetricRow, OOD_PREFIX, RefusalDiff, RmSummary, WinRow, pooled_metric,
-    pooled_per_prompt, pooled_win,
-};
+use super::logs::{RmSummary, rm_summaries};
+use super::tables::{self, ALL_SETS, Group, MetricRow, OOD_PREFIX, pooled_metric};
+use super::wins::{self, RefusalDiff, WinRow, pooled_per_prompt, pooled_win};
 use crate::util::{SplitMix64, write_atomic};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,10 +51,10 @@ impl Run {
         let (n_boot, seed) = (inp.info.n_bootstrap, inp.info.bootstrap_seed);
         Ok(Self {
             groups: tables::groups_of(&inp.generations),
-            metrics: tables::compute_metrics(&inp.generations),
-            wins: tables::compute_win_rates(&inp.generations, n_boot, seed),
-            refusal: tables::compute_refusal_diffs(&inp.generations, n_boot, seed),
-            rm: tables::rm_summaries(&inp.rm_eval),
+            metrics: tables::compute_metrics(&inp.generations)?,
+            wins: wins::compute_win_rates(&inp.generations, n_boot, seed),
+            refusal: wins::compute_refusal_diffs(&inp.generations, n_boot, seed),
+            rm: rm_summaries(&inp.rm_eval),
             gens: inp.generations,
             info: inp.info,
             name,
@@ -359,7 +358,7 @@ pub(super) fn length_diff(run: &Run, g: &Group, a: &str, b: &str, stream: u64) -
         pooled_per_prompt(&run.gens, g, b, ALL_SETS, len)
     };
     let mut rng = SplitMix64::derive(run.info.bootstrap_seed, LENGTH_STREAM_BASE + stream);
-    let d = tables::paired_diff_of(&xa, &xb, run.info.n_bootstrap, &mut rng);
+    let d = wins::paired_diff_of(&xa, &xb, run.info.n_bootstrap, &mut rng);
     if d.n_prompts == 0 {
         let why = if b == "reference" {
             "no references in generations.csv"
@@ -449,8 +448,8 @@ fn length_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>
 
 /// The pooled per-prompt outcomes behind a cell's headline win rate (for the average's bootstrap).
 fn headline_outcomes(run: &Run, g: &Group) -> Vec<f64> {
-    let per_seed = tables::paired_prompts(&run.gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS);
-    tables::pool_paired(&per_seed)
+    let per_seed = wins::paired_prompts(&run.gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS);
+    wins::pool_paired(&per_seed)
         .outcome
         .into_values()
         .collect()

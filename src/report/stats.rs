@@ -273,84 +273,6 @@ pub fn verdict(ci_low: f64, ci_high: f64, threshold: f64) -> Verdict {
     }
 }
 
-/// The per-cell summary that `metrics.csv` reports for one (seed, policy, prompt set).
-/// `truncation_rate` is the share of responses that hit the length limit (`max_new_tokens`)
-/// without an end token. The reference-based metrics exist only when every response of the cell
-/// has a reference.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CellStats {
-    pub n_prompts: usize,
-    pub refusal_rate: f64,
-    pub mean_length_tokens: f64,
-    pub truncation_rate: f64,
-    pub judge_score_mean: f64,
-    pub rouge_l_f1: Option<f64>,
-    pub length_ratio: Option<f64>,
-}
-
-/// One response as `metrics.csv` sees it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Response {
-    pub length_tokens: f64,
-    pub truncated: bool,
-    pub refused: bool,
-    pub judge_score: f64,
-    /// (ROUGE-L F1 against the reference, length_tokens / reference length) if it has a reference.
-    pub vs_reference: Option<(f64, f64)>,
-}
-
-/// Names (and order) of the metrics in `metrics.csv`.
-pub const CELL_METRICS: [&str; 7] = [
-    "refusal_rate",
-    "mean_length_tokens",
-    "truncation_rate",
-    "judge_score_mean",
-    "rouge_l_f1",
-    "length_ratio",
-    "n_prompts",
-];
-
-impl CellStats {
-    /// Summarise a cell's responses.
-    pub fn from_rows(rows: &[Response]) -> Self {
-        let frac = |f: &dyn Fn(&Response) -> f64| mean(&rows.iter().map(f).collect::<Vec<_>>());
-        // reference metrics only if every row has a reference (a partial mean would mislead)
-        let refs: Option<Vec<(f64, f64)>> = rows.iter().map(|r| r.vs_reference).collect();
-        let refs = refs.filter(|v| !v.is_empty());
-        Self {
-            n_prompts: rows.len(),
-            refusal_rate: frac(&|r| r.refused as u8 as f64),
-            mean_length_tokens: frac(&|r| r.length_tokens),
-            truncation_rate: frac(&|r| r.truncated as u8 as f64),
-            judge_score_mean: frac(&|r| r.judge_score),
-            rouge_l_f1: refs
-                .as_ref()
-                .map(|v| mean(&v.iter().map(|p| p.0).collect::<Vec<_>>())),
-            length_ratio: refs
-                .as_ref()
-                .map(|v| mean(&v.iter().map(|p| p.1).collect::<Vec<_>>())),
-        }
-    }
-
-    /// The metrics this cell has, in [`CELL_METRICS`] order.
-    pub fn values(&self) -> Vec<(&'static str, f64)> {
-        let all = [
-            Some(self.refusal_rate),
-            Some(self.mean_length_tokens),
-            Some(self.truncation_rate),
-            Some(self.judge_score_mean),
-            self.rouge_l_f1,
-            self.length_ratio,
-            Some(self.n_prompts as f64),
-        ];
-        CELL_METRICS
-            .iter()
-            .zip(all)
-            .filter_map(|(m, v)| v.map(|v| (*m, v)))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,47 +350,6 @@ mod tests {
         assert!((pooled[&1] - 0.5).abs() < 1e-12);
         assert!((pooled[&2] - 2.0 / 3.0).abs() < 1e-12);
         assert!(pool_over_seeds::<i64>(&[]).is_empty());
-    }
-
-    #[test]
-    fn cell_stats_on_literal_rows() {
-        let r = |len, trunc, refused, judge, vs_reference| Response {
-            length_tokens: len,
-            truncated: trunc,
-            refused,
-            judge_score: judge,
-            vs_reference,
-        };
-        let mut rows = vec![
-            r(10.0, false, true, 0.5, Some((0.5, 1.0))),
-            r(20.0, true, false, -0.5, Some((0.25, 2.0))),
-            r(30.0, false, true, 1.0, Some((0.0, 3.0))),
-            r(40.0, false, false, 0.0, Some((0.25, 2.0))),
-        ];
-        let s = CellStats::from_rows(&rows);
-        assert_eq!(s.n_prompts, 4);
-        assert_eq!(s.refusal_rate, 0.5);
-        assert_eq!(s.mean_length_tokens, 25.0);
-        assert_eq!(s.truncation_rate, 0.25);
-        assert_eq!(s.judge_score_mean, 0.25);
-        assert_eq!(s.rouge_l_f1, Some(0.25));
-        assert_eq!(s.length_ratio, Some(2.0));
-        assert_eq!(s.values().len(), 7);
-        // one row without a reference: no reference metrics at all, not a partial mean
-        rows[3].vs_reference = None;
-        let s = CellStats::from_rows(&rows);
-        assert_eq!((s.rouge_l_f1, s.length_ratio), (None, None));
-        let names: Vec<&str> = s.values().iter().map(|v| v.0).collect();
-        assert_eq!(
-            names,
-            [
-                "refusal_rate",
-                "mean_length_tokens",
-                "truncation_rate",
-                "judge_score_mean",
-                "n_prompts"
-            ]
-        );
     }
 
     #[test]

@@ -7,7 +7,8 @@ use super::gates::{failed, gated};
 use super::markdown::{cell, f3, headline, headline_on, pct, refusal_headline, table, void_if_collapsed};
 use super::paper::{Run, length_diff, ood_sets};
 use super::stats::Verdict;
-use super::tables::{Group, pooled_metric, pooled_win};
+use super::tables::{Group, pooled_metric};
+use super::wins::pooled_win;
 use std::fmt::Write;
 
 /// Streams of the world length differences (after `paper.rs`'s real-data streams).
