@@ -30,6 +30,7 @@ mod paper;
 mod rouge;
 mod stats;
 mod tables;
+mod verdicts;
 mod wins;
 mod worlds;
 
@@ -62,7 +63,7 @@ pub fn render(dir: &Path) -> Result<()> {
     figures::save(dir, "rm_accuracy", &charts::rm_accuracy_chart(&rm, &groups))?;
     figures::save(dir, "train_loss", &charts::train_panels(&inp.train))?;
 
-    let md = markdown::render_markdown(&markdown::ReportData {
+    let md = markdown::render_markdown(&verdicts::ReportData {
         info,
         groups: &groups,
         metrics: &metrics,

@@ -4,7 +4,7 @@
 //! the real-data tables or their average (`paper::write_paper` splits the directories by judge).
 
 use super::gates::{failed, gated};
-use super::markdown::{cell, f3, headline, headline_on, pct, refusal_headline, table, void_if_collapsed};
+use super::verdicts::{cell, f3, headline, headline_on, pct, refusal_headline, table, void_if_collapsed};
 use super::paper::{Run, length_diff, ood_sets};
 use super::stats::Verdict;
 use super::tables::{Group, pooled_metric};
