@@ -184,6 +184,24 @@ fn no_data<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str) -> Re
     Ok(())
 }
 
+/// A chart over the whole figure with its caption (the bar, histogram and ratio charts' layout).
+fn plot<'a, DB: DrawingBackend, X: plotters::coord::ranged1d::AsRangedCoord, Y: plotters::coord::ranged1d::AsRangedCoord>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    caption_size: u32,
+    x: X,
+    y: Y,
+) -> Result<ChartContext<'a, DB, Cartesian2d<X::CoordDescType, Y::CoordDescType>>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, (FONT, caption_size)).margin(15).x_label_area_size(50).y_label_area_size(70);
+    b.build_cartesian_2d(x, y).map_err(pe)
+}
+
+/// A legend entry that is a short line in `color`.
+fn line_legend(color: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(width))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Grouped bar chart (win rates, refusal rates, RM accuracy)
 
@@ -219,13 +237,7 @@ impl Figure for BarChart {
         }
         let n = self.categories.len();
         let y_top = self.y_max_clear_of_legend(root.dim_in_pixel());
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 24))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(CategoryAxis { n }, 0.0..y_top)
-            .map_err(pe)?;
+        let mut chart = plot(root, &self.title, 24, CategoryAxis { n }, 0.0..y_top)?;
         let cats = &self.categories;
         let tick_cap = if self.y_max > 1.2 { self.y_max } else { 1.0 };
         // shrink the category labels when many long ones share the axis (~0.6 em per character)
@@ -340,9 +352,7 @@ impl Figure for BarChart {
                 ))
                 .map_err(pe)?
                 .label(label.clone())
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(2))
-                });
+                .legend(line_legend(BLACK, 2));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
@@ -426,13 +436,7 @@ impl Figure for LengthHist {
             .fold(0.0, f64::max)
             .max(1e-3)
             * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 24))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(pe)?;
+        let mut chart = plot(root, title, 24, 0.0..x_max, 0.0..y_max)?;
         chart
             .configure_mesh()
             .light_line_style(WHITE)
@@ -463,9 +467,7 @@ impl Figure for LengthHist {
                 .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                 .map_err(pe)?
                 .label(policy.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
-                });
+                .legend(line_legend(color, 3));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
@@ -585,9 +587,7 @@ impl Figure for Panels {
                     .draw_series(LineSeries::new(line, color.stroke_width(2)))
                     .map_err(pe)?
                     .label(label.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
-                    });
+                    .legend(line_legend(color, 3));
             }
             // one legend is enough (all panels share the same lines), and only if there are several
             if pi == 0 && panel.lines.len() > 1 {
@@ -635,13 +635,7 @@ impl Figure for RatioChart {
                 .flat_map(|s| s.1.iter().map(|b| b.log_ratio))
         };
         let (x_lo, x_hi) = padded(xs().fold(0.0, f64::min), xs().fold(0.0, f64::max));
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 22))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x_lo..x_hi, 0.0..1.05)
-            .map_err(pe)?;
+        let mut chart = plot(root, &self.title, 22, x_lo..x_hi, 0.0..1.05)?;
         chart
             .configure_mesh()
             .light_line_style(WHITE)
@@ -688,9 +682,7 @@ impl Figure for RatioChart {
                     "{label} (~{} points per bin)",
                     bins.first().map_or(0, |b| b.n)
                 ))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
-                });
+                .legend(line_legend(color, 3));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperLeft, 15)?;
         Ok(())
