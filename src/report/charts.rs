@@ -6,8 +6,8 @@ use super::inputs::{Generation, PpoStep, TrainStep};
 use super::logs::{CurvePoint, RmSummary, ppo_curve, rms_of, stages_of, train_curve};
 use super::stats::mean;
 use super::tables::{
-    ALL_SETS, Group, MetricRow, POLICY_ORDER, SET_ORDER, SeedKey, distinct, in_distribution, log_groups, policies_of,
-    pooled_metric, rank, seed_range, set_rank, sets_of,
+    ALL_SETS, Group, MetricRow, POLICY_ORDER, SET_ORDER, SeedKey, distinct, in_distribution, log_groups, policies_of, pooled_metric, rank,
+    seed_range, set_rank, sets_of,
 };
 use super::wins::{WinRow, win_by_length_ratio};
 use std::collections::BTreeMap;
@@ -72,7 +72,9 @@ pub fn refusal_chart(metrics: &[MetricRow], groups: &[Group], gens: &[Generation
     let series = distinct(sets.iter().map(String::as_str), |s| rank(&SET_ORDER, s))
         .into_iter()
         .map(|set| {
-            let value = |g: &Group, p: &str| Some(bar(pooled_metric(metrics, g, p, &set, "refusal_rate")?, seed_range(metrics, g, p, &set, "refusal_rate")));
+            let value = |g: &Group, p: &str| {
+                Some(bar(pooled_metric(metrics, g, p, &set, "refusal_rate")?, seed_range(metrics, g, p, &set, "refusal_rate")))
+            };
             let bars = cats.iter().map(|(g, p)| value(g, p)).collect();
             (set.clone(), set, bars)
         })
@@ -227,7 +229,11 @@ pub fn train_panels(train: &[TrainStep]) -> Panels {
         .iter()
         .map(|stage| Panel {
             title: format!("{stage} loss"),
-            lines: groups.iter().enumerate().map(|(gi, g)| (with_group(stage, g, groups), format!("#{gi}"), train_curve(train, g, stage))).collect(),
+            lines: groups
+                .iter()
+                .enumerate()
+                .map(|(gi, g)| (with_group(stage, g, groups), format!("#{gi}"), train_curve(train, g, stage)))
+                .collect(),
         })
         .collect();
     Panels { title: "Training loss per stage (mean over seeds, band = min–max)".into(), x_desc: "step".into(), cols: 3, panels }

@@ -20,14 +20,8 @@ const FONT: &str = "sans-serif";
 
 /// The figure names, in report order, with a one-line caption each.
 pub const FIGURES: [(&str, &str); 8] = [
-    (
-        "win_rates",
-        "Pooled win rate of each policy pair per prompt set (95% bootstrap CI; dashed line = 0.5)",
-    ),
-    (
-        "refusal_rates",
-        "Pooled refusal rate per policy and prompt set (error bars: min–max over seeds)",
-    ),
+    ("win_rates", "Pooled win rate of each policy pair per prompt set (95% bootstrap CI; dashed line = 0.5)"),
+    ("refusal_rates", "Pooled refusal rate per policy and prompt set (error bars: min–max over seeds)"),
     (
         "length_hist",
         "Distribution of response length per policy (all seeds and prompt sets; `reference`: one \
@@ -43,18 +37,9 @@ pub const FIGURES: [(&str, &str); 8] = [
         "Win rate of `ppo_seq2seq` vs `ppo_scalar` against ln((len_seq2seq + 1) / (len_scalar + 1)), \
          every (seed, prompt) of the in-distribution sets in 7 equal-count bins",
     ),
-    (
-        "ppo_curves",
-        "PPO training curves per reward model (mean over seeds; band: min–max)",
-    ),
-    (
-        "rm_accuracy",
-        "Preference-pair accuracy per model (bar: mean over seeds; dots: seeds)",
-    ),
-    (
-        "train_loss",
-        "Training loss per stage (mean over seeds; band: min–max)",
-    ),
+    ("ppo_curves", "PPO training curves per reward model (mean over seeds; band: min–max)"),
+    ("rm_accuracy", "Preference-pair accuracy per model (bar: mean over seeds; dots: seeds)"),
+    ("train_loss", "Training loss per stage (mean over seeds; band: min–max)"),
 ];
 
 /// plotters' ab_glyph text backend has no built-in fonts: register DejaVu Sans once per process.
@@ -87,8 +72,7 @@ pub fn save(dir: &Path, name: &str, fig: &impl Figure) -> Result<()> {
 pub fn save_sized(dir: &Path, name: &str, fig: &impl Figure, (w, h): (u32, u32)) -> Result<()> {
     ensure_font()?;
     let fig_dir = dir.join("figures");
-    std::fs::create_dir_all(&fig_dir)
-        .with_context(|| format!("cannot create {}", fig_dir.display()))?;
+    std::fs::create_dir_all(&fig_dir).with_context(|| format!("cannot create {}", fig_dir.display()))?;
 
     // The bitmap backend can only encode PNG to a path; render to a scratch file, then move the
     // bytes into place atomically.
@@ -96,8 +80,7 @@ pub fn save_sized(dir: &Path, name: &str, fig: &impl Figure, (w, h): (u32, u32))
     {
         let root = BitMapBackend::new(&scratch, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
-        fig.draw(&root)
-            .with_context(|| format!("drawing figure {name}.png"))?;
+        fig.draw(&root).with_context(|| format!("drawing figure {name}.png"))?;
         root.present().map_err(pe)?;
     }
     let png = std::fs::read(&scratch).with_context(|| format!("cannot read {}", scratch.display()));
@@ -108,8 +91,7 @@ pub fn save_sized(dir: &Path, name: &str, fig: &impl Figure, (w, h): (u32, u32))
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
-        fig.draw(&root)
-            .with_context(|| format!("drawing figure {name}.svg"))?;
+        fig.draw(&root).with_context(|| format!("drawing figure {name}.svg"))?;
         root.present().map_err(pe)?;
     }
     write_atomic(&fig_dir.join(format!("{name}.svg")), svg.as_bytes())
@@ -169,18 +151,8 @@ fn color_for(name: &str, idx: usize) -> RGBColor {
 /// Draw a centred "no data" note (used when an input table has no rows for a figure).
 fn no_data<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str) -> Result<()> {
     let (w, h) = root.dim_in_pixel();
-    root.draw(&Text::new(
-        title.to_string(),
-        (20, 20),
-        (FONT, 24).into_font(),
-    ))
-    .map_err(pe)?;
-    root.draw(&Text::new(
-        "no data".to_string(),
-        (w as i32 / 2 - 40, h as i32 / 2),
-        (FONT, 22).into_font(),
-    ))
-    .map_err(pe)?;
+    root.draw(&Text::new(title.to_string(), (20, 20), (FONT, 24).into_font())).map_err(pe)?;
+    root.draw(&Text::new("no data".to_string(), (w as i32 / 2 - 40, h as i32 / 2), (FONT, 22).into_font())).map_err(pe)?;
     Ok(())
 }
 
@@ -241,12 +213,7 @@ impl Figure for BarChart {
         let cats = &self.categories;
         let tick_cap = if self.y_max > 1.2 { self.y_max } else { 1.0 };
         // shrink the category labels when many long ones share the axis (~0.6 em per character)
-        let longest = cats
-            .iter()
-            .map(|c| c.chars().count())
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
+        let longest = cats.iter().map(|c| c.chars().count()).max().unwrap_or(1).max(1) as f64;
         let plot_px = root.dim_in_pixel().0 as f64 - 120.0;
         let label_px = (plot_px / n as f64 / (0.6 * longest)).clamp(8.0, 15.0);
         chart
@@ -258,18 +225,10 @@ impl Figure for BarChart {
             .label_style((FONT, 15))
             .x_label_style((FONT, label_px))
             .axis_desc_style((FONT, 17))
-            .x_label_formatter(&|x| {
-                cats.get(x.round().max(0.0) as usize)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .x_label_formatter(&|x| cats.get(x.round().max(0.0) as usize).cloned().unwrap_or_default())
             // the headroom above the data (1 for rates; for the legend) gets no tick labels
             .y_label_formatter(&|y| {
-                if y_top > tick_cap && *y > tick_cap + 1e-9 {
-                    String::new()
-                } else {
-                    format!("{y:.1}")
-                }
+                if y_top > tick_cap && *y > tick_cap + 1e-9 { String::new() } else { format!("{y:.1}") }
             })
             .draw()
             .map_err(pe)?;
@@ -283,73 +242,36 @@ impl Figure for BarChart {
                 let b = b.as_ref().filter(|b| b.value.is_finite())?;
                 let x = x_of(ci);
                 let top = b.value.clamp(0.0, y_top);
-                Some(Rectangle::new(
-                    [(x - width * 0.45, 0.0), (x + width * 0.45, top)],
-                    color.mix(0.85).filled(),
-                ))
+                Some(Rectangle::new([(x - width * 0.45, 0.0), (x + width * 0.45, top)], color.mix(0.85).filled()))
             });
             chart
                 .draw_series(rects)
                 .map_err(pe)?
                 .label(name.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
-                });
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
             for (ci, b) in bars.iter().enumerate() {
                 let Some(b) = b else { continue };
                 let x = x_of(ci);
                 if let Some((lo, hi)) = b.err.filter(|(l, h)| l.is_finite() && h.is_finite()) {
                     let cap = width * 0.15;
-                    let segs = [
-                        vec![(x, lo), (x, hi)],
-                        vec![(x - cap, lo), (x + cap, lo)],
-                        vec![(x - cap, hi), (x + cap, hi)],
-                    ];
-                    chart
-                        .draw_series(
-                            segs.into_iter()
-                                .map(|s| PathElement::new(s, BLACK.stroke_width(2))),
-                        )
-                        .map_err(pe)?;
+                    let segs = [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]];
+                    chart.draw_series(segs.into_iter().map(|s| PathElement::new(s, BLACK.stroke_width(2)))).map_err(pe)?;
                 }
                 if b.value.is_finite() {
-                    let top = b.err.map_or(b.value, |(_, h)| {
-                        if h.is_finite() {
-                            h.max(b.value)
-                        } else {
-                            b.value
-                        }
-                    });
+                    let top = b.err.map_or(b.value, |(_, h)| if h.is_finite() { h.max(b.value) } else { b.value });
                     let y = (top + y_top * 0.015).min(y_top);
-                    let text = self
-                        .value_label
-                        .map_or(format!("{:.2}", b.value), |f| f(b.value));
-                    let style = (FONT, 13)
-                        .into_font()
-                        .color(&BLACK)
-                        .pos(Pos::new(HPos::Center, VPos::Bottom));
-                    chart
-                        .draw_series(std::iter::once(Text::new(text, (x, y), style)))
-                        .map_err(pe)?;
+                    let text = self.value_label.map_or(format!("{:.2}", b.value), |f| f(b.value));
+                    let style = (FONT, 13).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+                    chart.draw_series(std::iter::once(Text::new(text, (x, y), style))).map_err(pe)?;
                 }
                 chart
-                    .draw_series(
-                        b.points
-                            .iter()
-                            .filter(|p| p.is_finite())
-                            .map(|p| Circle::new((x, *p), 4, BLACK.mix(0.8).filled())),
-                    )
+                    .draw_series(b.points.iter().filter(|p| p.is_finite()).map(|p| Circle::new((x, *p), 4, BLACK.mix(0.8).filled())))
                     .map_err(pe)?;
             }
         }
         if let Some((v, label)) = &self.hline {
             chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(-0.5, *v), (n as f64 - 0.5, *v)],
-                    10,
-                    6,
-                    BLACK.stroke_width(2),
-                ))
+                .draw_series(DashedLineSeries::new(vec![(-0.5, *v), (n as f64 - 0.5, *v)], 10, 6, BLACK.stroke_width(2)))
                 .map_err(pe)?
                 .label(label.clone())
                 .legend(line_legend(BLACK, 2));
@@ -399,11 +321,7 @@ impl Ranged for CategoryAxis {
 
     fn key_points<H: plotters::coord::ranged1d::KeyPointHint>(&self, hint: H) -> Vec<f64> {
         // only bold points (labels); no light grid lines between categories
-        if hint.weight().allow_light_points() {
-            Vec::new()
-        } else {
-            (0..self.n).map(|i| i as f64).collect()
-        }
+        if hint.weight().allow_light_points() { Vec::new() } else { (0..self.n).map(|i| i as f64).collect() }
     }
 
     fn range(&self) -> std::ops::Range<f64> {
@@ -429,13 +347,7 @@ impl Figure for LengthHist {
         }
         let n_bins = self.series.iter().map(|s| s.1.len()).max().unwrap_or(1);
         let x_max = n_bins as f64 * self.bin_width;
-        let y_max = self
-            .series
-            .iter()
-            .flat_map(|s| s.1.iter().copied())
-            .fold(0.0, f64::max)
-            .max(1e-3)
-            * 1.15;
+        let y_max = self.series.iter().flat_map(|s| s.1.iter().copied()).fold(0.0, f64::max).max(1e-3) * 1.15;
         let mut chart = plot(root, title, 24, 0.0..x_max, 0.0..y_max)?;
         chart
             .configure_mesh()
@@ -457,17 +369,8 @@ impl Figure for LengthHist {
                 pts.push(((b + 1) as f64 * self.bin_width, *f));
             }
             pts.push((fracs.len() as f64 * self.bin_width, 0.0));
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    pts.clone(),
-                    color.mix(0.12).filled(),
-                )))
-                .map_err(pe)?;
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                .map_err(pe)?
-                .label(policy.clone())
-                .legend(line_legend(color, 3));
+            chart.draw_series(std::iter::once(Polygon::new(pts.clone(), color.mix(0.12).filled()))).map_err(pe)?;
+            chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(pe)?.label(policy.clone()).legend(line_legend(color, 3));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
@@ -497,20 +400,13 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let span = hi - lo;
-    let pad = if span > 1e-12 {
-        span * 0.08
-    } else {
-        lo.abs().max(1.0) * 0.1
-    };
+    let pad = if span > 1e-12 { span * 0.08 } else { lo.abs().max(1.0) * 0.1 };
     (lo - pad, hi + pad)
 }
 
 impl Figure for Panels {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let has_data = self
-            .panels
-            .iter()
-            .any(|p| p.lines.iter().any(|l| !l.2.is_empty()));
+        let has_data = self.panels.iter().any(|p| p.lines.iter().any(|l| !l.2.is_empty()));
         if !has_data {
             return no_data(root, &self.title);
         }
@@ -521,12 +417,7 @@ impl Figure for Panels {
         for (pi, (panel, area)) in self.panels.iter().zip(areas.iter()).enumerate() {
             let pts = || panel.lines.iter().flat_map(|l| l.2.iter());
             if pts().next().is_none() {
-                area.draw(&Text::new(
-                    format!("{}: no data", panel.title),
-                    (10, 10),
-                    (FONT, 14).into_font(),
-                ))
-                .map_err(pe)?;
+                area.draw(&Text::new(format!("{}: no data", panel.title), (10, 10), (FONT, 14).into_font())).map_err(pe)?;
                 continue;
             }
             let x_lo = pts().map(|p| p.step).min().unwrap_or(0) as f64;
@@ -534,10 +425,8 @@ impl Figure for Panels {
             if x_hi <= x_lo {
                 x_hi = x_lo + 1.0;
             }
-            let (y_lo, y_hi) = padded(
-                pts().map(|p| p.min).fold(f64::INFINITY, f64::min),
-                pts().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max),
-            );
+            let (y_lo, y_hi) =
+                padded(pts().map(|p| p.min).fold(f64::INFINITY, f64::min), pts().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max));
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.title, (FONT, 16))
                 .margin(8)
@@ -561,26 +450,14 @@ impl Figure for Panels {
                 let color = color_for(key, li);
                 // faint min–max band across seeds
                 if points.len() > 1 && points.iter().any(|p| p.max > p.min) {
-                    let mut band: Vec<(f64, f64)> =
-                        points.iter().map(|p| (p.step as f64, p.max)).collect();
+                    let mut band: Vec<(f64, f64)> = points.iter().map(|p| (p.step as f64, p.max)).collect();
                     band.extend(points.iter().rev().map(|p| (p.step as f64, p.min)));
-                    chart
-                        .draw_series(std::iter::once(Polygon::new(
-                            band,
-                            color.mix(0.15).filled(),
-                        )))
-                        .map_err(pe)?;
+                    chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(pe)?;
                 }
                 if points.len() == 1 {
                     // a single logged step has no line to draw; show it as a dot
                     let p = points[0];
-                    chart
-                        .draw_series(std::iter::once(Circle::new(
-                            (p.step as f64, p.mean),
-                            3,
-                            color.filled(),
-                        )))
-                        .map_err(pe)?;
+                    chart.draw_series(std::iter::once(Circle::new((p.step as f64, p.mean), 3, color.filled()))).map_err(pe)?;
                 }
                 let line = points.iter().map(|p| (p.step as f64, p.mean));
                 chart
@@ -608,11 +485,7 @@ fn format_tick(y: f64, span: f64) -> String {
         return format!("{y:.2e}");
     }
     let step = span / 5.0;
-    let decimals = if step >= 1.0 {
-        0
-    } else {
-        (-step.log10()).ceil().clamp(0.0, 6.0) as usize
-    };
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10()).ceil().clamp(0.0, 6.0) as usize };
     format!("{y:.decimals$}")
 }
 
@@ -629,11 +502,7 @@ impl Figure for RatioChart {
         if self.series.is_empty() {
             return no_data(root, &self.title);
         }
-        let xs = || {
-            self.series
-                .iter()
-                .flat_map(|s| s.1.iter().map(|b| b.log_ratio))
-        };
+        let xs = || self.series.iter().flat_map(|s| s.1.iter().map(|b| b.log_ratio));
         let (x_lo, x_hi) = padded(xs().fold(0.0, f64::min), xs().fold(0.0, f64::max));
         let mut chart = plot(root, &self.title, 22, x_lo..x_hi, 0.0..1.05)?;
         chart
@@ -649,39 +518,16 @@ impl Figure for RatioChart {
             .map_err(pe)?;
         // guides: no preference (0.5) and equal length (0)
         let guide = BLACK.mix(0.6).stroke_width(1);
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(x_lo, 0.5), (x_hi, 0.5)],
-                8,
-                6,
-                guide,
-            ))
-            .map_err(pe)?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, 0.0), (0.0, 1.05)],
-                8,
-                6,
-                guide,
-            ))
-            .map_err(pe)?;
+        chart.draw_series(DashedLineSeries::new(vec![(x_lo, 0.5), (x_hi, 0.5)], 8, 6, guide)).map_err(pe)?;
+        chart.draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (0.0, 1.05)], 8, 6, guide)).map_err(pe)?;
         for (si, (label, bins)) in self.series.iter().enumerate() {
-            let color = if self.series.len() == 1 {
-                color_for("ppo_seq2seq", 0)
-            } else {
-                PALETTE[si % PALETTE.len()]
-            };
+            let color = if self.series.len() == 1 { color_for("ppo_seq2seq", 0) } else { PALETTE[si % PALETTE.len()] };
             let pts: Vec<(f64, f64)> = bins.iter().map(|b| (b.log_ratio, b.win_rate)).collect();
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
-                .map_err(pe)?;
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled()))).map_err(pe)?;
             chart
                 .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                 .map_err(pe)?
-                .label(format!(
-                    "{label} (~{} points per bin)",
-                    bins.first().map_or(0, |b| b.n)
-                ))
+                .label(format!("{label} (~{} points per bin)", bins.first().map_or(0, |b| b.n)))
                 .legend(line_legend(color, 3));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperLeft, 15)?;

@@ -12,7 +12,6 @@ const RM_ORDER: [&str; 2] = ["scalar", "seq2seq"];
 const RM_METRIC_ORDER: [&str; 4] = ["pair_accuracy", "length_score_corr", "copy_rate", "mean_token_reward_chosen"];
 const STAGE_ORDER: [&str; 5] = ["pretrain", "sft", "scalar_rm", "seq2seq_rm", "judge"];
 
-
 /// Reward models present in a group's PPO log, display-ordered.
 pub fn rms_of(ppo: &[PpoStep], grp: &Group) -> Vec<String> {
     distinct(ppo.iter().filter(|p| grp.holds(&p.experiment, &p.size)).map(|p| p.rm.as_str()), |r| rank(&RM_ORDER, r))
@@ -38,7 +37,11 @@ fn curve(points: impl Iterator<Item = (i64, f64)>) -> Vec<CurvePoint> {
     for (step, v) in points {
         by_step.entry(step).or_default().push(v);
     }
-    by_step.into_iter().map(|(step, v)| (step, mean(&v), min_max(&v))).map(|(step, mean, (min, max))| CurvePoint { step, mean, min, max }).collect()
+    by_step
+        .into_iter()
+        .map(|(step, v)| (step, mean(&v), min_max(&v)))
+        .map(|(step, mean, (min, max))| CurvePoint { step, mean, min, max })
+        .collect()
 }
 
 /// Mean / min / max over seeds at each logged step (seeds that did not log the metric are skipped).

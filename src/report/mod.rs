@@ -113,9 +113,8 @@ mod tests {
 
     pub(in crate::report) fn write_fixture_with(dir: &Path, f: &Fixture) {
         let (exp, swap) = (f.experiment, f.swap);
-        let mut g = String::from(
-            "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score",
-        );
+        let mut g =
+            String::from("experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score");
         g.push_str(if f.reference { ",reference,reference_length_tokens\n" } else { "\n" });
         let n_prompts = if f.ood { 24 } else { 18 };
         for seed in [0, 1] {
@@ -130,19 +129,11 @@ mod tests {
                     let h = (pid * 7 + seed * 3 + policy.len() as i64) % 5;
                     let (mut s, refused, len) = match policy {
                         "sft" => (0.0 + 0.1 * h as f64, pid % 4 == 0, 20 + h * 3),
-                        "ppo_scalar" => (
-                            -0.5 + 0.1 * h as f64,
-                            set == "benign" && pid % 2 == 0 || set == "harmful",
-                            8 + h,
-                        ),
+                        "ppo_scalar" => (-0.5 + 0.1 * h as f64, set == "benign" && pid % 2 == 0 || set == "harmful", 8 + h),
                         _ => (1.0 + 0.1 * h as f64, set == "harmful", 25 + h * 4),
                     };
                     if swap && policy != "sft" {
-                        s = if policy == "ppo_scalar" {
-                            1.0 + 0.1 * h as f64
-                        } else {
-                            -0.5 + 0.1 * h as f64
-                        };
+                        s = if policy == "ppo_scalar" { 1.0 + 0.1 * h as f64 } else { -0.5 + 0.1 * h as f64 };
                     }
                     let _ = write!(
                         g,
@@ -174,11 +165,7 @@ mod tests {
                         "{exp},tiny,{seed},{rm},{step},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},0.1,0.0",
                         t * 0.1,
                         t * 0.02,
-                        if rm == "scalar" {
-                            30.0 - t
-                        } else {
-                            30.0 + t * 0.5
-                        },
+                        if rm == "scalar" { 30.0 - t } else { 30.0 + t * 0.5 },
                         if rm == "scalar" { 0.2 + t * 0.05 } else { 0.2 },
                         2.0 - t * 0.05,
                         -0.01 * t,
@@ -192,16 +179,8 @@ mod tests {
         let mut r = String::from("experiment,size,seed,model,metric,value,n\n");
         for seed in [0, 1] {
             for (model, acc) in [("scalar_rm", 0.7), ("seq2seq_rm", 0.75), ("judge", 0.9)] {
-                let _ = writeln!(
-                    r,
-                    "{exp},tiny,{seed},{model},pair_accuracy,{},200",
-                    acc + 0.01 * seed as f64
-                );
-                let _ = writeln!(
-                    r,
-                    "{exp},tiny,{seed},{model},length_score_corr,0.{}5,200",
-                    1 + seed
-                );
+                let _ = writeln!(r, "{exp},tiny,{seed},{model},pair_accuracy,{},200", acc + 0.01 * seed as f64);
+                let _ = writeln!(r, "{exp},tiny,{seed},{model},length_score_corr,0.{}5,200", 1 + seed);
             }
             let _ = writeln!(r, "{exp},tiny,{seed},seq2seq_rm,copy_rate,0.3,200");
         }
@@ -211,11 +190,7 @@ mod tests {
         for seed in [0, 1] {
             for stage in ["pretrain", "sft", "scalar_rm", "seq2seq_rm", "judge"] {
                 for step in 0..5 {
-                    let _ = writeln!(
-                        t,
-                        "{exp},tiny,{seed},{stage},{step},{:.4}",
-                        3.0 / (1.0 + step as f64 + seed as f64)
-                    );
+                    let _ = writeln!(t, "{exp},tiny,{seed},{stage},{step},{:.4}", 3.0 / (1.0 + step as f64 + seed as f64));
                 }
             }
         }
@@ -241,17 +216,12 @@ mod tests {
     const OUTPUTS: [&str; 3] = ["metrics.csv", "win_rates.csv", "REPORT.md"];
 
     fn read_outputs(dir: &Path) -> Vec<Vec<u8>> {
-        OUTPUTS
-            .iter()
-            .map(|f| std::fs::read(dir.join(f)).unwrap())
-            .collect()
+        OUTPUTS.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect()
     }
 
     /// The Claim-vs-measurement row of the headline win rate.
     fn headline_row(md: &str) -> &str {
-        md.lines()
-            .find(|l| l.starts_with("| Win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts"))
-            .expect("headline row")
+        md.lines().find(|l| l.starts_with("| Win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts")).expect("headline row")
     }
 
     #[test]
@@ -278,10 +248,7 @@ mod tests {
 
         let metrics = String::from_utf8(first[0].clone()).unwrap();
         let wins = String::from_utf8(first[1].clone()).unwrap();
-        assert_eq!(
-            metrics.lines().next().unwrap(),
-            "experiment,size,seed,policy,prompt_set,metric,value"
-        );
+        assert_eq!(metrics.lines().next().unwrap(), "experiment,size,seed,policy,prompt_set,metric,value");
         assert_eq!(
             wins.lines().next().unwrap(),
             "experiment,size,seed,policy_a,policy_b,prompt_set,n_prompts,win_rate,ci_low,ci_high,lc_win_rate,lc_ci_low,lc_ci_high"
@@ -291,9 +258,7 @@ mod tests {
         // 3 pairs x 3 sets x 3 seed keys
         assert_eq!(wins.lines().count(), 1 + 27);
         assert!(
-            wins.contains(
-                "demo,tiny,pooled,ppo_seq2seq,ppo_scalar,all,18,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000\n"
-            ),
+            wins.contains("demo,tiny,pooled,ppo_seq2seq,ppo_scalar,all,18,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000\n"),
             "{wins}"
         );
 
@@ -302,28 +267,12 @@ mod tests {
         assert_eq!(first, read_outputs(dir), "render is not deterministic");
 
         let md = String::from_utf8(first[2].clone()).unwrap();
-        assert!(
-            headline_row(&md).contains("**reproduced**"),
-            "{}",
-            headline_row(&md)
-        );
+        assert!(headline_row(&md).contains("**reproduced**"), "{}", headline_row(&md));
         assert!(md.contains("76.9%"));
         // benign refusal: scalar refuses half the benign prompts, seq2seq none
-        let refusal_row = md
-            .lines()
-            .find(|l| l.starts_with("| Benign refusal rate"))
-            .unwrap();
-        assert!(
-            refusal_row.contains("0.500 − 0.000") && refusal_row.contains("**reproduced**"),
-            "{refusal_row}"
-        );
-        for section in [
-            "## Claim vs measurement",
-            "## Win rates",
-            "## Reward models",
-            "## Run facts",
-            "## Notes",
-        ] {
+        let refusal_row = md.lines().find(|l| l.starts_with("| Benign refusal rate")).unwrap();
+        assert!(refusal_row.contains("0.500 − 0.000") && refusal_row.contains("**reproduced**"), "{refusal_row}");
+        for section in ["## Claim vs measurement", "## Win rates", "## Reward models", "## Run facts", "## Notes"] {
             assert!(md.contains(section), "missing {section}");
         }
         assert!(md.contains("![win_rates](figures/win_rates.png)"));
@@ -334,23 +283,12 @@ mod tests {
         write_fixture(dir, true);
         render(dir).unwrap();
         let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
-        assert!(
-            headline_row(&md).contains("**not reproduced**"),
-            "{}",
-            headline_row(&md)
-        );
+        assert!(headline_row(&md).contains("**not reproduced**"), "{}", headline_row(&md));
     }
 
     #[test]
     fn missing_input_is_named() {
-        for missing in [
-            "generations.csv",
-            "ppo_log.csv",
-            "rm_eval.csv",
-            "train_log.csv",
-            "refusal_sanity.csv",
-            "run_info.json",
-        ] {
+        for missing in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "refusal_sanity.csv", "run_info.json"] {
             let tmp = tempfile::tempdir().unwrap();
             write_fixture(tmp.path(), false);
             std::fs::remove_file(tmp.path().join(missing)).unwrap();
@@ -365,13 +303,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         write_fixture(dir, false);
-        for f in [
-            "generations.csv",
-            "ppo_log.csv",
-            "rm_eval.csv",
-            "train_log.csv",
-            "refusal_sanity.csv",
-        ] {
+        for f in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "refusal_sanity.csv"] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
             std::fs::write(dir.join(f), format!("{}\n", text.lines().next().unwrap())).unwrap();
         }
@@ -379,13 +311,7 @@ mod tests {
         render(dir).unwrap();
         let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
         assert!(md.contains("## Claim vs measurement"));
-        assert_eq!(
-            std::fs::read_to_string(dir.join("win_rates.csv"))
-                .unwrap()
-                .lines()
-                .count(),
-            1
-        );
+        assert_eq!(std::fs::read_to_string(dir.join("win_rates.csv")).unwrap().lines().count(), 1);
         assert!(dir.join("figures/ppo_curves.svg").exists());
     }
 

@@ -9,8 +9,8 @@ use super::logs::{RmSummary, rm_summaries};
 use super::stats::{Verdict, mean, stratified_mean_ci, verdict};
 use super::tables::{self, ALL_SETS, Group, MetricRow, OOD_PREFIX, pooled_metric};
 use super::verdicts::{
-    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, bold, cell, degenerate_policies, f3, headline, lc_headline, pct,
-    policy_caveats, refusal_headline, table, void_if_collapsed,
+    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, bold, cell, degenerate_policies, f3, headline, lc_headline, pct, policy_caveats,
+    refusal_headline, table, void_if_collapsed,
 };
 use super::wins::{self, RefusalDiff, WinRow, pooled_per_prompt, pooled_win};
 use crate::util::{SplitMix64, write_atomic};
@@ -181,7 +181,8 @@ fn header(o: &mut String, runs: &[Run], primary: &Primary) {
         o.push_str("Directories used (sorted by name):\n\n");
         let or = |v: Vec<String>, sep: &str, none: &str| if v.is_empty() { none.to_string() } else { v.join(sep) };
         for (ri, r) in runs.iter().enumerate() {
-            let sizes = r.groups.iter().map(|g| format!("`{}` / {}{}", g.experiment, g.size, if primary.has(ri, g) { "" } else { ", variant" }));
+            let sizes =
+                r.groups.iter().map(|g| format!("`{}` / {}{}", g.experiment, g.size, if primary.has(ri, g) { "" } else { ", variant" }));
             let seeds = r.info.seeds.iter().map(|s| s.to_string()).collect();
             let device = if r.info.device.is_empty() { "unknown".into() } else { cell(&r.info.device) };
             let _ = writeln!(
@@ -255,7 +256,8 @@ fn length_facts(run: &Run, g: &Group) -> String {
     let mut parts = Vec::new();
     for p in ["sft", "ppo_scalar", "ppo_seq2seq"] {
         if let Some(len) = pooled_metric(&run.metrics, g, p, ALL_SETS, "mean_length_tokens") {
-            let ratio = pooled_metric(&run.metrics, g, p, ALL_SETS, "length_ratio").map_or(String::new(), |r| format!(", {} × reference", f3(r)));
+            let ratio =
+                pooled_metric(&run.metrics, g, p, ALL_SETS, "length_ratio").map_or(String::new(), |r| format!(", {} × reference", f3(r)));
             parts.push(format!("`{p}` {} tokens{ratio}", f3(len)));
         }
     }
@@ -470,12 +472,7 @@ mod tests {
         let dir = results.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let reference = experiment == "summarization";
-        let f = Fixture {
-            experiment,
-            swap,
-            reference,
-            ood: reference,
-        };
+        let f = Fixture { experiment, swap, reference, ood: reference };
         write_fixture_with(&dir, &f);
     }
 
@@ -486,9 +483,7 @@ mod tests {
     }
 
     fn row<'a>(md: &'a str, starts: &str, at: &str) -> &'a str {
-        md.lines()
-            .find(|l| l.starts_with(starts) && l.contains(at))
-            .unwrap_or_else(|| panic!("no row {starts} … {at} in\n{md}"))
+        md.lines().find(|l| l.starts_with(starts) && l.contains(at)).unwrap_or_else(|| panic!("no row {starts} … {at} in\n{md}"))
     }
 
     #[test]
@@ -497,12 +492,7 @@ mod tests {
         std::fs::create_dir(tmp.path().join("not_a_run")).unwrap(); // no generations.csv: skipped
         let md = paper(tmp.path());
         assert!(md.contains("s2rm paper"));
-        for claim in [
-            "| Benign refusal",
-            "| Mean length, `ppo_scalar` − `ppo_seq2seq`",
-            "| `helpfulness`",
-            "| `ood_*`",
-        ] {
+        for claim in ["| Benign refusal", "| Mean length, `ppo_scalar` − `ppo_seq2seq`", "| `helpfulness`", "| `ood_*`"] {
             assert!(row(&md, claim, "").contains("not run"), "{claim}");
         }
         assert!(row(&md, "| Average", "").contains("not run"));
@@ -547,30 +537,12 @@ mod tests {
 
         // (i): the fixture's scalar policy refuses half the benign prompts, seq2seq none
         assert!(row(&md, "| Benign refusal", "| `safety` / tiny |").contains("**reproduced**"));
-        assert!(
-            row(
-                &md,
-                "| Benign refusal",
-                "`safety_ablation` / tiny (variant)"
-            )
-            .contains("+0.500")
-        );
+        assert!(row(&md, "| Benign refusal", "`safety_ablation` / tiny (variant)").contains("+0.500"));
         // (ii): ppo_scalar (8–12 tokens) is shorter than ppo_seq2seq (25–41) and than the reference (10–13)
-        let longer = row(
-            &md,
-            "| Mean length, `ppo_scalar` − `ppo_seq2seq`",
-            "`summarization` / tiny",
-        );
+        let longer = row(&md, "| Mean length, `ppo_scalar` − `ppo_seq2seq`", "`summarization` / tiny");
         assert!(longer.contains("**not reproduced**"), "{longer}");
-        let vs_ref = row(
-            &md,
-            "| Mean length, `ppo_scalar` − reference",
-            "`summarization` / tiny",
-        );
-        assert!(
-            vs_ref.contains("(n = 18 prompts)"),
-            "OOD prompts have no reference: {vs_ref}"
-        );
+        let vs_ref = row(&md, "| Mean length, `ppo_scalar` − reference", "`summarization` / tiny");
+        assert!(vs_ref.contains("(n = 18 prompts)"), "OOD prompts have no reference: {vs_ref}");
         assert!(md.contains("× reference"));
         // (iii): safety and summarization measured (seq2seq wins every prompt), helpfulness not run;
         // the average covers the two primary cells only
@@ -578,20 +550,11 @@ mod tests {
         assert!(row(&md, "| `safety`", "`safety_ablation`").contains("**not reproduced**"));
         assert!(row(&md, "| `helpfulness`", "").contains("not run"));
         let avg = row(&md, "| Average", "");
-        assert!(
-            avg.contains("2 of the paper's 6 cells: `safety` / tiny, `summarization` / tiny"),
-            "{avg}"
-        );
-        assert!(
-            avg.contains("**reproduced**") && avg.contains("below our interval"),
-            "{avg}"
-        );
+        assert!(avg.contains("2 of the paper's 6 cells: `safety` / tiny, `summarization` / tiny"), "{avg}");
+        assert!(avg.contains("**reproduced**") && avg.contains("below our interval"), "{avg}");
         // (iv): the summarization fixture has an OOD set
         assert!(row(&md, "| `ood_alpaca`", "`summarization` / tiny").contains("(n = 6 prompts)"));
         // the judge's accuracy (0.9 + 0.01·seed) is named, the directories too
-        assert!(
-            md.contains("0.905 (`safety`)")
-                && md.contains("- `safety_ablation`: `safety` / tiny, variant")
-        );
+        assert!(md.contains("0.905 (`safety`)") && md.contains("- `safety_ablation`: `safety` / tiny, variant"));
     }
 }

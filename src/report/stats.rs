@@ -22,11 +22,7 @@ pub fn win_outcome(score_a: f64, score_b: f64) -> f64 {
 
 /// Arithmetic mean; NaN for an empty slice.
 pub fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        f64::NAN
-    } else {
-        xs.iter().sum::<f64>() / xs.len() as f64
-    }
+    if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 }
 }
 
 /// Mean of the finite values only (NaN if none), for optional logged quantities.
@@ -52,12 +48,7 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
 /// 95% percentile-bootstrap interval of the mean of `values`: `n_boot` resamples of size n drawn
 /// with replacement using `rng.below(n)`. Returns (NaN, NaN) when there is nothing to resample.
 pub fn bootstrap_ci(values: &[f64], n_boot: usize, rng: &mut SplitMix64) -> (f64, f64) {
-    bootstrap_cis(
-        values.len(),
-        n_boot,
-        rng,
-        &mut [&mut |idx: &[usize]| idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64],
-    )[0]
+    bootstrap_cis(values.len(), n_boot, rng, &mut [&mut |idx: &[usize]| idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64])[0]
 }
 
 /// A statistic of a bootstrap resample, given as the indices of the drawn items.
@@ -66,12 +57,7 @@ pub type Statistic<'a> = &'a mut dyn FnMut(&[usize]) -> f64;
 /// 95% percentile-bootstrap intervals of several statistics of the same n items, each evaluated on
 /// the same `n_boot` resamples (index vectors drawn with `rng.below(n)`), so one RNG stream gives
 /// all of a row's intervals. (NaN, NaN) per statistic when there is nothing to resample.
-pub fn bootstrap_cis(
-    n: usize,
-    n_boot: usize,
-    rng: &mut SplitMix64,
-    stats: &mut [Statistic],
-) -> Vec<(f64, f64)> {
+pub fn bootstrap_cis(n: usize, n_boot: usize, rng: &mut SplitMix64, stats: &mut [Statistic]) -> Vec<(f64, f64)> {
     if n == 0 || n_boot == 0 {
         return vec![(f64::NAN, f64::NAN); stats.len()];
     }
@@ -103,18 +89,12 @@ pub fn stratified_mean_ci(strata: &[Vec<f64>], n_boot: usize, rng: &mut SplitMix
     }
     let mut means: Vec<f64> = (0..n_boot)
         .map(|_| {
-            let total: f64 = strata
-                .iter()
-                .map(|s| (0..s.len()).map(|_| s[rng.below(s.len())]).sum::<f64>() / s.len() as f64)
-                .sum();
+            let total: f64 = strata.iter().map(|s| (0..s.len()).map(|_| s[rng.below(s.len())]).sum::<f64>() / s.len() as f64).sum();
             total / strata.len() as f64
         })
         .collect();
     means.sort_by(f64::total_cmp);
-    (
-        quantile_sorted(&means, 0.025),
-        quantile_sorted(&means, 0.975),
-    )
+    (quantile_sorted(&means, 0.025), quantile_sorted(&means, 0.975))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,8 +149,7 @@ pub fn lc_win_rate(pts: &[(f64, f64)]) -> f64 {
     let mut obj = lc_objective(pts, a, b);
     for _ in 0..LC_MAX_ITER {
         // gradient g and negative Hessian h of the penalised log-likelihood
-        let (mut g0, mut g1, mut h00, mut h01, mut h11) =
-            (-LC_RIDGE * a, -LC_RIDGE * b, LC_RIDGE, 0.0, LC_RIDGE);
+        let (mut g0, mut g1, mut h00, mut h01, mut h11) = (-LC_RIDGE * a, -LC_RIDGE * b, LC_RIDGE, 0.0, LC_RIDGE);
         for &(x, y) in pts {
             let p = sigmoid(a + b * x);
             let w = p * (1.0 - p);
@@ -212,13 +191,8 @@ pub fn lc_win_rate(pts: &[(f64, f64)]) -> f64 {
 /// deviation of the differences; all zeros when they do not vary.
 pub fn standardized(diffs: &[f64]) -> Vec<f64> {
     let m = mean(diffs);
-    let sd =
-        (diffs.iter().map(|d| (d - m) * (d - m)).sum::<f64>() / diffs.len().max(1) as f64).sqrt();
-    if sd > 0.0 && sd.is_finite() {
-        diffs.iter().map(|d| d / sd).collect()
-    } else {
-        vec![0.0; diffs.len()]
-    }
+    let sd = (diffs.iter().map(|d| (d - m) * (d - m)).sum::<f64>() / diffs.len().max(1) as f64).sqrt();
+    if sd > 0.0 && sd.is_finite() { diffs.iter().map(|d| d / sd).collect() } else { vec![0.0; diffs.len()] }
 }
 
 /// Pool per-seed per-prompt values: keep the prompts present in every seed and average each one's
@@ -325,16 +299,10 @@ mod tests {
         let c = bootstrap_ci(&w, 2000, &mut SplitMix64::derive(42, 3));
         let d = bootstrap_ci(&w, 2000, &mut SplitMix64::derive(42, 4));
         assert_ne!(c, d, "a different stream should resample differently");
-        assert!(
-            (c.0 - d.0).abs() < 0.05 && (c.1 - d.1).abs() < 0.05,
-            "{c:?} vs {d:?}"
-        );
+        assert!((c.0 - d.0).abs() < 0.05 && (c.1 - d.1).abs() < 0.05, "{c:?} vs {d:?}");
         assert!(c.0 < mean(&w) && mean(&w) < c.1);
         // Constant data has a degenerate interval; empty data has none.
-        assert_eq!(
-            bootstrap_ci(&[0.7; 5], 100, &mut SplitMix64::new(1)),
-            (0.7, 0.7)
-        );
+        assert_eq!(bootstrap_ci(&[0.7; 5], 100, &mut SplitMix64::new(1)), (0.7, 0.7));
         assert!(bootstrap_ci(&[], 100, &mut SplitMix64::new(1)).0.is_nan());
     }
 
@@ -358,22 +326,10 @@ mod tests {
         let plain = bootstrap_ci(&v, 500, &mut SplitMix64::derive(5, 1));
         let mut mean_of = |idx: &[usize]| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64;
         let mut max_of = |idx: &[usize]| idx.iter().map(|&i| v[i]).fold(f64::MIN, f64::max);
-        let both = bootstrap_cis(
-            10,
-            500,
-            &mut SplitMix64::derive(5, 1),
-            &mut [&mut mean_of, &mut max_of],
-        );
-        assert_eq!(
-            both[0], plain,
-            "the mean's interval must not depend on the other statistics"
-        );
+        let both = bootstrap_cis(10, 500, &mut SplitMix64::derive(5, 1), &mut [&mut mean_of, &mut max_of]);
+        assert_eq!(both[0], plain, "the mean's interval must not depend on the other statistics");
         assert!(both[1].0 <= both[1].1 && both[1].1 == 0.97);
-        assert!(
-            bootstrap_cis(0, 10, &mut SplitMix64::new(1), &mut [&mut mean_of])[0]
-                .0
-                .is_nan()
-        );
+        assert!(bootstrap_cis(0, 10, &mut SplitMix64::new(1), &mut [&mut mean_of])[0].0.is_nan());
     }
 
     /// Deterministic pseudo-random outcomes: y = 1 with probability σ(k·x), via SplitMix64.
@@ -408,9 +364,7 @@ mod tests {
 
         // Deterministic version: longer wins, equal lengths tie. Separable, so only the ridge and
         // the ties at x = 0 pin the intercept; still finite and at 0.5.
-        let mut det: Vec<(f64, f64)> = (-3..=12)
-            .map(|d| (d as f64, win_outcome(d as f64, 0.0)))
-            .collect();
+        let mut det: Vec<(f64, f64)> = (-3..=12).map(|d| (d as f64, win_outcome(d as f64, 0.0))).collect();
         det.push((0.0, 0.5));
         let det = with_standardized_x(&det);
         let (r, lc) = (raw(&det), lc_win_rate(&det));
@@ -422,14 +376,7 @@ mod tests {
     fn lc_equals_raw_when_length_does_not_matter() {
         // The outcome ignores length (k = 0) but A wins 70% of the time.
         let mut rng = SplitMix64::new(3);
-        let pts: Vec<(f64, f64)> = (0..4000)
-            .map(|_| {
-                (
-                    8.0 + 20.0 * (rng.next_f64() - 0.5),
-                    (rng.next_f64() < 0.7) as u8 as f64,
-                )
-            })
-            .collect();
+        let pts: Vec<(f64, f64)> = (0..4000).map(|_| (8.0 + 20.0 * (rng.next_f64() - 0.5), (rng.next_f64() < 0.7) as u8 as f64)).collect();
         let pts = with_standardized_x(&pts);
         let (r, lc) = (raw(&pts), lc_win_rate(&pts));
         assert!((lc - r).abs() < 0.03, "lc {lc} vs raw {r}");
@@ -446,8 +393,7 @@ mod tests {
     fn lc_never_gives_nan_on_separable_outcomes() {
         // Separable without ties: the maximum likelihood is at infinity; the fit must still stop
         // at a finite number in [0, 1], the same one on every call.
-        let pts =
-            with_standardized_x(&[(-5.0, 0.0), (-1.0, 0.0), (2.0, 1.0), (7.0, 1.0), (9.0, 1.0)]);
+        let pts = with_standardized_x(&[(-5.0, 0.0), (-1.0, 0.0), (2.0, 1.0), (7.0, 1.0), (9.0, 1.0)]);
         let lc = lc_win_rate(&pts);
         assert!(lc.is_finite() && (0.0..=1.0).contains(&lc), "{lc}");
         assert_eq!(lc, lc_win_rate(&pts));
@@ -464,19 +410,9 @@ mod tests {
         );
         // two strata of very different size: the interval is around the mean of the two means
         // (0.6875 and 0.2), not the pooled mean of all items
-        let b = vec![
-            0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0,
-            0.0, 0.0, 1.0,
-        ];
+        let b = vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
         let (lo, hi) = stratified_mean_ci(&[a.clone(), b], 2000, &mut SplitMix64::new(9));
-        assert!(
-            lo < 0.44375 && 0.44375 < hi && hi - lo < 0.5,
-            "[{lo}, {hi}]"
-        );
-        assert!(
-            stratified_mean_ci(&[a, vec![]], 10, &mut SplitMix64::new(1))
-                .0
-                .is_nan()
-        );
+        assert!(lo < 0.44375 && 0.44375 < hi && hi - lo < 0.5, "[{lo}, {hi}]");
+        assert!(stratified_mean_ci(&[a, vec![]], 10, &mut SplitMix64::new(1)).0.is_nan());
     }
 }

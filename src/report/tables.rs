@@ -142,9 +142,8 @@ pub const METRICS_HEADER: [&str; 7] = ["experiment", "size", "seed", "policy", "
 
 /// Names (and order) of the metrics in `metrics.csv`. `truncation_rate` is the share of responses
 /// that hit the length limit (`max_new_tokens`) without an end token.
-pub const CELL_METRICS: [&str; 7] = [
-    "refusal_rate", "mean_length_tokens", "truncation_rate", "judge_score_mean", "rouge_l_f1", "length_ratio", "n_prompts",
-];
+pub const CELL_METRICS: [&str; 7] =
+    ["refusal_rate", "mean_length_tokens", "truncation_rate", "judge_score_mean", "rouge_l_f1", "length_ratio", "n_prompts"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricRow {
@@ -162,10 +161,8 @@ pub struct MetricRow {
 /// partial mean would mislead), and are pooled only when every seed's cell has them.
 pub fn compute_metrics(gens: &[Generation]) -> Result<Vec<MetricRow>> {
     // (ROUGE-L F1, length / reference length), computed once per generation
-    let refs: Vec<Option<(f64, f64)>> = gens
-        .iter()
-        .map(|g| g.reference_length().map(|l| (rouge_l_f1(&g.response, &g.reference), g.length_tokens / l)))
-        .collect();
+    let refs: Vec<Option<(f64, f64)>> =
+        gens.iter().map(|g| g.reference_length().map(|l| (rouge_l_f1(&g.response, &g.reference), g.length_tokens / l))).collect();
     // each generation counts in its set and, if in-distribution, in `all` (a set literally named
     // "all" is already the union)
     let rows: Vec<(usize, &str)> = gens
@@ -193,12 +190,14 @@ pub fn compute_metrics(gens: &[Generation]) -> Result<Vec<MetricRow>> {
     ])?;
     let cell = || [col("experiment"), col("size"), col("policy"), col("prompt_set")];
     // the mean where no value is missing, else null (no metric)
-    let complete = |m: &str| when(col(m).null_count().eq(lit(0 as IdxSize))).then(col(m).mean()).otherwise(lit(NULL).cast(DataType::Float64)).alias(m);
+    let complete =
+        |m: &str| when(col(m).null_count().eq(lit(0 as IdxSize))).then(col(m).mean()).otherwise(lit(NULL).cast(DataType::Float64)).alias(m);
     let mut aggs: Vec<Expr> = CELL_METRICS[..6].iter().map(|m| complete(m)).collect();
     aggs.push(len().cast(DataType::Float64).alias("n_prompts"));
     let by_seed = [cell().to_vec(), vec![col("seed")]].concat();
     // seeds ascending within a cell, so the pooled means add them up in seed order
-    let per_seed = df.lazy().group_by_stable(by_seed).agg(aggs).sort(["seed"], SortMultipleOptions::default().with_maintain_order(true)).collect()?;
+    let per_seed =
+        df.lazy().group_by_stable(by_seed).agg(aggs).sort(["seed"], SortMultipleOptions::default().with_maintain_order(true)).collect()?;
     let pooled = per_seed.clone().lazy().group_by_stable(cell()).agg(CELL_METRICS.map(complete)).collect()?;
     let mut out = Vec::new();
     for (df, is_pooled) in [(&per_seed, false), (&pooled, true)] {
@@ -208,7 +207,14 @@ pub fn compute_metrics(gens: &[Generation]) -> Result<Vec<MetricRow>> {
         for metric in CELL_METRICS {
             for (i, v) in floats(df, metric)?.into_iter().enumerate() {
                 let Some(value) = v else { continue };
-                out.push(MetricRow { group: Group::new(&e[i], &s[i]), seed: seed_at(i), policy: p[i].clone(), prompt_set: set[i].clone(), metric, value });
+                out.push(MetricRow {
+                    group: Group::new(&e[i], &s[i]),
+                    seed: seed_at(i),
+                    policy: p[i].clone(),
+                    prompt_set: set[i].clone(),
+                    metric,
+                    value,
+                });
             }
         }
     }
@@ -223,13 +229,27 @@ pub fn metrics_records(rows: &[MetricRow]) -> Vec<Vec<String>> {
     rows.iter()
         .map(|r| {
             let g = &r.group;
-            vec![g.experiment.clone(), g.size.clone(), r.seed.to_string(), r.policy.clone(), r.prompt_set.clone(), r.metric.to_string(), fmt6(r.value)]
+            vec![
+                g.experiment.clone(),
+                g.size.clone(),
+                r.seed.to_string(),
+                r.policy.clone(),
+                r.prompt_set.clone(),
+                r.metric.to_string(),
+                fmt6(r.value),
+            ]
         })
         .collect()
 }
 
 /// The values of one metric of (group, policy, set), per seed and pooled.
-fn metric_rows<'a>(rows: &'a [MetricRow], grp: &'a Group, policy: &'a str, set: &'a str, metric: &'a str) -> impl Iterator<Item = &'a MetricRow> {
+fn metric_rows<'a>(
+    rows: &'a [MetricRow],
+    grp: &'a Group,
+    policy: &'a str,
+    set: &'a str,
+    metric: &'a str,
+) -> impl Iterator<Item = &'a MetricRow> {
     rows.iter().filter(move |r| &r.group == grp && r.policy == policy && r.prompt_set == set && r.metric == metric)
 }
 
@@ -254,10 +274,31 @@ pub(super) mod tests {
     use crate::report::wins::compute_win_rates;
 
     #[allow(clippy::too_many_arguments)]
-    pub(in crate::report) fn row(seed: i64, policy: &str, set: &str, id: i64, len: f64, trunc: bool, refused: bool, judge: f64) -> Generation {
+    pub(in crate::report) fn row(
+        seed: i64,
+        policy: &str,
+        set: &str,
+        id: i64,
+        len: f64,
+        trunc: bool,
+        refused: bool,
+        judge: f64,
+    ) -> Generation {
         let (experiment, size, policy, prompt_set) = ("e".into(), "tiny".into(), policy.into(), set.into());
         let (prompt_id, length_tokens, truncated, judge_score) = (id, len, trunc, judge);
-        Generation { experiment, size, seed, policy, prompt_set, prompt_id, length_tokens, truncated, refused, judge_score, ..Default::default() }
+        Generation {
+            experiment,
+            size,
+            seed,
+            policy,
+            prompt_set,
+            prompt_id,
+            length_tokens,
+            truncated,
+            refused,
+            judge_score,
+            ..Default::default()
+        }
     }
 
     fn with_reference(mut g: Generation, response: &str, reference: &str, ref_len: f64) -> Generation {
@@ -286,43 +327,23 @@ pub(super) mod tests {
         use SeedKey::*;
         // seed 0 benign: refusal 1/2, length 15, truncation 1/2, judge 0.5, n 2
         assert_eq!(metric(&rows, Seed(0), "sft", "benign", "refusal_rate"), 0.5);
-        assert_eq!(
-            metric(&rows, Seed(0), "sft", "benign", "mean_length_tokens"),
-            15.0
-        );
-        assert_eq!(
-            metric(&rows, Seed(0), "sft", "benign", "truncation_rate"),
-            0.5
-        );
-        assert_eq!(
-            metric(&rows, Seed(0), "sft", "benign", "judge_score_mean"),
-            0.5
-        );
+        assert_eq!(metric(&rows, Seed(0), "sft", "benign", "mean_length_tokens"), 15.0);
+        assert_eq!(metric(&rows, Seed(0), "sft", "benign", "truncation_rate"), 0.5);
+        assert_eq!(metric(&rows, Seed(0), "sft", "benign", "judge_score_mean"), 0.5);
         assert_eq!(metric(&rows, Seed(0), "sft", "benign", "n_prompts"), 2.0);
         // seed 1 benign: refusal 0, length 50 -> pooled benign refusal 0.25, length 32.5
         assert_eq!(metric(&rows, Pooled, "sft", "benign", "refusal_rate"), 0.25);
-        assert_eq!(
-            metric(&rows, Pooled, "sft", "benign", "mean_length_tokens"),
-            32.5
-        );
+        assert_eq!(metric(&rows, Pooled, "sft", "benign", "mean_length_tokens"), 32.5);
         // "all" for seed 0: lengths 10,20,30 -> 20; refusals 2/3
-        assert_eq!(
-            metric(&rows, Seed(0), "sft", "all", "mean_length_tokens"),
-            20.0
-        );
+        assert_eq!(metric(&rows, Seed(0), "sft", "all", "mean_length_tokens"), 20.0);
         assert!((metric(&rows, Seed(0), "sft", "all", "refusal_rate") - 2.0 / 3.0).abs() < 1e-12);
         // pooled "all" judge: seed 0 mean 1.0, seed 1 mean 7/3 -> 5/3
-        assert!(
-            (metric(&rows, Pooled, "sft", "all", "judge_score_mean") - 5.0 / 3.0).abs() < 1e-12
-        );
+        assert!((metric(&rows, Pooled, "sft", "all", "judge_score_mean") - 5.0 / 3.0).abs() < 1e-12);
         // 3 cells (benign, harmful, all) x 3 seed keys x 5 metrics
         assert_eq!(rows.len(), 45);
         // sorted: seed 0 first, pooled last; benign < harmful < all within a seed
         assert_eq!(rows[0].seed, Seed(0));
-        assert_eq!(
-            (rows[0].prompt_set.as_str(), rows[0].metric),
-            ("benign", "refusal_rate")
-        );
+        assert_eq!((rows[0].prompt_set.as_str(), rows[0].metric), ("benign", "refusal_rate"));
         assert_eq!(rows[10].prompt_set, "all");
         assert_eq!(rows.last().unwrap().seed, Pooled);
     }
@@ -332,26 +353,9 @@ pub(super) mod tests {
         let mut v = vec!["zeta", "ppo_seq2seq", "alpha", "sft", "ppo_scalar"];
         v.sort_by_key(|p| rank(&POLICY_ORDER, p));
         assert_eq!(v, ["sft", "ppo_scalar", "ppo_seq2seq", "alpha", "zeta"]);
-        let mut s = vec![
-            "all",
-            "ood_harmful",
-            "harmful",
-            "other",
-            "ood_alpaca",
-            "benign",
-        ];
+        let mut s = vec!["all", "ood_harmful", "harmful", "other", "ood_alpaca", "benign"];
         s.sort_by_key(|x| set_rank(x));
-        assert_eq!(
-            s,
-            [
-                "benign",
-                "harmful",
-                "ood_alpaca",
-                "ood_harmful",
-                "other",
-                "all"
-            ]
-        );
+        assert_eq!(s, ["benign", "harmful", "ood_alpaca", "ood_harmful", "other", "all"]);
         assert_eq!(fmt6(-0.0000001), "0.000000");
         assert_eq!(fmt6(0.25), "0.250000");
     }
@@ -365,75 +369,26 @@ pub(super) mod tests {
             row(0, "ppo_scalar", "ood_harmful", 1, 5.0, false, false, 1.0),
         ];
         let wins = compute_win_rates(&gens, 50, 1);
-        let get = |set: &str| {
-            wins.iter()
-                .find(|r| r.prompt_set == set && r.seed == SeedKey::Pooled)
-                .unwrap()
-        };
+        let get = |set: &str| wins.iter().find(|r| r.prompt_set == set && r.seed == SeedKey::Pooled).unwrap();
         assert_eq!((get("all").n_prompts, get("all").win_rate), (1, 1.0));
         assert_eq!(get("ood_harmful").win_rate, 0.0);
-        let sets: Vec<&str> = wins
-            .iter()
-            .filter(|r| r.seed == SeedKey::Pooled)
-            .map(|r| r.prompt_set.as_str())
-            .collect();
+        let sets: Vec<&str> = wins.iter().filter(|r| r.seed == SeedKey::Pooled).map(|r| r.prompt_set.as_str()).collect();
         assert_eq!(sets, ["benign", "ood_harmful", "all"]);
         let m = compute_metrics(&gens).unwrap();
-        assert_eq!(
-            metric(
-                &m,
-                SeedKey::Pooled,
-                "ppo_seq2seq",
-                "all",
-                "mean_length_tokens"
-            ),
-            5.0
-        );
-        assert_eq!(
-            metric(&m, SeedKey::Pooled, "ppo_seq2seq", "all", "refusal_rate"),
-            0.0
-        );
-        assert_eq!(
-            metric(
-                &m,
-                SeedKey::Pooled,
-                "ppo_seq2seq",
-                "ood_harmful",
-                "refusal_rate"
-            ),
-            1.0
-        );
+        assert_eq!(metric(&m, SeedKey::Pooled, "ppo_seq2seq", "all", "mean_length_tokens"), 5.0);
+        assert_eq!(metric(&m, SeedKey::Pooled, "ppo_seq2seq", "all", "refusal_rate"), 0.0);
+        assert_eq!(metric(&m, SeedKey::Pooled, "ppo_seq2seq", "ood_harmful", "refusal_rate"), 1.0);
     }
 
     #[test]
     fn reference_metrics_only_where_every_row_has_a_reference() {
         let gens = vec![
             // seed 0: ROUGE-L 5/6 and 1 (mean 11/12); length ratios 6/6 and 3/2 (mean 1.25)
-            with_reference(
-                row(0, "sft", "benign", 1, 6.0, false, false, 0.0),
-                "the cat sat on the mat",
-                "the cat lay on the mat",
-                6.0,
-            ),
-            with_reference(
-                row(0, "sft", "benign", 2, 3.0, false, false, 0.0),
-                "Hello, world",
-                "hello world",
-                2.0,
-            ),
+            with_reference(row(0, "sft", "benign", 1, 6.0, false, false, 0.0), "the cat sat on the mat", "the cat lay on the mat", 6.0),
+            with_reference(row(0, "sft", "benign", 2, 3.0, false, false, 0.0), "Hello, world", "hello world", 2.0),
             // seed 1: ROUGE-L 0 and 1 (mean 0.5); ratios 2 and 1 (mean 1.5)
-            with_reference(
-                row(1, "sft", "benign", 1, 12.0, false, false, 0.0),
-                "dog",
-                "the cat lay on the mat",
-                6.0,
-            ),
-            with_reference(
-                row(1, "sft", "benign", 2, 2.0, false, false, 0.0),
-                "hello world",
-                "hello world",
-                2.0,
-            ),
+            with_reference(row(1, "sft", "benign", 1, 12.0, false, false, 0.0), "dog", "the cat lay on the mat", 6.0),
+            with_reference(row(1, "sft", "benign", 2, 2.0, false, false, 0.0), "hello world", "hello world", 2.0),
             // an OOD set without references: no reference metrics there, and `all` keeps them
             row(0, "sft", "ood_alpaca", 1, 4.0, false, false, 0.0),
             row(1, "sft", "ood_alpaca", 1, 4.0, false, false, 0.0),
@@ -442,20 +397,12 @@ pub(super) mod tests {
         use SeedKey::*;
         assert!((metric(&m, Seed(0), "sft", "benign", "rouge_l_f1") - 11.0 / 12.0).abs() < 1e-12);
         assert_eq!(metric(&m, Seed(0), "sft", "benign", "length_ratio"), 1.25);
-        assert!(
-            (metric(&m, Pooled, "sft", "benign", "rouge_l_f1") - (11.0 / 12.0 + 0.5) / 2.0).abs()
-                < 1e-12
-        );
+        assert!((metric(&m, Pooled, "sft", "benign", "rouge_l_f1") - (11.0 / 12.0 + 0.5) / 2.0).abs() < 1e-12);
         assert_eq!(metric(&m, Pooled, "sft", "all", "length_ratio"), 1.375);
-        assert!(!m.iter().any(|r| r.prompt_set == "ood_alpaca"
-            && (r.metric == "rouge_l_f1" || r.metric == "length_ratio")));
+        assert!(!m.iter().any(|r| r.prompt_set == "ood_alpaca" && (r.metric == "rouge_l_f1" || r.metric == "length_ratio")));
         assert!(m.iter().all(|r| r.value.is_finite()));
         // metric order within a cell: the reference metrics sit before n_prompts
-        let names: Vec<&str> = m
-            .iter()
-            .filter(|r| r.seed == Seed(0) && r.prompt_set == "benign")
-            .map(|r| r.metric)
-            .collect();
+        let names: Vec<&str> = m.iter().filter(|r| r.seed == Seed(0) && r.prompt_set == "benign").map(|r| r.metric).collect();
         assert_eq!(names, CELL_METRICS);
 
         // a seed whose cell lacks references: per-seed rows where they exist, no pooled row
@@ -463,14 +410,7 @@ pub(super) mod tests {
         partial[2].reference.clear();
         partial[2].reference_length_tokens = None;
         let m = compute_metrics(&partial).unwrap();
-        assert!(
-            m.iter()
-                .any(|r| r.seed == Seed(0) && r.prompt_set == "benign" && r.metric == "rouge_l_f1")
-        );
-        assert!(
-            !m.iter()
-                .any(|r| r.seed != Seed(0) && r.metric == "rouge_l_f1")
-        );
+        assert!(m.iter().any(|r| r.seed == Seed(0) && r.prompt_set == "benign" && r.metric == "rouge_l_f1"));
+        assert!(!m.iter().any(|r| r.seed != Seed(0) && r.metric == "rouge_l_f1"));
     }
-
 }

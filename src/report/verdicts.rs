@@ -1,9 +1,9 @@
 //! The claims' measurements as text with a verdict, the caveats that follow from the numbers, and
 //! the Markdown helpers that `REPORT.md`, `PAPER.md` and the gates section share.
 
+use super::inputs::RefusalSanity;
 use super::inputs::RunInfo;
 use super::logs::{PpoFinal, RmSummary, TrainFinal};
-use super::inputs::RefusalSanity;
 use super::stats::{Verdict, verdict};
 use super::tables::{Group, MetricRow, pooled_metric};
 use super::wins::{RefusalDiff, WinRow, pooled_win};
@@ -133,7 +133,9 @@ pub fn paper_vs_interval(wins: &[WinRow], g: &Group) -> &'static str {
 pub fn degenerate_policies(metrics: &[MetricRow], g: &Group) -> Vec<(&'static str, f64)> {
     ["ppo_scalar", "ppo_seq2seq"]
         .into_iter()
-        .filter_map(|p| pooled_metric(metrics, g, p, "all", "mean_length_tokens").filter(|&len| len < DEGENERATE_MEAN_LENGTH).map(|len| (p, len)))
+        .filter_map(|p| {
+            pooled_metric(metrics, g, p, "all", "mean_length_tokens").filter(|&len| len < DEGENERATE_MEAN_LENGTH).map(|len| (p, len))
+        })
         .collect()
 }
 
@@ -290,7 +292,14 @@ mod tests {
     #[test]
     fn the_refusal_claim_needs_a_harmful_set() {
         let g = Group { experiment: "e".into(), size: "s".into() };
-        let row = |set: &str| MetricRow { group: g.clone(), seed: SeedKey::Pooled, policy: "sft".into(), prompt_set: set.into(), metric: "refusal_rate", value: 0.0 };
+        let row = |set: &str| MetricRow {
+            group: g.clone(),
+            seed: SeedKey::Pooled,
+            policy: "sft".into(),
+            prompt_set: set.into(),
+            metric: "refusal_rate",
+            value: 0.0,
+        };
         assert!(!refusal_claim_applies(&[row("benign"), row("ood_harmful")], &g), "an OOD harmful set is not the task's");
         assert!(refusal_claim_applies(&[row("benign"), row("harmful")], &g));
     }
@@ -312,21 +321,47 @@ mod tests {
             row("ppo_seq2seq", "mean_length_tokens", 1.0),
             row("ppo_seq2seq", "judge_score_mean", 0.9),
         ];
-        let judge = |acc: f64| RmSummary { group: g.clone(), model: "judge".into(), metric: "pair_accuracy".into(), mean: acc, per_seed: Default::default() };
+        let judge = |acc: f64| RmSummary {
+            group: g.clone(),
+            model: "judge".into(),
+            metric: "pair_accuracy".into(),
+            mean: acc,
+            per_seed: Default::default(),
+        };
         let info = RunInfo::default();
         let groups = vec![g.clone()];
         let rm = vec![judge(0.55)];
-        let d = ReportData { info: &info, groups: &groups, metrics: &metrics, wins: &[], refusal: &[], rm: &rm, ppo: &[], train: &[], sanity: &[] };
+        let d = ReportData {
+            info: &info,
+            groups: &groups,
+            metrics: &metrics,
+            wins: &[],
+            refusal: &[],
+            rm: &rm,
+            ppo: &[],
+            train: &[],
+            sanity: &[],
+        };
         let c = caveats(&d, &g);
         assert_eq!(c.len(), 3, "{c:?}");
         assert!(c[0].contains("`ppo_seq2seq` collapsed") && c[1].contains("rewards brevity") && c[2].contains("0.550"));
         // A healthy run with a good judge has no caveats.
-        let healthy = vec![row("sft", "judge_score_mean", 0.5), row("ppo_scalar", "mean_length_tokens", 12.0), row("ppo_seq2seq", "mean_length_tokens", 9.0)];
+        let healthy = vec![
+            row("sft", "judge_score_mean", 0.5),
+            row("ppo_scalar", "mean_length_tokens", 12.0),
+            row("ppo_seq2seq", "mean_length_tokens", 9.0),
+        ];
         let rm = vec![judge(0.7)];
         let d = ReportData { metrics: &healthy, rm: &rm, ..d };
         assert!(caveats(&d, &g).is_empty());
         // A seq2seq RM that copies rejected responses about as well as chosen ones rewards length.
-        let copy = |metric: &str, mean: f64| RmSummary { group: g.clone(), model: "seq2seq_rm".into(), metric: metric.into(), mean, per_seed: Default::default() };
+        let copy = |metric: &str, mean: f64| RmSummary {
+            group: g.clone(),
+            model: "seq2seq_rm".into(),
+            metric: metric.into(),
+            mean,
+            per_seed: Default::default(),
+        };
         let both = vec![judge(0.7), copy("token_copy_rate", 0.97), copy("token_copy_rate_rejected", 0.92)];
         let c = caveats(&ReportData { rm: &both, ..d }, &g);
         assert!(c.len() == 1 && c[0].contains("rewarding length") && c[0].contains("92.0%"), "{c:?}");

@@ -19,8 +19,19 @@ pub const PAIRS: [(&str, &str); 3] = [("ppo_seq2seq", "ppo_scalar"), ("ppo_seq2s
 const REFUSAL_STREAM_BASE: u64 = 1 << 32;
 
 pub const WIN_HEADER: [&str; 13] = [
-    "experiment", "size", "seed", "policy_a", "policy_b", "prompt_set", "n_prompts", "win_rate", "ci_low", "ci_high",
-    "lc_win_rate", "lc_ci_low", "lc_ci_high",
+    "experiment",
+    "size",
+    "seed",
+    "policy_a",
+    "policy_b",
+    "prompt_set",
+    "n_prompts",
+    "win_rate",
+    "ci_low",
+    "ci_high",
+    "lc_win_rate",
+    "lc_ci_low",
+    "lc_ci_high",
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -47,7 +58,13 @@ type PerPrompt = BTreeMap<PromptKey, f64>;
 
 /// Per seed, a policy's mean `value` per prompt of `set` ([`in_set`]): several samples of one
 /// prompt are averaged; rows where `value` is `None` are left out.
-fn per_prompt(gens: &[Generation], grp: &Group, policy: &str, set: &str, value: impl Fn(&Generation) -> Option<f64>) -> BTreeMap<i64, PerPrompt> {
+fn per_prompt(
+    gens: &[Generation],
+    grp: &Group,
+    policy: &str,
+    set: &str,
+    value: impl Fn(&Generation) -> Option<f64>,
+) -> BTreeMap<i64, PerPrompt> {
     let mut sums: BTreeMap<i64, BTreeMap<PromptKey, (f64, usize)>> = BTreeMap::new();
     for g in in_group(gens, grp).filter(|g| g.policy == policy && in_set(set, &g.prompt_set)) {
         let Some(v) = value(g) else { continue };
@@ -59,7 +76,13 @@ fn per_prompt(gens: &[Generation], grp: &Group, policy: &str, set: &str, value: 
 }
 
 /// Per prompt of `set`, a policy's mean `value` over its seeds (prompts present in all its seeds).
-pub fn pooled_per_prompt(gens: &[Generation], grp: &Group, policy: &str, set: &str, value: impl Fn(&Generation) -> Option<f64>) -> PerPrompt {
+pub fn pooled_per_prompt(
+    gens: &[Generation],
+    grp: &Group,
+    policy: &str,
+    set: &str,
+    value: impl Fn(&Generation) -> Option<f64>,
+) -> PerPrompt {
     pool_over_seeds(&per_prompt(gens, grp, policy, set, value).values().collect::<Vec<_>>())
 }
 
@@ -155,7 +178,15 @@ pub fn compute_win_rates(gens: &[Generation], n_boot: usize, boot_seed: u64) -> 
 pub fn win_records(rows: &[WinRow]) -> Vec<Vec<String>> {
     rows.iter()
         .map(|r| {
-            let keys = [&r.group.experiment, &r.group.size, &r.seed.to_string(), &r.policy_a, &r.policy_b, &r.prompt_set, &r.n_prompts.to_string()];
+            let keys = [
+                &r.group.experiment,
+                &r.group.size,
+                &r.seed.to_string(),
+                &r.policy_a,
+                &r.policy_b,
+                &r.prompt_set,
+                &r.n_prompts.to_string(),
+            ];
             let values = [r.win_rate, r.ci_low, r.ci_high, r.lc_win_rate, r.lc_ci_low, r.lc_ci_high];
             keys.into_iter().cloned().chain(values.map(fmt6)).collect()
         })
@@ -274,11 +305,7 @@ mod tests {
         let rows = compute_win_rates(&gens, 500, 9);
         // only the seq2seq-vs-scalar pair exists; sets: benign, all; seeds 0, 1, pooled
         assert_eq!(rows.len(), 6);
-        let get = |set: &str, seed| {
-            rows.iter()
-                .find(|r| r.prompt_set == set && r.seed == seed)
-                .unwrap()
-        };
+        let get = |set: &str, seed| rows.iter().find(|r| r.prompt_set == set && r.seed == seed).unwrap();
         assert_eq!(get("benign", SeedKey::Seed(0)).win_rate, 0.5);
         assert_eq!(get("benign", SeedKey::Seed(0)).n_prompts, 3);
         assert_eq!(get("benign", SeedKey::Seed(1)).win_rate, 1.0);
@@ -304,10 +331,7 @@ mod tests {
         let scalar: BTreeMap<i64, f64> = [(1, 1.0), (2, 0.5), (3, 1.0)].into();
         let seq: BTreeMap<i64, f64> = [(1, 0.0), (2, 0.5), (4, 0.0)].into();
         let d = paired_diff_of(&scalar, &seq, 200, &mut SplitMix64::new(3));
-        assert_eq!(
-            (d.n_prompts, d.a_mean, d.b_mean, d.diff),
-            (2, 0.75, 0.25, 0.5)
-        );
+        assert_eq!((d.n_prompts, d.a_mean, d.b_mean, d.diff), (2, 0.75, 0.25, 0.5));
         assert!(d.ci_low <= d.diff && d.diff <= d.ci_high && d.ci_low >= 0.0 && d.ci_high <= 1.0);
 
         // end to end through generations: two seeds, benign
@@ -325,10 +349,7 @@ mod tests {
         let d = compute_refusal_diffs(&gens, 100, 1);
         assert_eq!(d.len(), 1);
         // scalar per prompt: p1 1.0, p2 0.5 -> 0.75; seq2seq: p1 0.0, p2 0.5 -> 0.25
-        assert_eq!(
-            (d[0].rates.n_prompts, d[0].rates.a_mean, d[0].rates.b_mean, d[0].rates.diff),
-            (2, 0.75, 0.25, 0.5)
-        );
+        assert_eq!((d[0].rates.n_prompts, d[0].rates.a_mean, d[0].rates.b_mean, d[0].rates.diff), (2, 0.75, 0.25, 0.5));
     }
 
     #[test]
@@ -338,39 +359,21 @@ mod tests {
         for (id, d) in (-3i64..=12).chain([0]).enumerate() {
             let id = id as i64;
             let judge = win_outcome(d as f64, 0.0);
-            gens.push(row(
-                0,
-                "ppo_seq2seq",
-                "benign",
-                id,
-                20.0 + d as f64,
-                false,
-                false,
-                judge,
-            ));
+            gens.push(row(0, "ppo_seq2seq", "benign", id, 20.0 + d as f64, false, false, judge));
             gens.push(row(0, "ppo_scalar", "benign", id, 20.0, false, false, 0.5));
         }
         let rows = compute_win_rates(&gens, 200, 4);
-        let r = rows
-            .iter()
-            .find(|r| r.prompt_set == "all" && r.seed == SeedKey::Pooled)
-            .unwrap();
+        let r = rows.iter().find(|r| r.prompt_set == "all" && r.seed == SeedKey::Pooled).unwrap();
         assert!(r.win_rate > 0.7, "{r:?}");
         assert!((r.lc_win_rate - 0.5).abs() < 0.01, "{r:?}");
-        assert!(
-            r.lc_ci_low <= r.lc_win_rate + 1e-9 && r.lc_win_rate <= r.lc_ci_high + 1e-9,
-            "{r:?}"
-        );
+        assert!(r.lc_ci_low <= r.lc_win_rate + 1e-9 && r.lc_win_rate <= r.lc_ci_high + 1e-9, "{r:?}");
         assert_eq!(rows, compute_win_rates(&gens, 200, 4), "deterministic");
         // equal lengths everywhere: LC equals the raw win rate, interval included
         for g in gens.iter_mut() {
             g.length_tokens = 20.0;
         }
         for r in compute_win_rates(&gens, 200, 4) {
-            assert_eq!(
-                (r.lc_win_rate, r.lc_ci_low, r.lc_ci_high),
-                (r.win_rate, r.ci_low, r.ci_high)
-            );
+            assert_eq!((r.lc_win_rate, r.lc_ci_low, r.lc_ci_high), (r.win_rate, r.ci_low, r.ci_high));
         }
     }
 
@@ -380,50 +383,18 @@ mod tests {
         let mut gens = Vec::new();
         for id in 0..14i64 {
             let len = (id + 1) as f64;
-            gens.push(row(
-                0,
-                "ppo_seq2seq",
-                "benign",
-                id,
-                len,
-                false,
-                false,
-                win_outcome(len, 7.0),
-            ));
+            gens.push(row(0, "ppo_seq2seq", "benign", id, len, false, false, win_outcome(len, 7.0)));
             gens.push(row(0, "ppo_scalar", "benign", id, 7.0, false, false, 0.5));
-            gens.push(row(
-                0,
-                "ppo_seq2seq",
-                "ood_alpaca",
-                id,
-                99.0,
-                false,
-                false,
-                1.0,
-            ));
-            gens.push(row(
-                0,
-                "ppo_scalar",
-                "ood_alpaca",
-                id,
-                1.0,
-                false,
-                false,
-                0.0,
-            ));
+            gens.push(row(0, "ppo_seq2seq", "ood_alpaca", id, 99.0, false, false, 1.0));
+            gens.push(row(0, "ppo_scalar", "ood_alpaca", id, 1.0, false, false, 0.0));
         }
-        let g = Group {
-            experiment: "e".into(),
-            size: "tiny".into(),
-        };
+        let g = Group { experiment: "e".into(), size: "tiny".into() };
         let bins = win_by_length_ratio(&gens, &g, "ppo_seq2seq", "ppo_scalar", ALL_SETS, 7);
         assert_eq!(bins.len(), 7);
         assert!(bins.iter().all(|b| b.n == 2));
         let wins: Vec<f64> = bins.iter().map(|b| b.win_rate).collect();
         assert_eq!(wins, [0.0, 0.0, 0.0, 0.75, 1.0, 1.0, 1.0]);
-        assert!(
-            (bins[0].log_ratio - ((2.0f64 / 8.0).ln() + (3.0f64 / 8.0).ln()) / 2.0).abs() < 1e-12
-        );
+        assert!((bins[0].log_ratio - ((2.0f64 / 8.0).ln() + (3.0f64 / 8.0).ln()) / 2.0).abs() < 1e-12);
         assert!(bins.windows(2).all(|w| w[0].log_ratio < w[1].log_ratio));
         assert!(win_by_length_ratio(&gens, &g, "ppo_seq2seq", "sft", ALL_SETS, 7).is_empty());
     }
