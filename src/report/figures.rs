@@ -3,18 +3,14 @@
 //! Every figure is a plain data struct implementing [`Figure`], whose `draw` is generic over the
 //! plotters backend, so the PNG and the SVG come from the same code.
 
-use super::inputs::{Generation, PpoStep, TrainStep};
-use super::tables::{
-    ALL_SETS, CurvePoint, Group, MetricRow, POLICY_ORDER, RatioBin, RmSummary, SeedKey, WinRow,
-    in_distribution, pooled_metric, ppo_curve, rank, rms_of, seed_range, train_curve,
-    win_by_length_ratio,
-};
+use super::logs::CurvePoint;
+use super::tables::ALL_SETS;
+use super::wins::RatioBin;
 use crate::util::write_atomic;
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -24,14 +20,8 @@ const FONT: &str = "sans-serif";
 
 /// The figure names, in report order, with a one-line caption each.
 pub const FIGURES: [(&str, &str); 8] = [
-    (
-        "win_rates",
-        "Pooled win rate of each policy pair per prompt set (95% bootstrap CI; dashed line = 0.5)",
-    ),
-    (
-        "refusal_rates",
-        "Pooled refusal rate per policy and prompt set (error bars: min–max over seeds)",
-    ),
+    ("win_rates", "Pooled win rate of each policy pair per prompt set (95% bootstrap CI; dashed line = 0.5)"),
+    ("refusal_rates", "Pooled refusal rate per policy and prompt set (error bars: min–max over seeds)"),
     (
         "length_hist",
         "Distribution of response length per policy (all seeds and prompt sets; `reference`: one \
@@ -47,18 +37,9 @@ pub const FIGURES: [(&str, &str); 8] = [
         "Win rate of `ppo_seq2seq` vs `ppo_scalar` against ln((len_seq2seq + 1) / (len_scalar + 1)), \
          every (seed, prompt) of the in-distribution sets in 7 equal-count bins",
     ),
-    (
-        "ppo_curves",
-        "PPO training curves per reward model (mean over seeds; band: min–max)",
-    ),
-    (
-        "rm_accuracy",
-        "Preference-pair accuracy per model (bar: mean over seeds; dots: seeds)",
-    ),
-    (
-        "train_loss",
-        "Training loss per stage (mean over seeds; band: min–max)",
-    ),
+    ("ppo_curves", "PPO training curves per reward model (mean over seeds; band: min–max)"),
+    ("rm_accuracy", "Preference-pair accuracy per model (bar: mean over seeds; dots: seeds)"),
+    ("train_loss", "Training loss per stage (mean over seeds; band: min–max)"),
 ];
 
 /// plotters' ab_glyph text backend has no built-in fonts: register DejaVu Sans once per process.
@@ -91,8 +72,7 @@ pub fn save(dir: &Path, name: &str, fig: &impl Figure) -> Result<()> {
 pub fn save_sized(dir: &Path, name: &str, fig: &impl Figure, (w, h): (u32, u32)) -> Result<()> {
     ensure_font()?;
     let fig_dir = dir.join("figures");
-    std::fs::create_dir_all(&fig_dir)
-        .with_context(|| format!("cannot create {}", fig_dir.display()))?;
+    std::fs::create_dir_all(&fig_dir).with_context(|| format!("cannot create {}", fig_dir.display()))?;
 
     // The bitmap backend can only encode PNG to a path; render to a scratch file, then move the
     // bytes into place atomically.
@@ -100,8 +80,7 @@ pub fn save_sized(dir: &Path, name: &str, fig: &impl Figure, (w, h): (u32, u32))
     {
         let root = BitMapBackend::new(&scratch, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
-        fig.draw(&root)
-            .with_context(|| format!("drawing figure {name}.png"))?;
+        fig.draw(&root).with_context(|| format!("drawing figure {name}.png"))?;
         root.present().map_err(pe)?;
     }
     let png = std::fs::read(&scratch).with_context(|| format!("cannot read {}", scratch.display()));
@@ -112,8 +91,7 @@ pub fn save_sized(dir: &Path, name: &str, fig: &impl Figure, (w, h): (u32, u32))
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(pe)?;
-        fig.draw(&root)
-            .with_context(|| format!("drawing figure {name}.svg"))?;
+        fig.draw(&root).with_context(|| format!("drawing figure {name}.svg"))?;
         root.present().map_err(pe)?;
     }
     write_atomic(&fig_dir.join(format!("{name}.svg")), svg.as_bytes())
@@ -170,34 +148,30 @@ fn color_for(name: &str, idx: usize) -> RGBColor {
     }
 }
 
-/// With several (experiment, size) groups in one directory, labels get a `[size]` suffix
-/// (`[experiment size]` if the experiments differ too).
-fn with_group(label: &str, grp: &Group, groups: &[Group]) -> String {
-    if groups.len() <= 1 {
-        label.to_string()
-    } else if groups.iter().all(|g| g.experiment == grp.experiment) {
-        format!("{label} [{}]", grp.size)
-    } else {
-        format!("{label} [{} {}]", grp.experiment, grp.size)
-    }
-}
-
 /// Draw a centred "no data" note (used when an input table has no rows for a figure).
 fn no_data<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str) -> Result<()> {
     let (w, h) = root.dim_in_pixel();
-    root.draw(&Text::new(
-        title.to_string(),
-        (20, 20),
-        (FONT, 24).into_font(),
-    ))
-    .map_err(pe)?;
-    root.draw(&Text::new(
-        "no data".to_string(),
-        (w as i32 / 2 - 40, h as i32 / 2),
-        (FONT, 22).into_font(),
-    ))
-    .map_err(pe)?;
+    root.draw(&Text::new(title.to_string(), (20, 20), (FONT, 24).into_font())).map_err(pe)?;
+    root.draw(&Text::new("no data".to_string(), (w as i32 / 2 - 40, h as i32 / 2), (FONT, 22).into_font())).map_err(pe)?;
     Ok(())
+}
+
+/// A chart over the whole figure with its caption (the bar, histogram and ratio charts' layout).
+fn plot<'a, DB: DrawingBackend, X: plotters::coord::ranged1d::AsRangedCoord, Y: plotters::coord::ranged1d::AsRangedCoord>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    caption_size: u32,
+    x: X,
+    y: Y,
+) -> Result<ChartContext<'a, DB, Cartesian2d<X::CoordDescType, Y::CoordDescType>>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, (FONT, caption_size)).margin(15).x_label_area_size(50).y_label_area_size(70);
+    b.build_cartesian_2d(x, y).map_err(pe)
+}
+
+/// A legend entry that is a short line in `color`.
+fn line_legend(color: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(width))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,22 +209,11 @@ impl Figure for BarChart {
         }
         let n = self.categories.len();
         let y_top = self.y_max_clear_of_legend(root.dim_in_pixel());
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 24))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(CategoryAxis { n }, 0.0..y_top)
-            .map_err(pe)?;
+        let mut chart = plot(root, &self.title, 24, CategoryAxis { n }, 0.0..y_top)?;
         let cats = &self.categories;
         let tick_cap = if self.y_max > 1.2 { self.y_max } else { 1.0 };
         // shrink the category labels when many long ones share the axis (~0.6 em per character)
-        let longest = cats
-            .iter()
-            .map(|c| c.chars().count())
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
+        let longest = cats.iter().map(|c| c.chars().count()).max().unwrap_or(1).max(1) as f64;
         let plot_px = root.dim_in_pixel().0 as f64 - 120.0;
         let label_px = (plot_px / n as f64 / (0.6 * longest)).clamp(8.0, 15.0);
         chart
@@ -262,18 +225,10 @@ impl Figure for BarChart {
             .label_style((FONT, 15))
             .x_label_style((FONT, label_px))
             .axis_desc_style((FONT, 17))
-            .x_label_formatter(&|x| {
-                cats.get(x.round().max(0.0) as usize)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .x_label_formatter(&|x| cats.get(x.round().max(0.0) as usize).cloned().unwrap_or_default())
             // the headroom above the data (1 for rates; for the legend) gets no tick labels
             .y_label_formatter(&|y| {
-                if y_top > tick_cap && *y > tick_cap + 1e-9 {
-                    String::new()
-                } else {
-                    format!("{y:.1}")
-                }
+                if y_top > tick_cap && *y > tick_cap + 1e-9 { String::new() } else { format!("{y:.1}") }
             })
             .draw()
             .map_err(pe)?;
@@ -287,78 +242,39 @@ impl Figure for BarChart {
                 let b = b.as_ref().filter(|b| b.value.is_finite())?;
                 let x = x_of(ci);
                 let top = b.value.clamp(0.0, y_top);
-                Some(Rectangle::new(
-                    [(x - width * 0.45, 0.0), (x + width * 0.45, top)],
-                    color.mix(0.85).filled(),
-                ))
+                Some(Rectangle::new([(x - width * 0.45, 0.0), (x + width * 0.45, top)], color.mix(0.85).filled()))
             });
             chart
                 .draw_series(rects)
                 .map_err(pe)?
                 .label(name.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
-                });
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()));
             for (ci, b) in bars.iter().enumerate() {
                 let Some(b) = b else { continue };
                 let x = x_of(ci);
                 if let Some((lo, hi)) = b.err.filter(|(l, h)| l.is_finite() && h.is_finite()) {
                     let cap = width * 0.15;
-                    let segs = [
-                        vec![(x, lo), (x, hi)],
-                        vec![(x - cap, lo), (x + cap, lo)],
-                        vec![(x - cap, hi), (x + cap, hi)],
-                    ];
-                    chart
-                        .draw_series(
-                            segs.into_iter()
-                                .map(|s| PathElement::new(s, BLACK.stroke_width(2))),
-                        )
-                        .map_err(pe)?;
+                    let segs = [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]];
+                    chart.draw_series(segs.into_iter().map(|s| PathElement::new(s, BLACK.stroke_width(2)))).map_err(pe)?;
                 }
                 if b.value.is_finite() {
-                    let top = b.err.map_or(b.value, |(_, h)| {
-                        if h.is_finite() {
-                            h.max(b.value)
-                        } else {
-                            b.value
-                        }
-                    });
+                    let top = b.err.map_or(b.value, |(_, h)| if h.is_finite() { h.max(b.value) } else { b.value });
                     let y = (top + y_top * 0.015).min(y_top);
-                    let text = self
-                        .value_label
-                        .map_or(format!("{:.2}", b.value), |f| f(b.value));
-                    let style = (FONT, 13)
-                        .into_font()
-                        .color(&BLACK)
-                        .pos(Pos::new(HPos::Center, VPos::Bottom));
-                    chart
-                        .draw_series(std::iter::once(Text::new(text, (x, y), style)))
-                        .map_err(pe)?;
+                    let text = self.value_label.map_or(format!("{:.2}", b.value), |f| f(b.value));
+                    let style = (FONT, 13).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+                    chart.draw_series(std::iter::once(Text::new(text, (x, y), style))).map_err(pe)?;
                 }
                 chart
-                    .draw_series(
-                        b.points
-                            .iter()
-                            .filter(|p| p.is_finite())
-                            .map(|p| Circle::new((x, *p), 4, BLACK.mix(0.8).filled())),
-                    )
+                    .draw_series(b.points.iter().filter(|p| p.is_finite()).map(|p| Circle::new((x, *p), 4, BLACK.mix(0.8).filled())))
                     .map_err(pe)?;
             }
         }
         if let Some((v, label)) = &self.hline {
             chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(-0.5, *v), (n as f64 - 0.5, *v)],
-                    10,
-                    6,
-                    BLACK.stroke_width(2),
-                ))
+                .draw_series(DashedLineSeries::new(vec![(-0.5, *v), (n as f64 - 0.5, *v)], 10, 6, BLACK.stroke_width(2)))
                 .map_err(pe)?
                 .label(label.clone())
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(2))
-                });
+                .legend(line_legend(BLACK, 2));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
@@ -405,162 +321,11 @@ impl Ranged for CategoryAxis {
 
     fn key_points<H: plotters::coord::ranged1d::KeyPointHint>(&self, hint: H) -> Vec<f64> {
         // only bold points (labels); no light grid lines between categories
-        if hint.weight().allow_light_points() {
-            Vec::new()
-        } else {
-            (0..self.n).map(|i| i as f64).collect()
-        }
+        if hint.weight().allow_light_points() { Vec::new() } else { (0..self.n).map(|i| i as f64).collect() }
     }
 
     fn range(&self) -> std::ops::Range<f64> {
         -0.5..self.n as f64 - 0.5
-    }
-}
-
-fn pair_label(a: &str, b: &str) -> String {
-    format!("{a} vs {b}")
-}
-
-/// `ppo_seq2seq vs ppo_scalar` -> `seq2seq vs scalar`, for crowded axes.
-fn short_pair_label(a: &str, b: &str) -> String {
-    let s = |p: &str| p.strip_prefix("ppo_").unwrap_or(p).to_string();
-    format!("{} vs {}", s(a), s(b))
-}
-
-/// Pooled win rate per pair (categories) and prompt set (series).
-pub fn win_rate_chart(wins: &[WinRow], groups: &[Group]) -> BarChart {
-    let pooled: Vec<&WinRow> = wins.iter().filter(|r| r.seed == SeedKey::Pooled).collect();
-    // categories in output order (pairs are already sorted within each group)
-    let mut cats: Vec<(Group, String, String)> = Vec::new();
-    let mut sets: Vec<String> = Vec::new();
-    for r in &pooled {
-        let c = (r.group.clone(), r.policy_a.clone(), r.policy_b.clone());
-        if !cats.contains(&c) {
-            cats.push(c);
-        }
-        if !sets.contains(&r.prompt_set) {
-            sets.push(r.prompt_set.clone());
-        }
-    }
-    // rows are sorted by set rank within a pair, but a set may be missing for the first pair
-    sets.sort_by_key(|s| ((s == ALL_SETS) as usize, rank(&super::tables::SET_ORDER, s)));
-    let series = sets
-        .iter()
-        .map(|set| {
-            let bars = cats
-                .iter()
-                .map(|(g, a, b)| {
-                    pooled
-                        .iter()
-                        .find(|r| {
-                            &r.group == g
-                                && &r.policy_a == a
-                                && &r.policy_b == b
-                                && &r.prompt_set == set
-                        })
-                        .map(|r| Bar {
-                            value: r.win_rate,
-                            err: Some((r.ci_low, r.ci_high)),
-                            points: vec![],
-                        })
-                })
-                .collect();
-            (set.clone(), set.clone(), bars)
-        })
-        .collect();
-    BarChart {
-        title: "Win rate (judge score), pooled over seeds".into(),
-        x_desc: "policy A vs policy B".into(),
-        y_desc: "win rate of A".into(),
-        categories: cats
-            .iter()
-            .map(|(g, a, b)| {
-                let label = if cats.len() > 4 {
-                    short_pair_label(a, b)
-                } else {
-                    pair_label(a, b)
-                };
-                with_group(&label, g, groups)
-            })
-            .collect(),
-        series,
-        y_max: 1.2,
-        hline: Some((0.5, "0.5 (no preference)".into())),
-        value_label: Some(|v| format!("{:.0}%", 100.0 * v)),
-    }
-}
-
-/// Pooled refusal rate per policy (categories) and real prompt set (series), min–max over seeds.
-pub fn refusal_chart(metrics: &[MetricRow], groups: &[Group], gens: &[Generation]) -> BarChart {
-    let mut cats: Vec<(Group, String)> = Vec::new();
-    let mut sets: Vec<String> = Vec::new();
-    for g in groups {
-        cats.extend(
-            super::tables::policies_of(gens, g)
-                .into_iter()
-                .map(|p| (g.clone(), p)),
-        );
-        for s in super::tables::sets_of(gens, g) {
-            if !sets.contains(&s) {
-                sets.push(s);
-            }
-        }
-    }
-    sets.sort_by_key(|s| rank(&super::tables::SET_ORDER, s));
-    let series = sets
-        .iter()
-        .map(|set| {
-            let bars = cats
-                .iter()
-                .map(|(g, p)| {
-                    let v = pooled_metric(metrics, g, p, set, "refusal_rate")?;
-                    Some(Bar {
-                        value: v,
-                        err: seed_range(metrics, g, p, set, "refusal_rate"),
-                        points: vec![],
-                    })
-                })
-                .collect();
-            (set.clone(), set.clone(), bars)
-        })
-        .collect();
-    BarChart {
-        title: "Refusal rate by policy and prompt set (pooled over seeds)".into(),
-        x_desc: "policy".into(),
-        y_desc: "refusal rate".into(),
-        categories: cats.iter().map(|(g, p)| with_group(p, g, groups)).collect(),
-        series,
-        y_max: 1.2,
-        hline: None,
-        value_label: None,
-    }
-}
-
-/// pair_accuracy per model: mean over seeds with the seeds as dots.
-pub fn rm_accuracy_chart(rm: &[RmSummary], groups: &[Group]) -> BarChart {
-    let rows: Vec<&RmSummary> = rm.iter().filter(|r| r.metric == "pair_accuracy").collect();
-    let bars = rows
-        .iter()
-        .map(|r| {
-            Some(Bar {
-                value: r.mean,
-                err: None,
-                points: r.per_seed.values().copied().collect(),
-            })
-        })
-        .collect();
-    BarChart {
-        title: "Reward-model preference accuracy on held-out pairs".into(),
-        x_desc: "model".into(),
-        y_desc: "pair accuracy".into(),
-        categories: rows
-            .iter()
-            .map(|r| with_group(&r.model, &r.group, groups))
-            .collect(),
-        series: vec![("mean over seeds".into(), "seq2seq".into(), bars)],
-        y_max: 1.2,
-        hline: Some((0.5, "chance".into())),
-        value_label: Some(|v| format!("{v:.3}")),
     }
 }
 
@@ -574,67 +339,6 @@ pub struct LengthHist {
     pub series: Vec<(String, Vec<f64>)>,
 }
 
-/// Reference length per distinct prompt (a reference repeats on every seed and policy's row).
-fn reference_lengths<'a>(gens: impl Iterator<Item = &'a Generation>) -> Vec<f64> {
-    let per_prompt: BTreeMap<(&str, &str, &str, i64), f64> = gens
-        .filter_map(|g| {
-            let key = (
-                g.experiment.as_str(),
-                g.size.as_str(),
-                g.prompt_set.as_str(),
-                g.prompt_id,
-            );
-            g.reference_length().map(|l| (key, l))
-        })
-        .collect();
-    per_prompt.into_values().collect()
-}
-
-/// Histogram of length_tokens per policy (all seeds, sets), as fractions with ~40 integer bins,
-/// plus the references' lengths as a `reference` series when the data has references.
-pub fn length_hist(gens: &[Generation]) -> LengthHist {
-    let refs = reference_lengths(gens.iter());
-    let max_len = gens
-        .iter()
-        .map(|g| g.length_tokens)
-        .chain(refs.iter().copied())
-        .fold(0.0, f64::max);
-    let bin_width = ((max_len + 1.0) / 40.0).ceil().max(1.0);
-    let n_bins = ((max_len / bin_width).floor() as usize) + 1;
-    let fractions = |lengths: &mut dyn Iterator<Item = f64>| {
-        let mut counts = vec![0.0; n_bins];
-        let mut total = 0.0;
-        for l in lengths {
-            let b = ((l / bin_width).floor() as usize).min(n_bins - 1);
-            counts[b] += 1.0;
-            total += 1.0;
-        }
-        counts.into_iter().map(|c| c / total).collect::<Vec<f64>>()
-    };
-    let mut policies: Vec<String> = gens
-        .iter()
-        .map(|g| g.policy.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    policies.sort_by_key(|p| rank(&POLICY_ORDER, p));
-    let mut series: Vec<(String, Vec<f64>)> = policies
-        .into_iter()
-        .map(|p| {
-            let mut lengths = gens
-                .iter()
-                .filter(|g| g.policy == p)
-                .map(|g| g.length_tokens);
-            let fr = fractions(&mut lengths);
-            (p, fr)
-        })
-        .collect();
-    if !refs.is_empty() {
-        series.push(("reference".into(), fractions(&mut refs.into_iter())));
-    }
-    LengthHist { bin_width, series }
-}
-
 impl Figure for LengthHist {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let title = "Response length distribution per policy";
@@ -643,20 +347,8 @@ impl Figure for LengthHist {
         }
         let n_bins = self.series.iter().map(|s| s.1.len()).max().unwrap_or(1);
         let x_max = n_bins as f64 * self.bin_width;
-        let y_max = self
-            .series
-            .iter()
-            .flat_map(|s| s.1.iter().copied())
-            .fold(0.0, f64::max)
-            .max(1e-3)
-            * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 24))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(pe)?;
+        let y_max = self.series.iter().flat_map(|s| s.1.iter().copied()).fold(0.0, f64::max).max(1e-3) * 1.15;
+        let mut chart = plot(root, title, 24, 0.0..x_max, 0.0..y_max)?;
         chart
             .configure_mesh()
             .light_line_style(WHITE)
@@ -677,19 +369,8 @@ impl Figure for LengthHist {
                 pts.push(((b + 1) as f64 * self.bin_width, *f));
             }
             pts.push((fracs.len() as f64 * self.bin_width, 0.0));
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    pts.clone(),
-                    color.mix(0.12).filled(),
-                )))
-                .map_err(pe)?;
-            chart
-                .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                .map_err(pe)?
-                .label(policy.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
-                });
+            chart.draw_series(std::iter::once(Polygon::new(pts.clone(), color.mix(0.12).filled()))).map_err(pe)?;
+            chart.draw_series(LineSeries::new(pts, color.stroke_width(2))).map_err(pe)?.label(policy.clone()).legend(line_legend(color, 3));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
         Ok(())
@@ -719,20 +400,13 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let span = hi - lo;
-    let pad = if span > 1e-12 {
-        span * 0.08
-    } else {
-        lo.abs().max(1.0) * 0.1
-    };
+    let pad = if span > 1e-12 { span * 0.08 } else { lo.abs().max(1.0) * 0.1 };
     (lo - pad, hi + pad)
 }
 
 impl Figure for Panels {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let has_data = self
-            .panels
-            .iter()
-            .any(|p| p.lines.iter().any(|l| !l.2.is_empty()));
+        let has_data = self.panels.iter().any(|p| p.lines.iter().any(|l| !l.2.is_empty()));
         if !has_data {
             return no_data(root, &self.title);
         }
@@ -743,12 +417,7 @@ impl Figure for Panels {
         for (pi, (panel, area)) in self.panels.iter().zip(areas.iter()).enumerate() {
             let pts = || panel.lines.iter().flat_map(|l| l.2.iter());
             if pts().next().is_none() {
-                area.draw(&Text::new(
-                    format!("{}: no data", panel.title),
-                    (10, 10),
-                    (FONT, 14).into_font(),
-                ))
-                .map_err(pe)?;
+                area.draw(&Text::new(format!("{}: no data", panel.title), (10, 10), (FONT, 14).into_font())).map_err(pe)?;
                 continue;
             }
             let x_lo = pts().map(|p| p.step).min().unwrap_or(0) as f64;
@@ -756,10 +425,8 @@ impl Figure for Panels {
             if x_hi <= x_lo {
                 x_hi = x_lo + 1.0;
             }
-            let (y_lo, y_hi) = padded(
-                pts().map(|p| p.min).fold(f64::INFINITY, f64::min),
-                pts().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max),
-            );
+            let (y_lo, y_hi) =
+                padded(pts().map(|p| p.min).fold(f64::INFINITY, f64::min), pts().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max));
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.title, (FONT, 16))
                 .margin(8)
@@ -783,35 +450,21 @@ impl Figure for Panels {
                 let color = color_for(key, li);
                 // faint min–max band across seeds
                 if points.len() > 1 && points.iter().any(|p| p.max > p.min) {
-                    let mut band: Vec<(f64, f64)> =
-                        points.iter().map(|p| (p.step as f64, p.max)).collect();
+                    let mut band: Vec<(f64, f64)> = points.iter().map(|p| (p.step as f64, p.max)).collect();
                     band.extend(points.iter().rev().map(|p| (p.step as f64, p.min)));
-                    chart
-                        .draw_series(std::iter::once(Polygon::new(
-                            band,
-                            color.mix(0.15).filled(),
-                        )))
-                        .map_err(pe)?;
+                    chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(pe)?;
                 }
                 if points.len() == 1 {
                     // a single logged step has no line to draw; show it as a dot
                     let p = points[0];
-                    chart
-                        .draw_series(std::iter::once(Circle::new(
-                            (p.step as f64, p.mean),
-                            3,
-                            color.filled(),
-                        )))
-                        .map_err(pe)?;
+                    chart.draw_series(std::iter::once(Circle::new((p.step as f64, p.mean), 3, color.filled()))).map_err(pe)?;
                 }
                 let line = points.iter().map(|p| (p.step as f64, p.mean));
                 chart
                     .draw_series(LineSeries::new(line, color.stroke_width(2)))
                     .map_err(pe)?
                     .label(label.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
-                    });
+                    .legend(line_legend(color, 3));
             }
             // one legend is enough (all panels share the same lines), and only if there are several
             if pi == 0 && panel.lines.len() > 1 {
@@ -832,110 +485,8 @@ fn format_tick(y: f64, span: f64) -> String {
         return format!("{y:.2e}");
     }
     let step = span / 5.0;
-    let decimals = if step >= 1.0 {
-        0
-    } else {
-        (-step.log10()).ceil().clamp(0.0, 6.0) as usize
-    };
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10()).ceil().clamp(0.0, 6.0) as usize };
     format!("{y:.decimals$}")
-}
-
-/// The PPO metrics shown in `ppo_curves`, with panel titles.
-const PPO_PANELS: [(&str, &str); 6] = [
-    ("rm_reward", "RM reward"),
-    ("kl", "KL to reference policy"),
-    ("response_length", "response length (tokens)"),
-    ("refusal_rate", "refusal rate"),
-    ("entropy", "policy entropy"),
-    ("value_loss", "value loss"),
-];
-
-pub fn ppo_panels(ppo: &[PpoStep]) -> Panels {
-    let groups =
-        super::tables::log_groups(ppo.iter().map(|p| (p.experiment.as_str(), p.size.as_str())));
-    let groups = &groups;
-    let panels = PPO_PANELS
-        .iter()
-        .map(|(metric, title)| Panel {
-            title: title.to_string(),
-            lines: groups
-                .iter()
-                .flat_map(|g| {
-                    rms_of(ppo, g).into_iter().map(move |rm| {
-                        (
-                            with_group(&format!("{rm} RM"), g, groups),
-                            // several groups: palette colours by line, so sizes are distinguishable
-                            if groups.len() > 1 {
-                                "#".to_string()
-                            } else {
-                                rm.clone()
-                            },
-                            ppo_curve(ppo, g, &rm, metric),
-                        )
-                    })
-                })
-                .collect(),
-        })
-        .collect();
-    Panels {
-        title: "PPO training against the scalar vs seq2seq reward model (mean over seeds, band = min–max)".into(),
-        x_desc: "PPO step".into(),
-        cols: 3,
-        panels,
-    }
-}
-
-/// Mean response length over PPO steps, one panel per (experiment, size), a line per reward
-/// model; a flat black `reference` line at the mean reference length of the group's
-/// in-distribution evaluation prompts when the data has references (where the length bias shows).
-pub fn length_over_ppo(ppo: &[PpoStep], gens: &[Generation]) -> Panels {
-    let groups =
-        super::tables::log_groups(ppo.iter().map(|p| (p.experiment.as_str(), p.size.as_str())));
-    let panels = groups
-        .iter()
-        .map(|g| {
-            let mut lines: Vec<(String, String, Vec<CurvePoint>)> = rms_of(ppo, g)
-                .into_iter()
-                .map(|rm| {
-                    let pts = ppo_curve(ppo, g, &rm, "response_length");
-                    (format!("{rm} RM"), rm, pts)
-                })
-                .collect();
-            let refs = reference_lengths(gens.iter().filter(|r| {
-                r.experiment == g.experiment && r.size == g.size && in_distribution(&r.prompt_set)
-            }));
-            let steps: Vec<i64> = lines
-                .iter()
-                .flat_map(|l| l.2.iter().map(|p| p.step))
-                .collect();
-            if let (false, Some(lo), Some(hi)) =
-                (refs.is_empty(), steps.iter().min(), steps.iter().max())
-            {
-                let v = super::stats::mean(&refs);
-                let flat = |step| CurvePoint {
-                    step,
-                    mean: v,
-                    min: v,
-                    max: v,
-                };
-                lines.push((
-                    "reference".into(),
-                    "reference".into(),
-                    vec![flat(*lo), flat(*hi)],
-                ));
-            }
-            Panel {
-                title: format!("{} / {}: response length (tokens)", g.experiment, g.size),
-                lines,
-            }
-        })
-        .collect::<Vec<_>>();
-    Panels {
-        title: "Mean response length during PPO (mean over seeds, band = min–max)".into(),
-        x_desc: "PPO step".into(),
-        cols: panels.len().clamp(1, 3),
-        panels,
-    }
 }
 
 /// Win rate against the length ratio, one line per (experiment, size).
@@ -946,43 +497,14 @@ pub struct RatioChart {
     pub series: Vec<(String, Vec<RatioBin>)>,
 }
 
-/// Bins of `win_vs_length_ratio`: the number of equal-count bins per group.
-const RATIO_BINS: usize = 7;
-
-pub fn win_vs_length_ratio(gens: &[Generation], groups: &[Group]) -> RatioChart {
-    let series = groups
-        .iter()
-        .map(|g| {
-            let bins =
-                win_by_length_ratio(gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS, RATIO_BINS);
-            (with_group("ppo_seq2seq vs ppo_scalar", g, groups), bins)
-        })
-        .filter(|s| !s.1.is_empty())
-        .collect();
-    RatioChart {
-        title: "Win rate of ppo_seq2seq vs ppo_scalar by length ratio (equal-count bins)".into(),
-        series,
-    }
-}
-
 impl Figure for RatioChart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         if self.series.is_empty() {
             return no_data(root, &self.title);
         }
-        let xs = || {
-            self.series
-                .iter()
-                .flat_map(|s| s.1.iter().map(|b| b.log_ratio))
-        };
+        let xs = || self.series.iter().flat_map(|s| s.1.iter().map(|b| b.log_ratio));
         let (x_lo, x_hi) = padded(xs().fold(0.0, f64::min), xs().fold(0.0, f64::max));
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, (FONT, 22))
-            .margin(15)
-            .x_label_area_size(50)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x_lo..x_hi, 0.0..1.05)
-            .map_err(pe)?;
+        let mut chart = plot(root, &self.title, 22, x_lo..x_hi, 0.0..1.05)?;
         chart
             .configure_mesh()
             .light_line_style(WHITE)
@@ -996,83 +518,19 @@ impl Figure for RatioChart {
             .map_err(pe)?;
         // guides: no preference (0.5) and equal length (0)
         let guide = BLACK.mix(0.6).stroke_width(1);
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(x_lo, 0.5), (x_hi, 0.5)],
-                8,
-                6,
-                guide,
-            ))
-            .map_err(pe)?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, 0.0), (0.0, 1.05)],
-                8,
-                6,
-                guide,
-            ))
-            .map_err(pe)?;
+        chart.draw_series(DashedLineSeries::new(vec![(x_lo, 0.5), (x_hi, 0.5)], 8, 6, guide)).map_err(pe)?;
+        chart.draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (0.0, 1.05)], 8, 6, guide)).map_err(pe)?;
         for (si, (label, bins)) in self.series.iter().enumerate() {
-            let color = if self.series.len() == 1 {
-                color_for("ppo_seq2seq", 0)
-            } else {
-                PALETTE[si % PALETTE.len()]
-            };
+            let color = if self.series.len() == 1 { color_for("ppo_seq2seq", 0) } else { PALETTE[si % PALETTE.len()] };
             let pts: Vec<(f64, f64)> = bins.iter().map(|b| (b.log_ratio, b.win_rate)).collect();
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled())))
-                .map_err(pe)?;
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 5, color.filled()))).map_err(pe)?;
             chart
                 .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                 .map_err(pe)?
-                .label(format!(
-                    "{label} (~{} points per bin)",
-                    bins.first().map_or(0, |b| b.n)
-                ))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(3))
-                });
+                .label(format!("{label} (~{} points per bin)", bins.first().map_or(0, |b| b.n)))
+                .legend(line_legend(color, 3));
         }
         legend_box(&mut chart, SeriesLabelPosition::UpperLeft, 15)?;
         Ok(())
-    }
-}
-
-pub fn train_panels(train: &[TrainStep]) -> Panels {
-    let groups = super::tables::log_groups(
-        train
-            .iter()
-            .map(|t| (t.experiment.as_str(), t.size.as_str())),
-    );
-    let groups = &groups;
-    let mut stages: Vec<String> = train
-        .iter()
-        .map(|t| t.stage.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    stages.sort_by_key(|s| rank(&super::tables::STAGE_ORDER, s));
-    let panels = stages
-        .iter()
-        .map(|stage| Panel {
-            title: format!("{stage} loss"),
-            lines: groups
-                .iter()
-                .enumerate()
-                .map(|(gi, g)| {
-                    (
-                        with_group(stage, g, groups),
-                        format!("#{gi}"),
-                        train_curve(train, g, stage),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    Panels {
-        title: "Training loss per stage (mean over seeds, band = min–max)".into(),
-        x_desc: "step".into(),
-        cols: 3,
-        panels,
     }
 }

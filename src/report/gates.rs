@@ -5,8 +5,8 @@
 //! The runner measures them (`runner::gates`, in a controlled world where the gold reward says
 //! what "can do the task" means) and stores them in `run_info.json`; this module renders them.
 
-use super::markdown::{f3, pct, table};
 use super::stats::Verdict;
+use super::verdicts::{f3, pct, table};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -46,8 +46,7 @@ impl Generation {
     /// The reference's length in tokens, if this row has a usable reference (text and a positive
     /// length): the reference-based metrics (ROUGE-L, length ratio) need both.
     pub fn reference_length(&self) -> Option<f64> {
-        self.reference_length_tokens
-            .filter(|&l| l > 0.0 && !self.reference.is_empty())
+        self.reference_length_tokens.filter(|&l| l > 0.0 && !self.reference.is_empty())
     }
 }
 
@@ -71,17 +70,8 @@ pub struct PpoStep {
 }
 
 /// The PPO metrics in the order they are shown (CSV column names).
-pub const PPO_METRICS: [&str; 9] = [
-    "rm_reward",
-    "kl",
-    "response_length",
-    "refusal_rate",
-    "entropy",
-    "value_loss",
-    "policy_loss",
-    "clip_frac",
-    "truncated_rate",
-];
+pub const PPO_METRICS: [&str; 9] =
+    ["rm_reward", "kl", "response_length", "refusal_rate", "entropy", "value_loss", "policy_loss", "clip_frac", "truncated_rate"];
 
 impl PpoStep {
     /// The value of one of [`PPO_METRICS`], if logged and finite.
@@ -197,8 +187,8 @@ impl Inputs {
     pub fn load(dir: &Path) -> Result<Self> {
         let info_path = dir.join(RUN_INFO);
         let info_text = read_required(&info_path, RUN_INFO)?;
-        let info: RunInfo = serde_json::from_str(&info_text)
-            .with_context(|| format!("{RUN_INFO}: invalid JSON ({})", info_path.display()))?;
+        let info: RunInfo =
+            serde_json::from_str(&info_text).with_context(|| format!("{RUN_INFO}: invalid JSON ({})", info_path.display()))?;
         Ok(Self {
             generations: load_csv(
                 dir,
@@ -217,30 +207,10 @@ impl Inputs {
                 ],
                 check_generation,
             )?,
-            ppo: load_csv(
-                dir,
-                PPO_LOG,
-                &["experiment", "size", "seed", "rm", "step"],
-                |_| Ok(()),
-            )?,
-            rm_eval: load_csv(
-                dir,
-                RM_EVAL,
-                &["experiment", "size", "seed", "model", "metric", "value"],
-                |_| Ok(()),
-            )?,
-            train: load_csv(
-                dir,
-                TRAIN_LOG,
-                &["experiment", "size", "seed", "stage", "step", "loss"],
-                |_| Ok(()),
-            )?,
-            refusal_sanity: load_csv(
-                dir,
-                REFUSAL_SANITY,
-                &["source", "response_kind", "n", "refusal_rate"],
-                |_| Ok(()),
-            )?,
+            ppo: load_csv(dir, PPO_LOG, &["experiment", "size", "seed", "rm", "step"], |_| Ok(()))?,
+            rm_eval: load_csv(dir, RM_EVAL, &["experiment", "size", "seed", "model", "metric", "value"], |_| Ok(()))?,
+            train: load_csv(dir, TRAIN_LOG, &["experiment", "size", "seed", "stage", "step", "loss"], |_| Ok(()))?,
+            refusal_sanity: load_csv(dir, REFUSAL_SANITY, &["source", "response_kind", "n", "refusal_rate"], |_| Ok(()))?,
             info,
         })
     }
@@ -252,10 +222,7 @@ fn check_generation(g: &Generation) -> Result<()> {
         bail!("judge_score is not a finite number ({})", g.judge_score);
     }
     if !g.length_tokens.is_finite() || g.length_tokens < 0.0 {
-        bail!(
-            "length_tokens must be a non-negative number ({})",
-            g.length_tokens
-        );
+        bail!("length_tokens must be a non-negative number ({})", g.length_tokens);
     }
     // A reference without its length (or with a broken one) would silently drop the row from the
     // reference-based metrics; say so instead.
@@ -273,18 +240,12 @@ fn read_required(path: &Path, name: &str) -> Result<String> {
     if !path.is_file() {
         bail!("missing input file {name} (expected at {})", path.display());
     }
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {name} ({})", path.display()))
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {name} ({})", path.display()))
 }
 
 /// Parse a CSV with a header row into `T`, checking that `required` columns exist and running
 /// `check` on each row. Errors name the file and the (1-based, physical) line of the record.
-fn load_csv<T: DeserializeOwned>(
-    dir: &Path,
-    name: &str,
-    required: &[&str],
-    check: impl Fn(&T) -> Result<()>,
-) -> Result<Vec<T>> {
+fn load_csv<T: DeserializeOwned>(dir: &Path, name: &str, required: &[&str], check: impl Fn(&T) -> Result<()>) -> Result<Vec<T>> {
     let path = dir.join(name);
     let text = read_required(&path, name)?;
     parse_csv(&text, name, required, check)
@@ -296,18 +257,9 @@ pub(crate) fn parse_csv<T: DeserializeOwned>(
     required: &[&str],
     check: impl Fn(&T) -> Result<()>,
 ) -> Result<Vec<T>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(text.as_bytes());
-    let headers = rdr
-        .headers()
-        .with_context(|| format!("{name}: cannot read the header row"))?
-        .clone();
-    let missing: Vec<&str> = required
-        .iter()
-        .copied()
-        .filter(|c| !headers.iter().any(|h| h.trim() == *c))
-        .collect();
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+    let headers = rdr.headers().with_context(|| format!("{name}: cannot read the header row"))?.clone();
+    let missing: Vec<&str> = required.iter().copied().filter(|c| !headers.iter().any(|h| h.trim() == *c)).collect();
     if !missing.is_empty() {
         bail!("{name}: header is missing column(s) {}", missing.join(", "));
     }
@@ -324,9 +276,8 @@ pub(crate) fn parse_csv<T: DeserializeOwned>(
         }
         let line = record.position().map(|p| p.line()).unwrap_or(0);
         record.trim();
-        let row: T = record.deserialize(Some(&headers)).map_err(|e| {
-            anyhow::anyhow!("{name} line {line}: {}", describe_csv_error(&e, &headers))
-        })?;
+        let row: T =
+            record.deserialize(Some(&headers)).map_err(|e| anyhow::anyhow!("{name} line {line}: {}", describe_csv_error(&e, &headers)))?;
         check(&row).with_context(|| format!("{name} line {line}"))?;
         out.push(row);
     }
@@ -336,12 +287,10 @@ pub(crate) fn parse_csv<T: DeserializeOwned>(
 /// csv's deserialize errors name the field by index; name the column instead.
 fn describe_csv_error(e: &csv::Error, headers: &csv::StringRecord) -> String {
     match e.kind() {
-        csv::ErrorKind::Deserialize { err, .. } => {
-            match err.field().and_then(|i| headers.get(i as usize)) {
-                Some(col) => format!("column '{}': {}", col.trim(), err.kind()),
-                None => err.kind().to_string(),
-            }
-        }
+        csv::ErrorKind::Deserialize { err, .. } => match err.field().and_then(|i| headers.get(i as usize)) {
+            Some(col) => format!("column '{}': {}", col.trim(), err.kind()),
+            None => err.kind().to_string(),
+        },
         _ => e.to_string(),
     }
 }
@@ -352,9 +301,7 @@ fn de_flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, 
     match s.trim() {
         "1" | "true" | "True" | "TRUE" => Ok(true),
         "0" | "false" | "False" | "FALSE" => Ok(false),
-        other => Err(serde::de::Error::custom(format!(
-            "expected 0 or 1, got {other:?}"
-        ))),
+        other => Err(serde::de::Error::custom(format!("expected 0 or 1, got {other:?}"))),
     }
 }
 
@@ -364,8 +311,7 @@ mod tests {
 
     #[test]
     fn bad_row_names_file_and_line() {
-        let text =
-            "experiment,size,seed,rm,step,kl\nx,tiny,0,scalar,1,0.5\nx,tiny,zero,scalar,2,0.1\n";
+        let text = "experiment,size,seed,rm,step,kl\nx,tiny,0,scalar,1,0.5\nx,tiny,zero,scalar,2,0.1\n";
         let err = parse_csv::<PpoStep>(text, PPO_LOG, &["seed"], |_| Ok(())).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("ppo_log.csv line 3"), "{msg}");
@@ -375,13 +321,9 @@ mod tests {
     #[test]
     fn missing_column_is_reported() {
         let text = "experiment,size,seed\nx,tiny,0\n";
-        let err =
-            parse_csv::<TrainStep>(text, TRAIN_LOG, &["stage", "loss"], |_| Ok(())).unwrap_err();
+        let err = parse_csv::<TrainStep>(text, TRAIN_LOG, &["stage", "loss"], |_| Ok(())).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains("train_log.csv") && msg.contains("stage, loss"),
-            "{msg}"
-        );
+        assert!(msg.contains("train_log.csv") && msg.contains("stage, loss"), "{msg}");
     }
 
     #[test]
@@ -401,10 +343,7 @@ mod tests {
                            x,tiny,0,sft,benign,1,p,an answer,10,0,0,0.1\n";
         let rows = parse_csv::<Generation>(OLD, GENERATIONS, &[], check_generation).unwrap();
         assert_eq!(rows[0].response, "an answer");
-        assert_eq!(
-            (rows[0].reference.as_str(), rows[0].reference_length_tokens),
-            ("", None)
-        );
+        assert_eq!((rows[0].reference.as_str(), rows[0].reference_length_tokens), ("", None));
         assert_eq!(rows[0].reference_length(), None);
 
         let new = "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score,reference,reference_length_tokens\n\
@@ -418,9 +357,6 @@ mod tests {
         let bad = "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score,reference,reference_length_tokens\n\
                    x,tiny,0,sft,benign,1,p,a,10,0,0,0.1,the cat sat,\n";
         let err = parse_csv::<Generation>(bad, GENERATIONS, &[], check_generation).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("reference_length_tokens is empty"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("reference_length_tokens is empty"), "{err:#}");
     }
 }

@@ -20,14 +20,18 @@
 //! The CSVs and `REPORT.md` are byte-identical for identical inputs: rows are sorted by explicit
 //! keys, floats use fixed decimals and the bootstrap RNG is seeded from `run_info.json`.
 
+mod charts;
 pub(crate) mod figures;
 pub mod gates;
 mod inputs;
+mod logs;
 mod markdown;
 mod paper;
 mod rouge;
 mod stats;
 mod tables;
+mod verdicts;
+mod wins;
 mod worlds;
 
 pub use paper::write_paper;
@@ -40,78 +44,46 @@ use crate::util::write_atomic;
 /// Regenerate `metrics.csv`, `win_rates.csv`, `figures/*` and `REPORT.md` in `dir` from its inputs.
 pub fn render(dir: &Path) -> Result<()> {
     let inp = inputs::Inputs::load(dir)?;
-    let info = &inp.info;
+    let (info, gens) = (&inp.info, &inp.generations);
+    let metrics = tables::compute_metrics(gens)?;
+    let wins = wins::compute_win_rates(gens, info.n_bootstrap, info.bootstrap_seed);
+    let refusal = wins::compute_refusal_diffs(gens, info.n_bootstrap, info.bootstrap_seed);
+    let rm = logs::rm_summaries(&inp.rm_eval);
+    let groups = tables::groups_of(gens);
 
-    let metrics = tables::compute_metrics(&inp.generations);
-    let wins = tables::compute_win_rates(&inp.generations, info.n_bootstrap, info.bootstrap_seed);
-    let refusal =
-        tables::compute_refusal_diffs(&inp.generations, info.n_bootstrap, info.bootstrap_seed);
-    let rm = tables::rm_summaries(&inp.rm_eval);
-    let ppo_final = tables::ppo_finals(&inp.ppo);
-    let train_final = tables::train_finals(&inp.train);
-    let groups = tables::groups_of(&inp.generations);
+    write_csv(&dir.join("metrics.csv"), &tables::METRICS_HEADER, &tables::metrics_records(&metrics))?;
+    write_csv(&dir.join("win_rates.csv"), &wins::WIN_HEADER, &wins::win_records(&wins))?;
 
-    write_csv(
-        &dir.join("metrics.csv"),
-        &tables::METRICS_HEADER,
-        &tables::metrics_records(&metrics),
-    )?;
-    write_csv(
-        &dir.join("win_rates.csv"),
-        &tables::WIN_HEADER,
-        &tables::win_records(&wins),
-    )?;
+    figures::save(dir, "win_rates", &charts::win_rate_chart(&wins, &groups))?;
+    figures::save(dir, "refusal_rates", &charts::refusal_chart(&metrics, &groups, gens))?;
+    figures::save(dir, "length_hist", &charts::length_hist(gens))?;
+    figures::save(dir, "length_over_ppo", &charts::length_over_ppo(&inp.ppo, gens))?;
+    figures::save(dir, "win_vs_length_ratio", &charts::win_vs_length_ratio(gens, &groups))?;
+    figures::save(dir, "ppo_curves", &charts::ppo_panels(&inp.ppo))?;
+    figures::save(dir, "rm_accuracy", &charts::rm_accuracy_chart(&rm, &groups))?;
+    figures::save(dir, "train_loss", &charts::train_panels(&inp.train))?;
 
-    figures::save(dir, "win_rates", &figures::win_rate_chart(&wins, &groups))?;
-    figures::save(
-        dir,
-        "refusal_rates",
-        &figures::refusal_chart(&metrics, &groups, &inp.generations),
-    )?;
-    figures::save(dir, "length_hist", &figures::length_hist(&inp.generations))?;
-    figures::save(
-        dir,
-        "length_over_ppo",
-        &figures::length_over_ppo(&inp.ppo, &inp.generations),
-    )?;
-    figures::save(
-        dir,
-        "win_vs_length_ratio",
-        &figures::win_vs_length_ratio(&inp.generations, &groups),
-    )?;
-    figures::save(dir, "ppo_curves", &figures::ppo_panels(&inp.ppo))?;
-    figures::save(
-        dir,
-        "rm_accuracy",
-        &figures::rm_accuracy_chart(&rm, &groups),
-    )?;
-    figures::save(dir, "train_loss", &figures::train_panels(&inp.train))?;
-
-    let md = markdown::render_markdown(&markdown::ReportData {
+    let md = markdown::render_markdown(&verdicts::ReportData {
         info,
         groups: &groups,
         metrics: &metrics,
         wins: &wins,
         refusal: &refusal,
         rm: &rm,
-        ppo: &ppo_final,
-        train: &train_final,
+        ppo: &logs::ppo_finals(&inp.ppo),
+        train: &logs::train_finals(&inp.train),
         sanity: &inp.refusal_sanity,
     });
     write_atomic(&dir.join("REPORT.md"), md.as_bytes())
 }
 
 fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
     w.write_record(header)?;
     for r in rows {
         w.write_record(r)?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("csv buffer: {e}"))?;
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv buffer: {e}"))?;
     write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -141,9 +113,8 @@ mod tests {
 
     pub(in crate::report) fn write_fixture_with(dir: &Path, f: &Fixture) {
         let (exp, swap) = (f.experiment, f.swap);
-        let mut g = String::from(
-            "experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score",
-        );
+        let mut g =
+            String::from("experiment,size,seed,policy,prompt_set,prompt_id,prompt,response,length_tokens,truncated,refused,judge_score");
         g.push_str(if f.reference { ",reference,reference_length_tokens\n" } else { "\n" });
         let n_prompts = if f.ood { 24 } else { 18 };
         for seed in [0, 1] {
@@ -158,19 +129,11 @@ mod tests {
                     let h = (pid * 7 + seed * 3 + policy.len() as i64) % 5;
                     let (mut s, refused, len) = match policy {
                         "sft" => (0.0 + 0.1 * h as f64, pid % 4 == 0, 20 + h * 3),
-                        "ppo_scalar" => (
-                            -0.5 + 0.1 * h as f64,
-                            set == "benign" && pid % 2 == 0 || set == "harmful",
-                            8 + h,
-                        ),
+                        "ppo_scalar" => (-0.5 + 0.1 * h as f64, set == "benign" && pid % 2 == 0 || set == "harmful", 8 + h),
                         _ => (1.0 + 0.1 * h as f64, set == "harmful", 25 + h * 4),
                     };
                     if swap && policy != "sft" {
-                        s = if policy == "ppo_scalar" {
-                            1.0 + 0.1 * h as f64
-                        } else {
-                            -0.5 + 0.1 * h as f64
-                        };
+                        s = if policy == "ppo_scalar" { 1.0 + 0.1 * h as f64 } else { -0.5 + 0.1 * h as f64 };
                     }
                     let _ = write!(
                         g,
@@ -202,11 +165,7 @@ mod tests {
                         "{exp},tiny,{seed},{rm},{step},{:.3},{:.3},{:.1},{:.3},{:.3},{:.3},{:.3},0.1,0.0",
                         t * 0.1,
                         t * 0.02,
-                        if rm == "scalar" {
-                            30.0 - t
-                        } else {
-                            30.0 + t * 0.5
-                        },
+                        if rm == "scalar" { 30.0 - t } else { 30.0 + t * 0.5 },
                         if rm == "scalar" { 0.2 + t * 0.05 } else { 0.2 },
                         2.0 - t * 0.05,
                         -0.01 * t,
@@ -220,16 +179,8 @@ mod tests {
         let mut r = String::from("experiment,size,seed,model,metric,value,n\n");
         for seed in [0, 1] {
             for (model, acc) in [("scalar_rm", 0.7), ("seq2seq_rm", 0.75), ("judge", 0.9)] {
-                let _ = writeln!(
-                    r,
-                    "{exp},tiny,{seed},{model},pair_accuracy,{},200",
-                    acc + 0.01 * seed as f64
-                );
-                let _ = writeln!(
-                    r,
-                    "{exp},tiny,{seed},{model},length_score_corr,0.{}5,200",
-                    1 + seed
-                );
+                let _ = writeln!(r, "{exp},tiny,{seed},{model},pair_accuracy,{},200", acc + 0.01 * seed as f64);
+                let _ = writeln!(r, "{exp},tiny,{seed},{model},length_score_corr,0.{}5,200", 1 + seed);
             }
             let _ = writeln!(r, "{exp},tiny,{seed},seq2seq_rm,copy_rate,0.3,200");
         }
@@ -239,11 +190,7 @@ mod tests {
         for seed in [0, 1] {
             for stage in ["pretrain", "sft", "scalar_rm", "seq2seq_rm", "judge"] {
                 for step in 0..5 {
-                    let _ = writeln!(
-                        t,
-                        "{exp},tiny,{seed},{stage},{step},{:.4}",
-                        3.0 / (1.0 + step as f64 + seed as f64)
-                    );
+                    let _ = writeln!(t, "{exp},tiny,{seed},{stage},{step},{:.4}", 3.0 / (1.0 + step as f64 + seed as f64));
                 }
             }
         }
@@ -269,17 +216,12 @@ mod tests {
     const OUTPUTS: [&str; 3] = ["metrics.csv", "win_rates.csv", "REPORT.md"];
 
     fn read_outputs(dir: &Path) -> Vec<Vec<u8>> {
-        OUTPUTS
-            .iter()
-            .map(|f| std::fs::read(dir.join(f)).unwrap())
-            .collect()
+        OUTPUTS.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect()
     }
 
     /// The Claim-vs-measurement row of the headline win rate.
     fn headline_row(md: &str) -> &str {
-        md.lines()
-            .find(|l| l.starts_with("| Win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts"))
-            .expect("headline row")
+        md.lines().find(|l| l.starts_with("| Win rate of `ppo_seq2seq` vs `ppo_scalar`, all prompts")).expect("headline row")
     }
 
     #[test]
@@ -306,10 +248,7 @@ mod tests {
 
         let metrics = String::from_utf8(first[0].clone()).unwrap();
         let wins = String::from_utf8(first[1].clone()).unwrap();
-        assert_eq!(
-            metrics.lines().next().unwrap(),
-            "experiment,size,seed,policy,prompt_set,metric,value"
-        );
+        assert_eq!(metrics.lines().next().unwrap(), "experiment,size,seed,policy,prompt_set,metric,value");
         assert_eq!(
             wins.lines().next().unwrap(),
             "experiment,size,seed,policy_a,policy_b,prompt_set,n_prompts,win_rate,ci_low,ci_high,lc_win_rate,lc_ci_low,lc_ci_high"
@@ -319,9 +258,7 @@ mod tests {
         // 3 pairs x 3 sets x 3 seed keys
         assert_eq!(wins.lines().count(), 1 + 27);
         assert!(
-            wins.contains(
-                "demo,tiny,pooled,ppo_seq2seq,ppo_scalar,all,18,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000\n"
-            ),
+            wins.contains("demo,tiny,pooled,ppo_seq2seq,ppo_scalar,all,18,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000\n"),
             "{wins}"
         );
 
@@ -330,28 +267,12 @@ mod tests {
         assert_eq!(first, read_outputs(dir), "render is not deterministic");
 
         let md = String::from_utf8(first[2].clone()).unwrap();
-        assert!(
-            headline_row(&md).contains("**reproduced**"),
-            "{}",
-            headline_row(&md)
-        );
+        assert!(headline_row(&md).contains("**reproduced**"), "{}", headline_row(&md));
         assert!(md.contains("76.9%"));
         // benign refusal: scalar refuses half the benign prompts, seq2seq none
-        let refusal_row = md
-            .lines()
-            .find(|l| l.starts_with("| Benign refusal rate"))
-            .unwrap();
-        assert!(
-            refusal_row.contains("0.500 − 0.000") && refusal_row.contains("**reproduced**"),
-            "{refusal_row}"
-        );
-        for section in [
-            "## Claim vs measurement",
-            "## Win rates",
-            "## Reward models",
-            "## Run facts",
-            "## Notes",
-        ] {
+        let refusal_row = md.lines().find(|l| l.starts_with("| Benign refusal rate")).unwrap();
+        assert!(refusal_row.contains("0.500 − 0.000") && refusal_row.contains("**reproduced**"), "{refusal_row}");
+        for section in ["## Claim vs measurement", "## Win rates", "## Reward models", "## Run facts", "## Notes"] {
             assert!(md.contains(section), "missing {section}");
         }
         assert!(md.contains("![win_rates](figures/win_rates.png)"));
@@ -362,23 +283,12 @@ mod tests {
         write_fixture(dir, true);
         render(dir).unwrap();
         let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
-        assert!(
-            headline_row(&md).contains("**not reproduced**"),
-            "{}",
-            headline_row(&md)
-        );
+        assert!(headline_row(&md).contains("**not reproduced**"), "{}", headline_row(&md));
     }
 
     #[test]
     fn missing_input_is_named() {
-        for missing in [
-            "generations.csv",
-            "ppo_log.csv",
-            "rm_eval.csv",
-            "train_log.csv",
-            "refusal_sanity.csv",
-            "run_info.json",
-        ] {
+        for missing in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "refusal_sanity.csv", "run_info.json"] {
             let tmp = tempfile::tempdir().unwrap();
             write_fixture(tmp.path(), false);
             std::fs::remove_file(tmp.path().join(missing)).unwrap();
@@ -393,13 +303,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         write_fixture(dir, false);
-        for f in [
-            "generations.csv",
-            "ppo_log.csv",
-            "rm_eval.csv",
-            "train_log.csv",
-            "refusal_sanity.csv",
-        ] {
+        for f in ["generations.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "refusal_sanity.csv"] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
             std::fs::write(dir.join(f), format!("{}\n", text.lines().next().unwrap())).unwrap();
         }
@@ -407,13 +311,7 @@ mod tests {
         render(dir).unwrap();
         let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
         assert!(md.contains("## Claim vs measurement"));
-        assert_eq!(
-            std::fs::read_to_string(dir.join("win_rates.csv"))
-                .unwrap()
-                .lines()
-                .count(),
-            1
-        );
+        assert_eq!(std::fs::read_to_string(dir.join("win_rates.csv")).unwrap().lines().count(), 1);
         assert!(dir.join("figures/ppo_curves.svg").exists());
     }
 

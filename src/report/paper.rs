@@ -1,18 +1,18 @@
 //! `results/PAPER.md`: each claim of the paper next to our number, its 95% interval, the number of
 //! seeds and a verdict, over every results directory. Written by `s2rm paper`; like `REPORT.md` it
 //! is a pure, byte-deterministic function of the directories' input CSVs, and it reuses the
-//! per-directory tables (`tables.rs`) and verdict texts (`markdown.rs`) rather than recomputing.
+//! per-directory tables (`tables.rs`, `wins.rs`) and verdict texts (`verdicts.rs`) rather than
+//! recomputing.
 
 use super::inputs::{Generation, Inputs, RunInfo};
-use super::markdown::{
-    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, cell, f3, headline, lc_headline, pct, void_if_collapsed, degenerate_policies,
-    policy_caveats, refusal_headline, table,
+use super::logs::{RmSummary, rm_summaries};
+use super::stats::{Verdict, mean, stratified_mean_ci, verdict};
+use super::tables::{self, ALL_SETS, Group, MetricRow, OOD_PREFIX, pooled_metric};
+use super::verdicts::{
+    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, bold, cell, degenerate_policies, f3, headline, lc_headline, pct, policy_caveats,
+    refusal_headline, table, void_if_collapsed,
 };
-use super::stats::{Verdict, stratified_mean_ci, verdict};
-use super::tables::{
-    self, ALL_SETS, Group, MetricRow, OOD_PREFIX, RefusalDiff, RmSummary, WinRow, pooled_metric,
-    pooled_per_prompt, pooled_win,
-};
+use super::wins::{self, RefusalDiff, WinRow, pooled_per_prompt, pooled_win};
 use crate::util::{SplitMix64, write_atomic};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,16 +23,16 @@ use std::path::Path;
 pub const EXPERIMENTS: [(&str, &str); 3] = [
     ("safety", "single-turn safety dialogue"),
     ("summarization", "text summarization (TL;DR)"),
-    (
-        "helpfulness",
-        "third NLP task (stand-in: HH-RLHF helpfulness)",
-    ),
+    ("helpfulness", "third NLP task (stand-in: HH-RLHF helpfulness)"),
 ];
 /// Bootstrap of the average win rate over (experiment, size) cells: resamples and RNG seed.
 const AVERAGE_N_BOOT: usize = 2000;
 const AVERAGE_BOOT_SEED: u64 = 769;
-/// Streams of the summarization length differences: past the refusal streams of `tables.rs`.
+/// Streams of the summarization length differences: past the refusal streams of `wins.rs`.
 const LENGTH_STREAM_BASE: u64 = 2 << 32;
+/// Columns of the claim tables (i) and (ii); (iii) and (iv) add the length-controlled win rate.
+const CLAIM_HEADER: [&str; 5] = ["Claim", "Where", "Ours (pooled, 95% CI)", "Seeds", "Verdict"];
+const WIN_CLAIM_HEADER: [&str; 6] = ["Claim", "Where", "Ours (pooled, 95% CI)", "Length-controlled (95% CI)", "Seeds", "Verdict"];
 
 /// One results directory with the tables `render` derives from it.
 pub(super) struct Run {
@@ -49,41 +49,27 @@ pub(super) struct Run {
 impl Run {
     fn load(dir: &Path, name: String) -> Result<Self> {
         let inp = Inputs::load(dir).with_context(|| format!("results directory {name}"))?;
-        let (n_boot, seed) = (inp.info.n_bootstrap, inp.info.bootstrap_seed);
+        let (gens, n_boot, seed) = (&inp.generations, inp.info.n_bootstrap, inp.info.bootstrap_seed);
         Ok(Self {
-            groups: tables::groups_of(&inp.generations),
-            metrics: tables::compute_metrics(&inp.generations),
-            wins: tables::compute_win_rates(&inp.generations, n_boot, seed),
-            refusal: tables::compute_refusal_diffs(&inp.generations, n_boot, seed),
-            rm: tables::rm_summaries(&inp.rm_eval),
+            groups: tables::groups_of(gens),
+            metrics: tables::compute_metrics(gens)?,
+            wins: wins::compute_win_rates(gens, n_boot, seed),
+            refusal: wins::compute_refusal_diffs(gens, n_boot, seed),
+            rm: rm_summaries(&inp.rm_eval),
             gens: inp.generations,
             info: inp.info,
             name,
         })
     }
 
-    fn seeds(&self, g: &Group) -> usize {
-        self.gens
-            .iter()
-            .filter(|r| r.experiment == g.experiment && r.size == g.size)
-            .map(|r| r.seed)
-            .collect::<BTreeSet<_>>()
-            .len()
+    fn seeds(&self, g: &Group) -> String {
+        tables::in_group(&self.gens, g).map(|r| r.seed).collect::<BTreeSet<_>>().len().to_string()
     }
 
-    /// The report data of this run, for the per-group caveats of `markdown.rs`.
+    /// The report data of this run, for the per-group caveats of `verdicts.rs`.
     fn report_data(&self) -> ReportData<'_> {
-        ReportData {
-            info: &self.info,
-            groups: &self.groups,
-            metrics: &self.metrics,
-            wins: &self.wins,
-            refusal: &self.refusal,
-            rm: &self.rm,
-            ppo: &[],
-            train: &[],
-            sanity: &[],
-        }
+        let (info, groups, metrics, wins, refusal, rm) = (&self.info, &self.groups, &self.metrics, &self.wins, &self.refusal, &self.rm);
+        ReportData { info, groups, metrics, wins, refusal, rm, ppo: &[], train: &[], sanity: &[] }
     }
 }
 
@@ -91,10 +77,7 @@ impl Run {
 /// claim table to `output`.
 pub fn write_paper(results: &Path, output: &Path) -> Result<()> {
     if !results.is_dir() {
-        bail!(
-            "results directory {} does not exist or is not a directory",
-            results.display()
-        );
+        bail!("results directory {} does not exist or is not a directory", results.display());
     }
     let mut names: Vec<String> = std::fs::read_dir(results)
         .with_context(|| format!("cannot list {}", results.display()))?
@@ -103,10 +86,7 @@ pub fn write_paper(results: &Path, output: &Path) -> Result<()> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let runs = names
-        .into_iter()
-        .map(|n| Run::load(&results.join(&n), n))
-        .collect::<Result<Vec<_>>>()?;
+    let runs = names.into_iter().map(|n| Run::load(&results.join(&n), n)).collect::<Result<Vec<_>>>()?;
     // A controlled world is judged by its gold and gated: it has its own section, and its cells
     // must not enter the paper's tables or their average as if they were paper tasks.
     let (worlds, real): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| r.info.judge == "gold");
@@ -116,76 +96,55 @@ pub fn write_paper(results: &Path, output: &Path) -> Result<()> {
 /// The (run, group) cells that stand for their (experiment, size) in the average: the directory
 /// named after the experiment if it has that group, else the first directory (by name) that has
 /// it. Other directories with the same group are variants (ablations), shown but not averaged.
-fn primary_cells(runs: &[Run]) -> BTreeSet<(usize, Group)> {
-    let mut chosen: BTreeMap<Group, usize> = BTreeMap::new();
-    for (ri, run) in runs.iter().enumerate() {
-        for g in &run.groups {
-            match chosen.get(g) {
-                Some(&prev) if runs[prev].name == g.experiment || run.name != g.experiment => {}
-                _ => {
+struct Primary(BTreeSet<(usize, Group)>);
+
+impl Primary {
+    fn of(runs: &[Run]) -> Self {
+        let mut chosen: BTreeMap<Group, usize> = BTreeMap::new();
+        for (ri, run) in runs.iter().enumerate() {
+            for g in &run.groups {
+                if chosen.get(g).is_none_or(|&prev| runs[prev].name != g.experiment && run.name == g.experiment) {
                     chosen.insert(g.clone(), ri);
                 }
             }
         }
+        Self(chosen.into_iter().map(|(g, ri)| (ri, g)).collect())
     }
-    chosen.into_iter().map(|(g, ri)| (ri, g)).collect()
+
+    fn has(&self, ri: usize, g: &Group) -> bool {
+        self.0.contains(&(ri, g.clone()))
+    }
+
+    /// "`dir` / size", marked when the cell is a variant.
+    fn place(&self, run: &Run, g: &Group, ri: usize) -> String {
+        let variant = if self.has(ri, g) { "" } else { " (variant)" };
+        format!("`{}` / {}{variant}", cell(&run.name), cell(&g.size))
+    }
 }
 
 /// Every (run, group) of one experiment, in directory then size order.
-fn cells_of<'a>(
-    runs: &'a [Run],
-    experiment: &'a str,
-) -> impl Iterator<Item = (usize, &'a Run, &'a Group)> {
-    runs.iter().enumerate().flat_map(move |(ri, r)| {
-        r.groups
-            .iter()
-            .filter(move |g| g.experiment == experiment)
-            .map(move |g| (ri, r, g))
-    })
+fn cells_of<'a>(runs: &'a [Run], experiment: &'a str) -> impl Iterator<Item = (usize, &'a Run, &'a Group)> {
+    runs.iter().enumerate().flat_map(move |(ri, r)| r.groups.iter().filter(move |g| g.experiment == experiment).map(move |g| (ri, r, g)))
 }
-
-/// "`dir` / size", marked when the cell is a variant.
-fn place(run: &Run, g: &Group, primary: &BTreeSet<(usize, Group)>, ri: usize) -> String {
-    let variant = if primary.contains(&(ri, g.clone())) {
-        ""
-    } else {
-        " (variant)"
-    };
-    format!("`{}` / {}{variant}", cell(&run.name), cell(&g.size))
-}
-
-/// Columns of the win-rate claim tables (iii) and (iv).
-const WIN_CLAIM_HEADER: [&str; 6] =
-    ["Claim", "Where", "Ours (pooled, 95% CI)", "Length-controlled (95% CI)", "Seeds", "Verdict"];
 
 /// "LC [low, high]" of a win-rate row; flagged when a PPO policy of the cell collapsed (equal
 /// length then lies outside the data, so the number is an extrapolation).
 fn lc_interval(w: &WinRow, run: &Run, g: &Group) -> String {
     let flag = if degenerate_policies(&run.metrics, g).is_empty() { "" } else { " (extrapolated: a policy collapsed)" };
-    format!(
-        "{} [{}, {}]{flag}",
-        pct(w.lc_win_rate),
-        pct(w.lc_ci_low),
-        pct(w.lc_ci_high)
-    )
+    format!("{} [{}, {}]{flag}", pct(w.lc_win_rate), pct(w.lc_ci_low), pct(w.lc_ci_high))
 }
 
-fn bold(v: Verdict) -> String {
-    format!("**{}**", v.as_str())
-}
-
-fn not_run(claim: &str, what: &str) -> Vec<String> {
-    vec![
-        claim.into(),
-        "—".into(),
-        format!("not run ({what})"),
-        "—".into(),
-        "—".into(),
-    ]
+/// A claim row without a measurement; `lc` adds the length-controlled column.
+fn not_run(claim: &str, what: &str, lc: bool) -> Vec<String> {
+    let mut r = vec![claim.into(), "—".into(), format!("not run ({what})"), "—".into(), "—".into()];
+    if lc {
+        r.insert(3, "—".into());
+    }
+    r
 }
 
 fn render_paper(runs: &[Run], worlds: &[Run]) -> String {
-    let primary = primary_cells(runs);
+    let primary = Primary::of(runs);
     let mut o = String::new();
     o.push_str("# The paper's claims vs this reproduction\n\n");
     header(&mut o, runs, &primary);
@@ -209,7 +168,7 @@ fn render_paper(runs: &[Run], worlds: &[Run]) -> String {
     o
 }
 
-fn header(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+fn header(o: &mut String, runs: &[Run], primary: &Primary) {
     o.push_str(
         "Zhou, Ji, Dai, Li, Yang, *Sequence to Sequence Reward Modeling: Improving RLHF by Language Feedback*, \
          AAAI 2025. This file is generated by `s2rm paper` from the input CSVs of the results directories \
@@ -220,40 +179,19 @@ fn header(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
         o.push_str("No results directory with a `generations.csv` was found: every claim below is **not run**.\n\n");
     } else {
         o.push_str("Directories used (sorted by name):\n\n");
+        let or = |v: Vec<String>, sep: &str, none: &str| if v.is_empty() { none.to_string() } else { v.join(sep) };
         for (ri, r) in runs.iter().enumerate() {
-            let sizes: Vec<String> = r
-                .groups
-                .iter()
-                .map(|g| {
-                    let v = if primary.contains(&(ri, g.clone())) {
-                        ""
-                    } else {
-                        ", variant"
-                    };
-                    format!("`{}` / {}{v}", g.experiment, g.size)
-                })
-                .collect();
-            let seeds: Vec<String> = r.info.seeds.iter().map(|s| s.to_string()).collect();
+            let sizes =
+                r.groups.iter().map(|g| format!("`{}` / {}{}", g.experiment, g.size, if primary.has(ri, g) { "" } else { ", variant" }));
+            let seeds = r.info.seeds.iter().map(|s| s.to_string()).collect();
+            let device = if r.info.device.is_empty() { "unknown".into() } else { cell(&r.info.device) };
             let _ = writeln!(
                 o,
-                "- `{}`: {}; profile `{}`, seeds {}, device {}",
+                "- `{}`: {}; profile `{}`, seeds {}, device {device}",
                 cell(&r.name),
-                if sizes.is_empty() {
-                    "no rows".to_string()
-                } else {
-                    sizes.join("; ")
-                },
+                or(sizes.collect(), "; ", "no rows"),
                 cell(&r.info.profile),
-                if seeds.is_empty() {
-                    "n/a".into()
-                } else {
-                    seeds.join(", ")
-                },
-                if r.info.device.is_empty() {
-                    "unknown".into()
-                } else {
-                    cell(&r.info.device)
-                },
+                or(seeds, ", ", "n/a"),
             );
         }
         o.push('\n');
@@ -265,10 +203,7 @@ fn header(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
     let judges: Vec<String> = runs
         .iter()
         .filter_map(|r| {
-            let acc =
-                r.rm.iter()
-                    .filter(|s| s.model == "judge" && s.metric == "pair_accuracy");
-            let v: Vec<String> = acc.map(|s| f3(s.mean)).collect();
+            let v: Vec<String> = r.rm.iter().filter(|s| s.model == "judge" && s.metric == "pair_accuracy").map(|s| f3(s.mean)).collect();
             (!v.is_empty()).then(|| format!("{} (`{}`)", v.join(", "), cell(&r.name)))
         })
         .collect();
@@ -278,11 +213,7 @@ fn header(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
          trained on preference data the proxy RMs never see — not the strong LLM judge the paper presumably used. \
          Its held-out pair accuracy: {}. Below {} its preferences are weak evidence, and a win rate then measures \
          what this judge prefers rather than what people prefer (see each directory's `REPORT.md`).\n\n",
-        if judges.is_empty() {
-            "not measured".to_string()
-        } else {
-            judges.join("; ")
-        },
+        if judges.is_empty() { "not measured".to_string() } else { judges.join("; ") },
         f3(WEAK_JUDGE_ACCURACY)
     );
     o.push_str(
@@ -298,38 +229,23 @@ fn header(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
 // ---------------------------------------------------------------------------------------------
 // (i) refusal-to-response
 
-fn refusal_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+fn refusal_claim(o: &mut String, runs: &[Run], primary: &Primary) {
     o.push_str("## (i) Refusal-to-response (safety)\n\n");
     o.push_str(
         "> **Paper:** in single-turn safety dialogue, PPO with a scalar RM falls into the refusal-to-response \
          paradigm (it refuses even when it should answer); the seq2seq RM avoids it.\n\n",
     );
     let claim = "Benign refusal rate, `ppo_scalar` − `ppo_seq2seq` > 0";
-    let mut rows = Vec::new();
-    for (ri, run, g) in cells_of(runs, "safety") {
-        let (m, v) = refusal_headline(&run.refusal, g, &run.metrics);
-        rows.push(vec![
-            claim.into(),
-            place(run, g, primary, ri),
-            m,
-            run.seeds(g).to_string(),
-            bold(v),
-        ]);
-    }
+    let mut rows: Vec<Vec<String>> = cells_of(runs, "safety")
+        .map(|(ri, run, g)| {
+            let (m, v) = refusal_headline(&run.refusal, g, &run.metrics);
+            vec![claim.into(), primary.place(run, g, ri), m, run.seeds(g), bold(v)]
+        })
+        .collect();
     if rows.is_empty() {
-        rows.push(not_run(claim, "no `safety` results directory"));
+        rows.push(not_run(claim, "no `safety` results directory", false));
     }
-    table(
-        o,
-        &[
-            "Claim",
-            "Where",
-            "Ours (pooled, 95% CI)",
-            "Seeds",
-            "Verdict",
-        ],
-        &rows,
-    );
+    table(o, &CLAIM_HEADER, &rows);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,8 +256,8 @@ fn length_facts(run: &Run, g: &Group) -> String {
     let mut parts = Vec::new();
     for p in ["sft", "ppo_scalar", "ppo_seq2seq"] {
         if let Some(len) = pooled_metric(&run.metrics, g, p, ALL_SETS, "mean_length_tokens") {
-            let ratio = pooled_metric(&run.metrics, g, p, ALL_SETS, "length_ratio")
-                .map_or(String::new(), |r| format!(", {} × reference", f3(r)));
+            let ratio =
+                pooled_metric(&run.metrics, g, p, ALL_SETS, "length_ratio").map_or(String::new(), |r| format!(", {} × reference", f3(r)));
             parts.push(format!("`{p}` {} tokens{ratio}", f3(len)));
         }
     }
@@ -359,30 +275,24 @@ pub(super) fn length_diff(run: &Run, g: &Group, a: &str, b: &str, stream: u64) -
         pooled_per_prompt(&run.gens, g, b, ALL_SETS, len)
     };
     let mut rng = SplitMix64::derive(run.info.bootstrap_seed, LENGTH_STREAM_BASE + stream);
-    let d = tables::paired_diff_of(&xa, &xb, run.info.n_bootstrap, &mut rng);
+    let d = wins::paired_diff_of(&xa, &xb, run.info.n_bootstrap, &mut rng);
     if d.n_prompts == 0 {
-        let why = if b == "reference" {
-            "no references in generations.csv"
-        } else {
-            "policies missing"
-        };
+        let why = if b == "reference" { "no references in generations.csv" } else { "policies missing" };
         return (format!("not measured ({why})"), Verdict::NotMeasured);
     }
-    (
-        format!(
-            "{} − {} = {:+.1} [{:+.1}, {:+.1}] tokens (n = {} prompts)",
-            f3(d.a_mean),
-            f3(d.b_mean),
-            d.diff,
-            d.ci_low,
-            d.ci_high,
-            d.n_prompts
-        ),
-        verdict(d.ci_low, d.ci_high, 0.0),
-    )
+    let text = format!(
+        "{} − {} = {:+.1} [{:+.1}, {:+.1}] tokens (n = {} prompts)",
+        f3(d.a_mean),
+        f3(d.b_mean),
+        d.diff,
+        d.ci_low,
+        d.ci_high,
+        d.n_prompts
+    );
+    (text, verdict(d.ci_low, d.ci_high, 0.0))
 }
 
-fn length_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+fn length_claim(o: &mut String, runs: &[Run], primary: &Primary) {
     o.push_str("## (ii) Long-response bias (summarization)\n\n");
     o.push_str(
         "> **Paper:** in text summarization, PPO with a scalar RM develops a long-response bias; the seq2seq RM \
@@ -396,8 +306,7 @@ fn length_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>
     let mut rows = Vec::new();
     let mut facts = Vec::new();
     for (k, (ri, run, g)) in cells_of(runs, "summarization").enumerate() {
-        let at = place(run, g, primary, ri);
-        let seeds = run.seeds(g).to_string();
+        let at = primary.place(run, g, ri);
         let stream = 2 * k as u64;
         let (m, v) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", stream);
         let measured = [
@@ -407,34 +316,14 @@ fn length_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>
             lc_headline(&run.wins, g, &run.metrics),
         ];
         for (claim, (m, v)) in claims.iter().zip(measured) {
-            rows.push(vec![
-                claim.to_string(),
-                at.clone(),
-                m,
-                seeds.clone(),
-                bold(v),
-            ]);
+            rows.push(vec![claim.to_string(), at.clone(), m, run.seeds(g), bold(v)]);
         }
         facts.push(format!("{at}: {}", length_facts(run, g)));
     }
     if rows.is_empty() {
-        rows.extend(
-            claims
-                .iter()
-                .map(|c| not_run(c, "no `summarization` results directory")),
-        );
+        rows.extend(claims.iter().map(|c| not_run(c, "no `summarization` results directory", false)));
     }
-    table(
-        o,
-        &[
-            "Claim",
-            "Where",
-            "Ours (pooled, 95% CI)",
-            "Seeds",
-            "Verdict",
-        ],
-        &rows,
-    );
+    table(o, &CLAIM_HEADER, &rows);
     if !facts.is_empty() {
         o.push_str("Mean response length over the in-distribution prompts (pooled over seeds) and its ratio to the reference:\n\n");
         for f in facts {
@@ -449,14 +338,11 @@ fn length_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>
 
 /// The pooled per-prompt outcomes behind a cell's headline win rate (for the average's bootstrap).
 fn headline_outcomes(run: &Run, g: &Group) -> Vec<f64> {
-    let per_seed = tables::paired_prompts(&run.gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS);
-    tables::pool_paired(&per_seed)
-        .outcome
-        .into_values()
-        .collect()
+    let per_seed = wins::paired_prompts(&run.gens, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS);
+    wins::pool_paired(&per_seed).outcome.into_values().collect()
 }
 
-fn win_rate_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+fn win_rate_claim(o: &mut String, runs: &[Run], primary: &Primary) {
     o.push_str("## (iii) Win rate of the seq2seq-RM policy against the scalar-RM policy\n\n");
     let _ = writeln!(
         o,
@@ -464,15 +350,10 @@ fn win_rate_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group
          (`ppo_seq2seq` vs `ppo_scalar`).\n",
         pct(PAPER_WIN_RATE)
     );
-    let mut experiments: Vec<(String, String)> = EXPERIMENTS
-        .iter()
-        .map(|(e, t)| (e.to_string(), t.to_string()))
-        .collect();
-    for r in runs {
-        for g in &r.groups {
-            if !experiments.iter().any(|(e, _)| e == &g.experiment) {
-                experiments.push((g.experiment.clone(), "not a task of the paper".into()));
-            }
+    let mut experiments: Vec<(String, String)> = EXPERIMENTS.iter().map(|(e, t)| (e.to_string(), t.to_string())).collect();
+    for g in runs.iter().flat_map(|r| &r.groups) {
+        if !experiments.iter().any(|(e, _)| e == &g.experiment) {
+            experiments.push((g.experiment.clone(), "not a task of the paper".into()));
         }
     }
     let mut rows = Vec::new();
@@ -480,79 +361,46 @@ fn win_rate_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group
     let mut averaged: Vec<String> = Vec::new();
     for (e, task) in &experiments {
         let claim = format!("`{e}` — {task}: win rate > 50%");
-        let mut any = false;
+        let before = rows.len();
         for (ri, run, g) in cells_of(runs, e) {
-            any = true;
             let (m, v) = headline(&run.wins, g);
-            rows.push(vec![
-                claim.clone(),
-                place(run, g, primary, ri),
-                m,
-                pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS)
-                    .map_or("n/a".into(), |w| lc_interval(w, run, g)),
-                run.seeds(g).to_string(),
-                bold(v),
-            ]);
+            let lc = pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS).map_or("n/a".into(), |w| lc_interval(w, run, g));
+            rows.push(vec![claim.clone(), primary.place(run, g, ri), m, lc, run.seeds(g), bold(v)]);
             let outcomes = headline_outcomes(run, g);
-            if primary.contains(&(ri, g.clone())) && !outcomes.is_empty() {
+            if primary.has(ri, g) && !outcomes.is_empty() {
                 strata.push(outcomes);
                 averaged.push(format!("`{}` / {}", cell(&run.name), cell(&g.size)));
             }
         }
-        if !any {
-            let mut r = not_run(&claim, &format!("no `{e}` results directory"));
-            r.insert(3, "—".into());
-            rows.push(r);
+        if rows.len() == before {
+            rows.push(not_run(&claim, &format!("no `{e}` results directory"), true));
         }
     }
     // the average over (experiment, size) cells, each cell's prompts resampled within it
+    let claim = format!("Average over tasks × sizes: > 50% (paper: {})", pct(PAPER_WIN_RATE));
     let avg = if strata.is_empty() {
-        vec![
-            format!(
-                "Average over tasks × sizes: > 50% (paper: {})",
-                pct(PAPER_WIN_RATE)
-            ),
-            "—".into(),
-            "not run (no cell measured)".into(),
-            "—".into(),
-            "—".into(),
-            "—".into(),
-        ]
+        not_run(&claim, "no cell measured", true)
     } else {
-        let means: Vec<f64> = strata.iter().map(|s| super::stats::mean(s)).collect();
-        let m = super::stats::mean(&means);
-        let mut rng = SplitMix64::new(AVERAGE_BOOT_SEED);
-        let (lo, hi) = stratified_mean_ci(&strata, AVERAGE_N_BOOT, &mut rng);
+        let m = mean(&strata.iter().map(|s| mean(s)).collect::<Vec<_>>());
+        let (lo, hi) = stratified_mean_ci(&strata, AVERAGE_N_BOOT, &mut SplitMix64::new(AVERAGE_BOOT_SEED));
         let paper_side = if hi < PAPER_WIN_RATE {
-            "the paper's 76.9% is above our interval"
+            "above our interval"
         } else if lo > PAPER_WIN_RATE {
-            "the paper's 76.9% is below our interval"
+            "below our interval"
         } else {
-            "the paper's 76.9% is inside our interval"
+            "inside our interval"
         };
-        let n_cells = EXPERIMENTS.len() * 2;
         vec![
-            format!(
-                "Average over tasks × sizes: > 50% (paper: {})",
-                pct(PAPER_WIN_RATE)
-            ),
-            format!(
-                "{} of the paper's {n_cells} cells: {}",
-                strata.len(),
-                averaged.join(", ")
-            ),
-            format!("{} [{}, {}]; {paper_side}", pct(m), pct(lo), pct(hi)),
+            claim,
+            format!("{} of the paper's {} cells: {}", strata.len(), EXPERIMENTS.len() * 2, averaged.join(", ")),
+            format!("{} [{}, {}]; the paper's 76.9% is {paper_side}", pct(m), pct(lo), pct(hi)),
             "—".into(),
             "—".into(),
             bold(verdict(lo, hi, 0.5)),
         ]
     };
     rows.push(avg);
-    table(
-        o,
-        &WIN_CLAIM_HEADER,
-        &rows,
-    );
+    table(o, &WIN_CLAIM_HEADER, &rows);
     let _ = writeln!(
         o,
         "The average weighs every (experiment, size) cell equally; its interval resamples each cell's prompts within \
@@ -569,48 +417,29 @@ pub(super) fn ood_sets(run: &Run, g: &Group) -> Vec<String> {
     tables::sets_of(&run.gens, g).into_iter().filter(|s| s.starts_with(OOD_PREFIX)).collect()
 }
 
-fn ood_claim(o: &mut String, runs: &[Run], primary: &BTreeSet<(usize, Group)>) {
+fn ood_claim(o: &mut String, runs: &[Run], primary: &Primary) {
     o.push_str("## (iv) Out-of-distribution prompts\n\n");
-    o.push_str(
-        "> **Paper:** the seq2seq RM still improves RLHF on out-of-distribution prompts.\n\n",
-    );
+    o.push_str("> **Paper:** the seq2seq RM still improves RLHF on out-of-distribution prompts.\n\n");
     let mut rows = Vec::new();
     for (ri, run) in runs.iter().enumerate() {
         for g in &run.groups {
             for set in ood_sets(run, g) {
-                let Some(w) = pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", &set) else {
-                    continue;
-                };
+                let Some(w) = pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", &set) else { continue };
                 rows.push(vec![
                     format!("`{set}`: win rate > 50%"),
-                    place(run, g, primary, ri),
-                    format!(
-                        "{} [{}, {}] (n = {} prompts)",
-                        pct(w.win_rate),
-                        pct(w.ci_low),
-                        pct(w.ci_high),
-                        w.n_prompts
-                    ),
+                    primary.place(run, g, ri),
+                    format!("{} [{}, {}] (n = {} prompts)", pct(w.win_rate), pct(w.ci_low), pct(w.ci_high), w.n_prompts),
                     lc_interval(w, run, g),
-                    run.seeds(g).to_string(),
+                    run.seeds(g),
                     bold(verdict(w.ci_low, w.ci_high, 0.5)),
                 ]);
             }
         }
     }
     if rows.is_empty() {
-        let mut r = not_run(
-            "`ood_*` sets: win rate > 50%",
-            "no `ood_*` prompt set in any results directory",
-        );
-        r.insert(3, "—".into());
-        rows.push(r);
+        rows.push(not_run("`ood_*` sets: win rate > 50%", "no `ood_*` prompt set in any results directory", true));
     }
-    table(
-        o,
-        &WIN_CLAIM_HEADER,
-        &rows,
-    );
+    table(o, &WIN_CLAIM_HEADER, &rows);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,9 +450,7 @@ fn caveat_section(o: &mut String, runs: &[&Run]) {
     for r in runs {
         let d = r.report_data();
         for g in &r.groups {
-            for c in policy_caveats(&d, g) {
-                lines.push(format!("`{}` / {}: {c}", cell(&r.name), cell(&g.size)));
-            }
+            lines.extend(policy_caveats(&d, g).into_iter().map(|c| format!("`{}` / {}: {c}", cell(&r.name), cell(&g.size))));
         }
     }
     if lines.is_empty() {
@@ -645,12 +472,7 @@ mod tests {
         let dir = results.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let reference = experiment == "summarization";
-        let f = Fixture {
-            experiment,
-            swap,
-            reference,
-            ood: reference,
-        };
+        let f = Fixture { experiment, swap, reference, ood: reference };
         write_fixture_with(&dir, &f);
     }
 
@@ -661,9 +483,7 @@ mod tests {
     }
 
     fn row<'a>(md: &'a str, starts: &str, at: &str) -> &'a str {
-        md.lines()
-            .find(|l| l.starts_with(starts) && l.contains(at))
-            .unwrap_or_else(|| panic!("no row {starts} … {at} in\n{md}"))
+        md.lines().find(|l| l.starts_with(starts) && l.contains(at)).unwrap_or_else(|| panic!("no row {starts} … {at} in\n{md}"))
     }
 
     #[test]
@@ -672,12 +492,7 @@ mod tests {
         std::fs::create_dir(tmp.path().join("not_a_run")).unwrap(); // no generations.csv: skipped
         let md = paper(tmp.path());
         assert!(md.contains("s2rm paper"));
-        for claim in [
-            "| Benign refusal",
-            "| Mean length, `ppo_scalar` − `ppo_seq2seq`",
-            "| `helpfulness`",
-            "| `ood_*`",
-        ] {
+        for claim in ["| Benign refusal", "| Mean length, `ppo_scalar` − `ppo_seq2seq`", "| `helpfulness`", "| `ood_*`"] {
             assert!(row(&md, claim, "").contains("not run"), "{claim}");
         }
         assert!(row(&md, "| Average", "").contains("not run"));
@@ -722,30 +537,12 @@ mod tests {
 
         // (i): the fixture's scalar policy refuses half the benign prompts, seq2seq none
         assert!(row(&md, "| Benign refusal", "| `safety` / tiny |").contains("**reproduced**"));
-        assert!(
-            row(
-                &md,
-                "| Benign refusal",
-                "`safety_ablation` / tiny (variant)"
-            )
-            .contains("+0.500")
-        );
+        assert!(row(&md, "| Benign refusal", "`safety_ablation` / tiny (variant)").contains("+0.500"));
         // (ii): ppo_scalar (8–12 tokens) is shorter than ppo_seq2seq (25–41) and than the reference (10–13)
-        let longer = row(
-            &md,
-            "| Mean length, `ppo_scalar` − `ppo_seq2seq`",
-            "`summarization` / tiny",
-        );
+        let longer = row(&md, "| Mean length, `ppo_scalar` − `ppo_seq2seq`", "`summarization` / tiny");
         assert!(longer.contains("**not reproduced**"), "{longer}");
-        let vs_ref = row(
-            &md,
-            "| Mean length, `ppo_scalar` − reference",
-            "`summarization` / tiny",
-        );
-        assert!(
-            vs_ref.contains("(n = 18 prompts)"),
-            "OOD prompts have no reference: {vs_ref}"
-        );
+        let vs_ref = row(&md, "| Mean length, `ppo_scalar` − reference", "`summarization` / tiny");
+        assert!(vs_ref.contains("(n = 18 prompts)"), "OOD prompts have no reference: {vs_ref}");
         assert!(md.contains("× reference"));
         // (iii): safety and summarization measured (seq2seq wins every prompt), helpfulness not run;
         // the average covers the two primary cells only
@@ -753,20 +550,11 @@ mod tests {
         assert!(row(&md, "| `safety`", "`safety_ablation`").contains("**not reproduced**"));
         assert!(row(&md, "| `helpfulness`", "").contains("not run"));
         let avg = row(&md, "| Average", "");
-        assert!(
-            avg.contains("2 of the paper's 6 cells: `safety` / tiny, `summarization` / tiny"),
-            "{avg}"
-        );
-        assert!(
-            avg.contains("**reproduced**") && avg.contains("below our interval"),
-            "{avg}"
-        );
+        assert!(avg.contains("2 of the paper's 6 cells: `safety` / tiny, `summarization` / tiny"), "{avg}");
+        assert!(avg.contains("**reproduced**") && avg.contains("below our interval"), "{avg}");
         // (iv): the summarization fixture has an OOD set
         assert!(row(&md, "| `ood_alpaca`", "`summarization` / tiny").contains("(n = 6 prompts)"));
         // the judge's accuracy (0.9 + 0.01·seed) is named, the directories too
-        assert!(
-            md.contains("0.905 (`safety`)")
-                && md.contains("- `safety_ablation`: `safety` / tiny, variant")
-        );
+        assert!(md.contains("0.905 (`safety`)") && md.contains("- `safety_ablation`: `safety` / tiny, variant"));
     }
 }

@@ -18,11 +18,7 @@ pub fn lcs_len(a: &[String], b: &[String]) -> usize {
     let mut cur = vec![0usize; b.len() + 1];
     for x in a {
         for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = if x == y {
-                prev[j] + 1
-            } else {
-                cur[j].max(prev[j + 1])
-            };
+            cur[j + 1] = if x == y { prev[j] + 1 } else { cur[j].max(prev[j + 1]) };
         }
         std::mem::swap(&mut prev, &mut cur);
     }
@@ -50,10 +46,7 @@ mod tests {
 
     #[test]
     fn tokenizer_is_rouge_scores_default() {
-        assert_eq!(
-            rouge_tokens("The CAT's mat, 2nd-floor! café"),
-            ["the", "cat", "s", "mat", "2nd", "floor", "caf"]
-        );
+        assert_eq!(rouge_tokens("The CAT's mat, 2nd-floor! café"), ["the", "cat", "s", "mat", "2nd", "floor", "caf"]);
         assert!(rouge_tokens("  ... !!").is_empty());
     }
 

@@ -22,11 +22,7 @@ pub fn win_outcome(score_a: f64, score_b: f64) -> f64 {
 
 /// Arithmetic mean; NaN for an empty slice.
 pub fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        f64::NAN
-    } else {
-        xs.iter().sum::<f64>() / xs.len() as f64
-    }
+    if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 }
 }
 
 /// Mean of the finite values only (NaN if none), for optional logged quantities.
@@ -52,12 +48,7 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
 /// 95% percentile-bootstrap interval of the mean of `values`: `n_boot` resamples of size n drawn
 /// with replacement using `rng.below(n)`. Returns (NaN, NaN) when there is nothing to resample.
 pub fn bootstrap_ci(values: &[f64], n_boot: usize, rng: &mut SplitMix64) -> (f64, f64) {
-    bootstrap_cis(
-        values.len(),
-        n_boot,
-        rng,
-        &mut [&mut |idx: &[usize]| idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64],
-    )[0]
+    bootstrap_cis(values.len(), n_boot, rng, &mut [&mut |idx: &[usize]| idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64])[0]
 }
 
 /// A statistic of a bootstrap resample, given as the indices of the drawn items.
@@ -66,12 +57,7 @@ pub type Statistic<'a> = &'a mut dyn FnMut(&[usize]) -> f64;
 /// 95% percentile-bootstrap intervals of several statistics of the same n items, each evaluated on
 /// the same `n_boot` resamples (index vectors drawn with `rng.below(n)`), so one RNG stream gives
 /// all of a row's intervals. (NaN, NaN) per statistic when there is nothing to resample.
-pub fn bootstrap_cis(
-    n: usize,
-    n_boot: usize,
-    rng: &mut SplitMix64,
-    stats: &mut [Statistic],
-) -> Vec<(f64, f64)> {
+pub fn bootstrap_cis(n: usize, n_boot: usize, rng: &mut SplitMix64, stats: &mut [Statistic]) -> Vec<(f64, f64)> {
     if n == 0 || n_boot == 0 {
         return vec![(f64::NAN, f64::NAN); stats.len()];
     }
@@ -103,18 +89,12 @@ pub fn stratified_mean_ci(strata: &[Vec<f64>], n_boot: usize, rng: &mut SplitMix
     }
     let mut means: Vec<f64> = (0..n_boot)
         .map(|_| {
-            let total: f64 = strata
-                .iter()
-                .map(|s| (0..s.len()).map(|_| s[rng.below(s.len())]).sum::<f64>() / s.len() as f64)
-                .sum();
+            let total: f64 = strata.iter().map(|s| (0..s.len()).map(|_| s[rng.below(s.len())]).sum::<f64>() / s.len() as f64).sum();
             total / strata.len() as f64
         })
         .collect();
     means.sort_by(f64::total_cmp);
-    (
-        quantile_sorted(&means, 0.025),
-        quantile_sorted(&means, 0.975),
-    )
+    (quantile_sorted(&means, 0.025), quantile_sorted(&means, 0.975))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,8 +149,7 @@ pub fn lc_win_rate(pts: &[(f64, f64)]) -> f64 {
     let mut obj = lc_objective(pts, a, b);
     for _ in 0..LC_MAX_ITER {
         // gradient g and negative Hessian h of the penalised log-likelihood
-        let (mut g0, mut g1, mut h00, mut h01, mut h11) =
-            (-LC_RIDGE * a, -LC_RIDGE * b, LC_RIDGE, 0.0, LC_RIDGE);
+        let (mut g0, mut g1, mut h00, mut h01, mut h11) = (-LC_RIDGE * a, -LC_RIDGE * b, LC_RIDGE, 0.0, LC_RIDGE);
         for &(x, y) in pts {
             let p = sigmoid(a + b * x);
             let w = p * (1.0 - p);
@@ -212,13 +191,8 @@ pub fn lc_win_rate(pts: &[(f64, f64)]) -> f64 {
 /// deviation of the differences; all zeros when they do not vary.
 pub fn standardized(diffs: &[f64]) -> Vec<f64> {
     let m = mean(diffs);
-    let sd =
-        (diffs.iter().map(|d| (d - m) * (d - m)).sum::<f64>() / diffs.len().max(1) as f64).sqrt();
-    if sd > 0.0 && sd.is_finite() {
-        diffs.iter().map(|d| d / sd).collect()
-    } else {
-        vec![0.0; diffs.len()]
-    }
+    let sd = (diffs.iter().map(|d| (d - m) * (d - m)).sum::<f64>() / diffs.len().max(1) as f64).sqrt();
+    if sd > 0.0 && sd.is_finite() { diffs.iter().map(|d| d / sd).collect() } else { vec![0.0; diffs.len()] }
 }
 
 /// Pool per-seed per-prompt values: keep the prompts present in every seed and average each one's
@@ -270,84 +244,6 @@ pub fn verdict(ci_low: f64, ci_high: f64, threshold: f64) -> Verdict {
         Verdict::NotReproduced
     } else {
         Verdict::Inconclusive
-    }
-}
-
-/// The per-cell summary that `metrics.csv` reports for one (seed, policy, prompt set).
-/// `truncation_rate` is the share of responses that hit the length limit (`max_new_tokens`)
-/// without an end token. The reference-based metrics exist only when every response of the cell
-/// has a reference.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CellStats {
-    pub n_prompts: usize,
-    pub refusal_rate: f64,
-    pub mean_length_tokens: f64,
-    pub truncation_rate: f64,
-    pub judge_score_mean: f64,
-    pub rouge_l_f1: Option<f64>,
-    pub length_ratio: Option<f64>,
-}
-
-/// One response as `metrics.csv` sees it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Response {
-    pub length_tokens: f64,
-    pub truncated: bool,
-    pub refused: bool,
-    pub judge_score: f64,
-    /// (ROUGE-L F1 against the reference, length_tokens / reference length) if it has a reference.
-    pub vs_reference: Option<(f64, f64)>,
-}
-
-/// Names (and order) of the metrics in `metrics.csv`.
-pub const CELL_METRICS: [&str; 7] = [
-    "refusal_rate",
-    "mean_length_tokens",
-    "truncation_rate",
-    "judge_score_mean",
-    "rouge_l_f1",
-    "length_ratio",
-    "n_prompts",
-];
-
-impl CellStats {
-    /// Summarise a cell's responses.
-    pub fn from_rows(rows: &[Response]) -> Self {
-        let frac = |f: &dyn Fn(&Response) -> f64| mean(&rows.iter().map(f).collect::<Vec<_>>());
-        // reference metrics only if every row has a reference (a partial mean would mislead)
-        let refs: Option<Vec<(f64, f64)>> = rows.iter().map(|r| r.vs_reference).collect();
-        let refs = refs.filter(|v| !v.is_empty());
-        Self {
-            n_prompts: rows.len(),
-            refusal_rate: frac(&|r| r.refused as u8 as f64),
-            mean_length_tokens: frac(&|r| r.length_tokens),
-            truncation_rate: frac(&|r| r.truncated as u8 as f64),
-            judge_score_mean: frac(&|r| r.judge_score),
-            rouge_l_f1: refs
-                .as_ref()
-                .map(|v| mean(&v.iter().map(|p| p.0).collect::<Vec<_>>())),
-            length_ratio: refs
-                .as_ref()
-                .map(|v| mean(&v.iter().map(|p| p.1).collect::<Vec<_>>())),
-        }
-    }
-
-    /// The metrics this cell has, in [`CELL_METRICS`] order.
-    pub fn values(&self) -> Vec<(&'static str, f64)> {
-        let all = [
-            Some(self.refusal_rate),
-            Some(self.mean_length_tokens),
-            Some(self.truncation_rate),
-            Some(self.judge_score_mean),
-            self.rouge_l_f1,
-            self.length_ratio,
-            Some(self.n_prompts as f64),
-        ];
-        CELL_METRICS
-            .iter()
-            .zip(all)
-            .filter_map(|(m, v)| v.map(|v| (*m, v)))
-            .collect()
     }
 }
 
@@ -403,16 +299,10 @@ mod tests {
         let c = bootstrap_ci(&w, 2000, &mut SplitMix64::derive(42, 3));
         let d = bootstrap_ci(&w, 2000, &mut SplitMix64::derive(42, 4));
         assert_ne!(c, d, "a different stream should resample differently");
-        assert!(
-            (c.0 - d.0).abs() < 0.05 && (c.1 - d.1).abs() < 0.05,
-            "{c:?} vs {d:?}"
-        );
+        assert!((c.0 - d.0).abs() < 0.05 && (c.1 - d.1).abs() < 0.05, "{c:?} vs {d:?}");
         assert!(c.0 < mean(&w) && mean(&w) < c.1);
         // Constant data has a degenerate interval; empty data has none.
-        assert_eq!(
-            bootstrap_ci(&[0.7; 5], 100, &mut SplitMix64::new(1)),
-            (0.7, 0.7)
-        );
+        assert_eq!(bootstrap_ci(&[0.7; 5], 100, &mut SplitMix64::new(1)), (0.7, 0.7));
         assert!(bootstrap_ci(&[], 100, &mut SplitMix64::new(1)).0.is_nan());
     }
 
@@ -431,68 +321,15 @@ mod tests {
     }
 
     #[test]
-    fn cell_stats_on_literal_rows() {
-        let r = |len, trunc, refused, judge, vs_reference| Response {
-            length_tokens: len,
-            truncated: trunc,
-            refused,
-            judge_score: judge,
-            vs_reference,
-        };
-        let mut rows = vec![
-            r(10.0, false, true, 0.5, Some((0.5, 1.0))),
-            r(20.0, true, false, -0.5, Some((0.25, 2.0))),
-            r(30.0, false, true, 1.0, Some((0.0, 3.0))),
-            r(40.0, false, false, 0.0, Some((0.25, 2.0))),
-        ];
-        let s = CellStats::from_rows(&rows);
-        assert_eq!(s.n_prompts, 4);
-        assert_eq!(s.refusal_rate, 0.5);
-        assert_eq!(s.mean_length_tokens, 25.0);
-        assert_eq!(s.truncation_rate, 0.25);
-        assert_eq!(s.judge_score_mean, 0.25);
-        assert_eq!(s.rouge_l_f1, Some(0.25));
-        assert_eq!(s.length_ratio, Some(2.0));
-        assert_eq!(s.values().len(), 7);
-        // one row without a reference: no reference metrics at all, not a partial mean
-        rows[3].vs_reference = None;
-        let s = CellStats::from_rows(&rows);
-        assert_eq!((s.rouge_l_f1, s.length_ratio), (None, None));
-        let names: Vec<&str> = s.values().iter().map(|v| v.0).collect();
-        assert_eq!(
-            names,
-            [
-                "refusal_rate",
-                "mean_length_tokens",
-                "truncation_rate",
-                "judge_score_mean",
-                "n_prompts"
-            ]
-        );
-    }
-
-    #[test]
     fn shared_resamples_give_the_plain_bootstrap_interval() {
         let v = [0.13, 0.97, 0.42, 0.58, 0.71, 0.05, 0.33, 0.89, 0.26, 0.64];
         let plain = bootstrap_ci(&v, 500, &mut SplitMix64::derive(5, 1));
         let mut mean_of = |idx: &[usize]| idx.iter().map(|&i| v[i]).sum::<f64>() / idx.len() as f64;
         let mut max_of = |idx: &[usize]| idx.iter().map(|&i| v[i]).fold(f64::MIN, f64::max);
-        let both = bootstrap_cis(
-            10,
-            500,
-            &mut SplitMix64::derive(5, 1),
-            &mut [&mut mean_of, &mut max_of],
-        );
-        assert_eq!(
-            both[0], plain,
-            "the mean's interval must not depend on the other statistics"
-        );
+        let both = bootstrap_cis(10, 500, &mut SplitMix64::derive(5, 1), &mut [&mut mean_of, &mut max_of]);
+        assert_eq!(both[0], plain, "the mean's interval must not depend on the other statistics");
         assert!(both[1].0 <= both[1].1 && both[1].1 == 0.97);
-        assert!(
-            bootstrap_cis(0, 10, &mut SplitMix64::new(1), &mut [&mut mean_of])[0]
-                .0
-                .is_nan()
-        );
+        assert!(bootstrap_cis(0, 10, &mut SplitMix64::new(1), &mut [&mut mean_of])[0].0.is_nan());
     }
 
     /// Deterministic pseudo-random outcomes: y = 1 with probability σ(k·x), via SplitMix64.
@@ -527,9 +364,7 @@ mod tests {
 
         // Deterministic version: longer wins, equal lengths tie. Separable, so only the ridge and
         // the ties at x = 0 pin the intercept; still finite and at 0.5.
-        let mut det: Vec<(f64, f64)> = (-3..=12)
-            .map(|d| (d as f64, win_outcome(d as f64, 0.0)))
-            .collect();
+        let mut det: Vec<(f64, f64)> = (-3..=12).map(|d| (d as f64, win_outcome(d as f64, 0.0))).collect();
         det.push((0.0, 0.5));
         let det = with_standardized_x(&det);
         let (r, lc) = (raw(&det), lc_win_rate(&det));
@@ -541,14 +376,7 @@ mod tests {
     fn lc_equals_raw_when_length_does_not_matter() {
         // The outcome ignores length (k = 0) but A wins 70% of the time.
         let mut rng = SplitMix64::new(3);
-        let pts: Vec<(f64, f64)> = (0..4000)
-            .map(|_| {
-                (
-                    8.0 + 20.0 * (rng.next_f64() - 0.5),
-                    (rng.next_f64() < 0.7) as u8 as f64,
-                )
-            })
-            .collect();
+        let pts: Vec<(f64, f64)> = (0..4000).map(|_| (8.0 + 20.0 * (rng.next_f64() - 0.5), (rng.next_f64() < 0.7) as u8 as f64)).collect();
         let pts = with_standardized_x(&pts);
         let (r, lc) = (raw(&pts), lc_win_rate(&pts));
         assert!((lc - r).abs() < 0.03, "lc {lc} vs raw {r}");
@@ -565,8 +393,7 @@ mod tests {
     fn lc_never_gives_nan_on_separable_outcomes() {
         // Separable without ties: the maximum likelihood is at infinity; the fit must still stop
         // at a finite number in [0, 1], the same one on every call.
-        let pts =
-            with_standardized_x(&[(-5.0, 0.0), (-1.0, 0.0), (2.0, 1.0), (7.0, 1.0), (9.0, 1.0)]);
+        let pts = with_standardized_x(&[(-5.0, 0.0), (-1.0, 0.0), (2.0, 1.0), (7.0, 1.0), (9.0, 1.0)]);
         let lc = lc_win_rate(&pts);
         assert!(lc.is_finite() && (0.0..=1.0).contains(&lc), "{lc}");
         assert_eq!(lc, lc_win_rate(&pts));
@@ -583,19 +410,9 @@ mod tests {
         );
         // two strata of very different size: the interval is around the mean of the two means
         // (0.6875 and 0.2), not the pooled mean of all items
-        let b = vec![
-            0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0,
-            0.0, 0.0, 1.0,
-        ];
+        let b = vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
         let (lo, hi) = stratified_mean_ci(&[a.clone(), b], 2000, &mut SplitMix64::new(9));
-        assert!(
-            lo < 0.44375 && 0.44375 < hi && hi - lo < 0.5,
-            "[{lo}, {hi}]"
-        );
-        assert!(
-            stratified_mean_ci(&[a, vec![]], 10, &mut SplitMix64::new(1))
-                .0
-                .is_nan()
-        );
+        assert!(lo < 0.44375 && 0.44375 < hi && hi - lo < 0.5, "[{lo}, {hi}]");
+        assert!(stratified_mean_ci(&[a, vec![]], 10, &mut SplitMix64::new(1)).0.is_nan());
     }
 }

@@ -4,10 +4,11 @@
 //! the real-data tables or their average (`paper::write_paper` splits the directories by judge).
 
 use super::gates::{failed, gated};
-use super::markdown::{cell, f3, headline, headline_on, pct, refusal_headline, table, void_if_collapsed};
 use super::paper::{Run, length_diff, ood_sets};
 use super::stats::Verdict;
-use super::tables::{Group, pooled_metric, pooled_win};
+use super::tables::{Group, pooled_metric};
+use super::verdicts::{cell, f3, headline, headline_on, pct, refusal_headline, table, void_if_collapsed};
+use super::wins::pooled_win;
 use std::fmt::Write;
 
 /// Streams of the world length differences (after `paper.rs`'s real-data streams).
@@ -43,7 +44,13 @@ pub(super) fn section(o: &mut String, runs: &[Run]) {
             let refusal = match &c.refusal {
                 Some((text, v)) => {
                     let rate = |p: &str| pooled_metric(&run.metrics, g, p, "benign", "refusal_rate").map_or("n/a".into(), pct);
-                    format!("SFT {} → scalar {} / seq2seq {}; scalar − seq2seq {text} **{}**", rate("sft"), rate("ppo_scalar"), rate("ppo_seq2seq"), v.as_str())
+                    format!(
+                        "SFT {} → scalar {} / seq2seq {}; scalar − seq2seq {text} **{}**",
+                        rate("sft"),
+                        rate("ppo_scalar"),
+                        rate("ppo_seq2seq"),
+                        v.as_str()
+                    )
                 }
                 None => "—".to_string(),
             };
@@ -104,7 +111,8 @@ struct Claims {
 
 fn claims(run: &Run, g: &Group, ri: usize) -> Claims {
     let gate = |(text, v): (String, Verdict)| (text, gated(v, &run.info.gates));
-    let refusal = pooled_metric(&run.metrics, g, "sft", "benign", "refusal_rate").map(|_| gate(refusal_headline(&run.refusal, g, &run.metrics)));
+    let refusal =
+        pooled_metric(&run.metrics, g, "sft", "benign", "refusal_rate").map(|_| gate(refusal_headline(&run.refusal, g, &run.metrics)));
     let length = is_summary(run).then(|| {
         let (len, v) = length_diff(run, g, "ppo_scalar", "ppo_seq2seq", WORLD_LENGTH_STREAM + ri as u64);
         gate(void_if_collapsed(len, v, &run.metrics, g, "the length difference is not evidence"))
@@ -137,7 +145,11 @@ pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
     let experiments: std::collections::BTreeSet<&str> =
         runs.iter().filter(|r| r.info.judge == "gold").map(|r| r.info.experiment.as_str()).collect();
     for e in experiments {
-        let of = |profile: &str| runs.iter().enumerate().find(|(_, r)| r.info.judge == "gold" && r.info.experiment == e && r.info.profile == profile && r.name == dir_of(e, profile));
+        let of = |profile: &str| {
+            runs.iter().enumerate().find(|(_, r)| {
+                r.info.judge == "gold" && r.info.experiment == e && r.info.profile == profile && r.name == dir_of(e, profile)
+            })
+        };
         let Some((pi, planted)) = of("default") else { continue };
         let Some(g) = planted.groups.first() else { continue };
         let planted_claims = claims(planted, g, pi);
@@ -153,7 +165,10 @@ pub(super) fn claims_under_control(o: &mut String, runs: &[Run]) {
             let null_failed = null.map(|(_, n)| failed(&n.info.gates)).unwrap_or_default();
             let control = match nv {
                 Some(v) if null_failed.is_empty() => format!("null control: **{}**", v.as_str()),
-                Some(_) => format!("null control: gate(s) {} failed, so it controls nothing", null_failed.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")),
+                Some(_) => format!(
+                    "null control: gate(s) {} failed, so it controls nothing",
+                    null_failed.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+                ),
                 None => "no null control run".to_string(),
             };
             // A null control that failed its gates is no control at all.
