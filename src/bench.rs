@@ -228,7 +228,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             push("train", "tokens/s", t.iter().map(|r| r[0]).collect());
         }
         if opts.benchmarks.iter().any(|b| b == "generate") {
-            let model: Lm = cfg.init_seeded(&dev, 2);
+            let model: Lm = cfg.init_seeded(&dev, 2).with_lora(&cfg.lora, &dev, 2);
             let prompts = random_rows(&mut rng, sh.gen_batch, sh.gen_prompt, v);
             // An end token outside the vocabulary: every row generates all `gen_new` tokens.
             let gen_cfg = GenConfig { max_new_tokens: sh.gen_new, eos: v as u32, pad: crate::text::PAD, greedy: false };

@@ -1,23 +1,31 @@
-//! LoRA roles over one frozen base (`model.lora`), with burn's own adapters
-//! ([`Module::apply_lora`]): every trained role (SFT policy, scalar RM, seq2seq RM, judge, PPO
-//! policy) is the base plus a rank-`r` adapter on the chosen linear weights, plus the score and
-//! value heads, trained in full. The base tensors are never updated, so every role's clone shares
-//! them in memory; the reference policy is the SFT model itself (no copy).
+//! LoRA roles over one frozen base (`model.lora`): every trained role (SFT policy, scalar RM,
+//! seq2seq RM, judge, PPO policy) is the base plus rank-`r` adapters on the chosen linear layers,
+//! plus the score and value heads, trained in full. The base tensors are never updated, so every
+//! role's clone shares them in memory; the reference policy is the SFT model itself (no copy).
 //!
-//! An RM or the PPO policy starts from the SFT model, so its adapter starts as a copy of the SFT
-//! adapter; the judge starts from the base with a fresh one. `rank = 0` is full fine-tuning, the
+//! An RM or the PPO policy starts from the SFT model, so its adapters start as a copy of the SFT
+//! adapters; the judge starts from the base with fresh ones. `rank = 0` is full fine-tuning, the
 //! behaviour of the from-scratch presets. Stage-cache entries and PPO checkpoints of a LoRA model
 //! hold the adapters and heads only ([`Lm::save_weights`]).
+//!
+//! Why not burn's `Module::apply_lora`: it composes the dense weight `W + s·A·B` at every forward
+//! pass, so the backward pass still computes the full weight gradient `xᵀ·dy` of every adapted
+//! layer before reducing it to the factors; measured at the SmolLM2 shape (`s2rm bench --presets
+//! pretrained,pretrained-lora`), its training step was as slow as full fine-tuning (1.02×). Here
+//! the adapter is a side path `y = x·W + s·(x·A)·B` over an untracked `W`, so the backward pass
+//! computes only `dx` through the base and rank-`r` products for the factors.
 
-use super::Lm;
+use super::{Lm, Mlp};
 use anyhow::{Context, Result, bail};
-use burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup};
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::nn::Linear;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
+use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The linear weights an adapter may target: the fused query/key/value and output projections,
+/// The linear layers an adapter may target: the fused query/key/value and output projections,
 /// the MLP's layers (`gate_up`, `down` in the llama family; `fc1`, `fc2` in gpt).
 pub const TARGETS: [&str; 6] = ["qkv", "proj", "gate_up", "down", "fc1", "fc2"];
 
@@ -58,18 +66,43 @@ impl LoraConfig {
         Ok(())
     }
 
-    /// The base weights that get an adapter: `blocks.<i>.<layer>.weight`, or
-    /// `blocks.<i>.mlp.<variant>.<layer>.weight` for the MLP (module paths name enum variants).
-    fn base_group(&self) -> ParamGroup {
-        let names: Vec<&str> = if self.targets.is_empty() { TARGETS.to_vec() } else { self.targets.iter().map(String::as_str).collect() };
-        let pattern = format!(r"^blocks\.\d+\.(mlp\.(SwiGlu|Gelu)\.)?({})\.weight$", names.join("|"));
-        ParamGroup::from_regex(pattern).expect("static LoRA target pattern")
+    fn targets(&self, layer: &str) -> bool {
+        self.targets.is_empty() || self.targets.iter().any(|t| t == layer)
+    }
+}
+
+/// A LoRA adapter of one linear layer: `s·(x·A)·B`, `A` `[d_in, r]`, `B` `[r, d_out]`.
+#[derive(Module, Debug)]
+pub struct Adapter {
+    a: Param<Tensor<2>>,
+    b: Param<Tensor<2>>,
+    scale: f64,
+}
+
+impl Adapter {
+    /// The standard initialisation: `A ~ N(0, 1/r)` (burn's default too), `B = 0`, so that a fresh
+    /// adapter adds exactly zero.
+    fn new(base: &Linear, rank: usize, scale: f64, device: &Device) -> Self {
+        let [d_in, d_out] = base.weight.shape().dims();
+        let a = Tensor::<2>::random([d_in, rank], Distribution::Normal(0.0, 1.0 / rank as f64), device);
+        Self { a: Param::from_tensor(a), b: Param::from_tensor(Tensor::zeros([rank, d_out], device)), scale }
+    }
+}
+
+/// `base(x)`, plus the adapter's side path when there is one.
+pub(super) fn adapted(base: &Linear, adapter: &Option<Adapter>, x: Tensor<3>) -> Tensor<3> {
+    match adapter {
+        None => base.forward(x),
+        Some(ad) => {
+            let side = x.clone().matmul(ad.a.val().unsqueeze()).matmul(ad.b.val().unsqueeze()).mul_scalar(ad.scale);
+            base.forward(x) + side
+        }
     }
 }
 
 /// What a LoRA model trains and stores: the adapter factors and the two scalar heads.
 fn trainable() -> ParamGroup {
-    ParamGroup::from_regex(r"(\.lora\.[ab]$)|(^(score_head|value_head)\.)").expect("static pattern")
+    ParamGroup::from_regex(r"(_lora\.[ab]$)|(^(score_head|value_head)\.)").expect("static pattern")
 }
 
 /// Counts the adapter factors of a module.
@@ -87,7 +120,7 @@ impl ModuleVisitor for Adapters {
         self.path.pop();
     }
     fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<D>>) {
-        if self.path.iter().any(|p| p == "lora") {
+        if self.path.iter().any(|p| p.ends_with("_lora")) {
             self.n += 1;
         }
     }
@@ -97,12 +130,23 @@ impl Lm {
     /// The model with fresh adapters (A random, seeded; B = 0, so its outputs equal the model's)
     /// on `cfg`'s targets, every other weight frozen but the score and value heads. A model that
     /// already has adapters (an RM or policy starting from a LoRA SFT model) keeps them.
-    pub fn with_lora(self, cfg: &LoraConfig, device: &Device, seed: u64) -> Lm {
+    pub fn with_lora(mut self, cfg: &LoraConfig, device: &Device, seed: u64) -> Lm {
         if !cfg.enabled() || self.n_adapters() > 0 {
             return self;
         }
-        let lora = Lora::new(cfg.rank, cfg.alpha).set_param_group(cfg.base_group());
-        super::seeded(device, seed, || self.apply_lora(lora).unfreeze_group(trainable()))
+        let scale = cfg.alpha / cfg.rank as f64;
+        let make = |layer: &str, base: &Linear| cfg.targets(layer).then(|| Adapter::new(base, cfg.rank, scale, device));
+        super::seeded(device, seed, || {
+            for b in &mut self.blocks {
+                b.qkv_lora = make("qkv", &b.qkv);
+                b.proj_lora = make("proj", &b.proj);
+                match &mut b.mlp {
+                    Mlp::SwiGlu(m) => (m.gate_up_lora, m.down_lora) = (make("gate_up", &m.gate_up), make("down", &m.down)),
+                    Mlp::Gelu(m) => (m.fc1_lora, m.fc2_lora) = (make("fc1", &m.fc1), make("fc2", &m.fc2)),
+                }
+            }
+            self.freeze().unfreeze_group(trainable())
+        })
     }
 
     /// Number of adapter factors (two per adapted weight).
@@ -176,7 +220,7 @@ mod tests {
             fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
                 let path = self.1.join(".");
                 let has = self.0.get::<D>(p.id).is_some();
-                let should = path.contains(".lora.") || path.starts_with("score_head") || path.starts_with("value_head");
+                let should = path.contains("_lora.") || path.starts_with("score_head") || path.starts_with("value_head");
                 assert!(!has || should, "{path} got a gradient");
                 self.2 += has as usize;
                 self.3 += should as usize;

@@ -18,6 +18,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use crate::fused::{log_softmax, softmax};
+use lora::{Adapter, adapted};
 use burn::tensor::activation::{gelu, silu};
 use serde::{Deserialize, Serialize};
 
@@ -159,6 +160,8 @@ pub enum Mlp {
 pub struct GeluMlp {
     fc1: Linear,
     fc2: Linear,
+    fc1_lora: Option<Adapter>,
+    fc2_lora: Option<Adapter>,
 }
 
 #[derive(Module, Debug)]
@@ -166,17 +169,19 @@ pub struct SwiGluMlp {
     gate_up: Linear,
     down: Linear,
     d_ff: usize,
+    gate_up_lora: Option<Adapter>,
+    down_lora: Option<Adapter>,
 }
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
-            Mlp::Gelu(m) => m.fc2.forward(gelu(m.fc1.forward(x))),
+            Mlp::Gelu(m) => adapted(&m.fc2, &m.fc2_lora, gelu(adapted(&m.fc1, &m.fc1_lora, x))),
             Mlp::SwiGlu(m) => {
-                let gu = m.gate_up.forward(x);
+                let gu = adapted(&m.gate_up, &m.gate_up_lora, x);
                 let gate = gu.clone().narrow(2, 0, m.d_ff);
                 let up = gu.narrow(2, m.d_ff, m.d_ff);
-                m.down.forward(silu(gate) * up)
+                adapted(&m.down, &m.down_lora, silu(gate) * up)
             }
         }
     }
@@ -192,6 +197,9 @@ pub struct Block {
     mlp: Mlp,
     n_heads: usize,
     n_kv_heads: usize,
+    /// LoRA adapters of `qkv` and `proj` (`model.lora`; `None` in full fine-tuning).
+    qkv_lora: Option<Adapter>,
+    proj_lora: Option<Adapter>,
 }
 
 /// Decoder-only LM with three heads: next-token logits, a scalar score (reward models, judge) and a
@@ -244,12 +252,14 @@ impl LmConfig {
                 proj: linear(d, d),
                 ln2: norm(),
                 mlp: if llama {
-                    Mlp::SwiGlu(SwiGluMlp { gate_up: linear(d, 2 * self.d_ff), down: linear(self.d_ff, d), d_ff: self.d_ff })
+                    Mlp::SwiGlu(SwiGluMlp { gate_up: linear(d, 2 * self.d_ff), down: linear(self.d_ff, d), d_ff: self.d_ff, gate_up_lora: None, down_lora: None })
                 } else {
-                    Mlp::Gelu(GeluMlp { fc1: linear(d, self.d_ff), fc2: linear(self.d_ff, d) })
+                    Mlp::Gelu(GeluMlp { fc1: linear(d, self.d_ff), fc2: linear(self.d_ff, d), fc1_lora: None, fc2_lora: None })
                 },
                 n_heads: self.n_heads,
                 n_kv_heads: self.kv_heads(),
+                qkv_lora: None,
+                proj_lora: None,
             })
             .collect();
         Lm {
@@ -361,7 +371,7 @@ impl Block {
         let (h, hkv) = (self.n_heads, self.n_kv_heads);
         let dh = d / h;
         let kvd = hkv * dh;
-        let qkv = self.qkv.forward(self.ln1.forward(x.clone()));
+        let qkv = adapted(&self.qkv, &self.qkv_lora, self.ln1.forward(x.clone()));
         let split = |start: usize, width: usize, heads: usize| {
             qkv.clone()
                 .narrow(2, start, width)
@@ -392,7 +402,7 @@ impl Block {
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f64).sqrt()) + bias;
         let att = softmax(scores, 3);
         let ctx = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        let x = x + self.proj.forward(ctx);
+        let x = x + adapted(&self.proj, &self.proj_lora, ctx);
         let m = self.mlp.forward(self.ln2.forward(x.clone()));
         x + m
     }

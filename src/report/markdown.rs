@@ -37,6 +37,7 @@ pub fn render_markdown(d: &ReportData) -> String {
     bullets(&mut o, "## Caveats\n\n", &caveats);
     win_rates(&mut o, d);
     generation_metrics(&mut o, d);
+    o.push_str(&super::samples::section(d.generations));
     reward_models(&mut o, d);
     logs(&mut o, d);
     run_facts(&mut o, d);

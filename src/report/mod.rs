@@ -28,6 +28,7 @@ mod logs;
 mod markdown;
 mod paper;
 mod rouge;
+mod samples;
 mod stats;
 mod tables;
 mod verdicts;
@@ -73,6 +74,7 @@ pub fn render(dir: &Path) -> Result<()> {
         ppo: &logs::ppo_finals(&inp.ppo),
         train: &logs::train_finals(&inp.train),
         sanity: &inp.refusal_sanity,
+        generations: gens,
     });
     write_atomic(&dir.join("REPORT.md"), md.as_bytes())
 }

@@ -31,6 +31,8 @@ pub struct ReportData<'a> {
     pub ppo: &'a [PpoFinal],
     pub train: &'a [TrainFinal],
     pub sanity: &'a [RefusalSanity],
+    /// Every answer, for the sample-answers section.
+    pub generations: &'a [super::inputs::Generation],
 }
 
 impl ReportData<'_> {
@@ -341,6 +343,7 @@ mod tests {
             ppo: &[],
             train: &[],
             sanity: &[],
+            generations: &[],
         };
         let c = caveats(&d, &g);
         assert_eq!(c.len(), 3, "{c:?}");

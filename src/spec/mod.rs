@@ -106,6 +106,9 @@ pub struct ScalarRmSpec {
     pub score_l2: f64,
     /// PPO reward = (score - mean) / std over the RM's training responses, then clipped.
     pub normalize: bool,
+    /// Training pairs whose scores give that mean and std (the first this many).
+    #[serde(default = "norm_pairs", skip_serializing_if = "is_norm_pairs")]
+    pub norm_pairs: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -176,6 +179,11 @@ pub struct EvalSpec {
     pub max_new_tokens: usize,
     pub n_bootstrap: usize,
     pub bootstrap_seed: u64,
+    /// Held-out pairs of the eval split the reward models and the judge are measured on
+    /// (`rm_eval.csv`), the first this many; 0 = all. Measuring trains nothing, so it is no part of
+    /// any stage key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_rm_pairs: usize,
     /// Out-of-distribution prompt sets: set name (`ood_…`) → prompt datasets pooled into it (capped
     /// at `max_prompts_per_set`). No stage trains on them, and the `eval` table is not part of the
     /// stage-cache key, so adding a set to a finished run reuses every trained model.
@@ -191,6 +199,18 @@ pub struct Resolved {
     pub profile: String,
 }
 
+fn norm_pairs() -> usize {
+    512
+}
+
+fn is_norm_pairs(n: &usize) -> bool {
+    *n == norm_pairs()
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn yes() -> bool {
     true
 }
@@ -204,9 +224,10 @@ fn is_true(b: &bool) -> bool {
 }
 
 /// Profiles a spec may define: `smoke` (seconds, what the tests run), `default` (the committed
-/// results, model preset `tiny`), `small` (the second model size, same steps), `gpu` (pretrained),
-/// `null` (a controlled world's null control: its planted biases off).
-pub const PROFILES: [&str; 5] = ["smoke", "default", "small", "gpu", "null"];
+/// results, model preset `tiny`), `small` (the second model size, same steps), `pretrained`
+/// (SmolLM2-135M as LoRA roles, a budget for the 2-core CPU), `gpu` (SmolLM2-135M fine-tuned in
+/// full, a GPU budget), `null` (a controlled world's null control: its planted biases off).
+pub const PROFILES: [&str; 6] = ["smoke", "default", "small", "pretrained", "gpu", "null"];
 
 pub mod schema;
 use schema::{Problem, Schema};
@@ -619,9 +640,14 @@ pub fn validate(s: &Spec) -> Result<()> {
         ("data.max_pairs_per_split", d.max_pairs_per_split, 10_000_000, "0 means all pairs"),
         ("data.max_corpus_docs", d.max_corpus_docs, 10_000_000, "0 means all documents"),
         ("eval.max_prompts_per_set", s.eval.max_prompts_per_set, 100_000, "0 means all prompts"),
+        ("eval.max_rm_pairs", s.eval.max_rm_pairs, 10_000_000, "0 means all pairs"),
+        ("scalar_rm.norm_pairs", s.scalar_rm.norm_pairs, 10_000_000, "512 pairs give a stable mean and std"),
         ("eval.n_bootstrap", s.eval.n_bootstrap, 100_000, "10,000 resamples already give stable 95% intervals"),
     ] {
         at_most(key, v, max, why)?;
+    }
+    if s.scalar_rm.normalize && s.scalar_rm.norm_pairs == 0 {
+        bail!("`scalar_rm.norm_pairs` must be at least 1 when `scalar_rm.normalize` is true (default 512)");
     }
     non_negative("scalar_rm.score_l2", s.scalar_rm.score_l2)?;
     non_negative("judge.score_l2", s.judge.score_l2)?;

@@ -16,6 +16,6 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
         crate::train::scalar_rm(start.clone(), tpl, "judge", &tokens.judge_pairs, mp, mr, j.batch_size, j.score_l2, &loop_cfg(j.steps, j.lr, j.warmup_steps, j.grad_clip), call.seed ^ 0x33, &ctx.ad)
     })?;
     let m = m.valid();
-    let metrics = crate::eval::scalar_rm_metrics(&m, tpl, &tokens.eval_pairs, mp, mr, 32, &ctx.dev);
+    let metrics = crate::eval::scalar_rm_metrics(&m, tpl, ctx.rm_eval_pairs(tokens), mp, mr, 32, &ctx.dev);
     Ok(Out::Lm(Some(m), log, metrics))
 }

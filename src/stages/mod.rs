@@ -177,6 +177,12 @@ impl Ctx<'_> {
     pub fn budgets(&self) -> (usize, usize) {
         (self.spec.data.max_prompt_tokens, self.spec.data.max_response_tokens)
     }
+
+    /// The held-out pairs a reward model or the judge is measured on (`eval.max_rm_pairs`).
+    pub fn rm_eval_pairs<'t>(&self, tokens: &'t Tokens) -> &'t [crate::train::PairIds] {
+        let n = self.spec.eval.max_rm_pairs;
+        &tokens.eval_pairs[..if n == 0 { tokens.eval_pairs.len() } else { n.min(tokens.eval_pairs.len()) }]
+    }
 }
 
 /// What a stage hands on. Models are dropped (`None`) once every stage that reads them has

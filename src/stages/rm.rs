@@ -18,7 +18,7 @@ pub fn seq2seq(ctx: &Ctx, call: &Call) -> Result<Out> {
         crate::train::seq2seq_rm(start.clone(), tpl, &tokens.rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), call.seed ^ 0x55, &ctx.ad)
     })?;
     let m = m.valid();
-    let metrics = eval::seq2seq_rm_metrics(&m, tpl, &tokens.eval_pairs, &q.rule, mp, mr, 32, &ctx.dev);
+    let metrics = eval::seq2seq_rm_metrics(&m, tpl, ctx.rm_eval_pairs(tokens), &q.rule, mp, mr, 32, &ctx.dev);
     let max_response = ctx.spec.ppo.max_new_tokens.max(mr);
     let reward = Seq2seqReward { model: m, tpl: tpl.clone(), device: ctx.dev.clone(), max_prompt: mp, max_response, rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
     Ok(Out::Rm(Some(Box::new(reward)), log, metrics))
@@ -35,9 +35,9 @@ pub fn scalar(ctx: &Ctx, call: &Call) -> Result<Out> {
         crate::train::scalar_rm(start.clone(), tpl, "scalar_rm", rm_pairs, mp, mr, r.batch_size, r.score_l2, &loop_cfg(r.steps, r.lr, r.warmup_steps, r.grad_clip), call.seed ^ 0x44, &ctx.ad)
     })?;
     let m = m.valid();
-    let metrics = eval::scalar_rm_metrics(&m, tpl, &tokens.eval_pairs, mp, mr, 32, &ctx.dev);
+    let metrics = eval::scalar_rm_metrics(&m, tpl, ctx.rm_eval_pairs(tokens), mp, mr, 32, &ctx.dev);
     // Normalise the scalar reward with the RM's own score statistics on its training pairs.
-    let train_stats = eval::scalar_rm_metrics(&m, tpl, &rm_pairs[..rm_pairs.len().min(512)], mp, mr, 32, &ctx.dev);
+    let train_stats = eval::scalar_rm_metrics(&m, tpl, &rm_pairs[..rm_pairs.len().min(r.norm_pairs)], mp, mr, 32, &ctx.dev);
     let stat = |k: &str| train_stats.iter().find(|(m, _)| m == k).map(|(_, v)| *v as f32).unwrap_or(0.0);
     let (mean, std) = if r.normalize { (stat("score_mean"), stat("score_std").max(1e-6)) } else { (0.0, 1.0) };
     let reward = ScalarReward { model: m, tpl: tpl.clone(), device: ctx.dev.clone(), max_prompt: mp, mean, std, clip: ctx.spec.ppo.score_clip };
