@@ -2,8 +2,8 @@
 //! from the derived tables and the logs (`figures.rs` draws them).
 
 use super::figures::{Bar, BarChart, LengthHist, Panel, Panels, RatioChart};
-use super::inputs::{Generation, PpoStep, TrainStep};
-use super::logs::{CurvePoint, RmSummary, ppo_curve, rms_of, stages_of, train_curve};
+use super::inputs::{CurveRow, Generation, PpoStep, TrainStep};
+use super::logs::{CurvePoint, RmSummary, curve, ppo_curve, rms_of, stages_of, train_curve};
 use super::stats::mean;
 use super::tables::{
     ALL_SETS, Group, MetricRow, POLICY_ORDER, SET_ORDER, SeedKey, distinct, in_distribution, log_groups, policies_of, pooled_metric, rank,
@@ -237,4 +237,31 @@ pub fn train_panels(train: &[TrainStep]) -> Panels {
         })
         .collect();
     Panels { title: "Training loss per stage (mean over seeds, band = min–max)".into(), x_desc: "step".into(), cols: 3, panels }
+}
+
+/// The seq2seq RM while it trains (`rm_curve.csv`): one panel per measure, a line each for chosen
+/// and rejected inputs (per size when there are several), mean over seeds. Rejected copied as
+/// much as chosen means the divergence rule pays for length.
+pub fn rm_curve_panels(rows: &[CurveRow]) -> Panels {
+    let groups = &log_groups(rows.iter().map(|r| (r.experiment.as_str(), r.size.as_str())));
+    let panels = [
+        ("token copy rate", "token_copy_rate", "token_copy_rate_rejected"),
+        ("exact-copy rate", "copy_rate", "copy_rate_rejected"),
+        ("first divergence (token position)", "first_divergence_chosen", "first_divergence_rejected"),
+    ]
+    .into_iter()
+    .map(|(title, chosen, rejected)| Panel {
+        title: title.to_string(),
+        lines: groups
+            .iter()
+            .flat_map(|g| {
+                [("chosen input", chosen), ("rejected input", rejected)].map(|(label, metric)| {
+                    let points = rows.iter().filter(|r| g.holds(&r.experiment, &r.size) && r.metric == metric).map(|r| (r.step, r.value));
+                    (with_group(label, g, groups), label.to_string(), curve(points))
+                })
+            })
+            .collect(),
+    })
+    .collect();
+    Panels { title: "Seq2seq RM on held-out pairs while it trains (mean over seeds, band = min–max)".into(), x_desc: "seq2seq RM step".into(), cols: 3, panels }
 }

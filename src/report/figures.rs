@@ -42,6 +42,14 @@ pub const FIGURES: [(&str, &str); 8] = [
     ("train_loss", "Training loss per stage (mean over seeds; band: min–max)"),
 ];
 
+/// Drawn when the run measured the seq2seq RM while it trained (`seq2seq_rm.curve_every`).
+pub const RM_CURVE_FIGURE: (&str, &str) = (
+    "rm_curve",
+    "Seq2seq RM on held-out pairs while it trains: how much of chosen and of rejected inputs it copies, \
+     and where it first departs (mean over seeds; band: min–max). Rejected copied as much as chosen: the \
+     divergence rule pays for length",
+);
+
 /// plotters' ab_glyph text backend has no built-in fonts: register DejaVu Sans once per process.
 fn ensure_font() -> Result<()> {
     static FONT_OK: OnceLock<std::result::Result<(), String>> = OnceLock::new();

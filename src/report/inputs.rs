@@ -15,6 +15,8 @@ pub const RM_EVAL: &str = "rm_eval.csv";
 pub const TRAIN_LOG: &str = "train_log.csv";
 pub const REFUSAL_SANITY: &str = "refusal_sanity.csv";
 pub const RUN_INFO: &str = "run_info.json";
+/// Optional: written only when the spec asks for the seq2seq RM's curve.
+pub const RM_CURVE: &str = "rm_curve.csv";
 
 /// One sampled response (a row of `generations.csv`; the prompt text is not needed). `response`,
 /// `reference` and `reference_length_tokens` default to empty, so files written before those
@@ -103,7 +105,17 @@ pub struct RmEval {
     pub value: Option<f64>,
 }
 
-/// One training-loss log line.
+/// One point of the seq2seq RM's curve (`rm_curve.csv`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct CurveRow {
+    pub experiment: String,
+    pub size: String,
+    pub step: i64,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// One training-loss row.
 #[derive(Clone, Debug, Deserialize)]
 pub struct TrainStep {
     pub experiment: String,
@@ -180,6 +192,8 @@ pub struct Inputs {
     pub rm_eval: Vec<RmEval>,
     pub train: Vec<TrainStep>,
     pub refusal_sanity: Vec<RefusalSanity>,
+    /// The seq2seq RM's copy metrics while it trained (`rm_curve.csv`; empty without one).
+    pub rm_curve: Vec<CurveRow>,
     pub info: RunInfo,
 }
 
@@ -211,6 +225,11 @@ impl Inputs {
             rm_eval: load_csv(dir, RM_EVAL, &["experiment", "size", "seed", "model", "metric", "value"], |_| Ok(()))?,
             train: load_csv(dir, TRAIN_LOG, &["experiment", "size", "seed", "stage", "step", "loss"], |_| Ok(()))?,
             refusal_sanity: load_csv(dir, REFUSAL_SANITY, &["source", "response_kind", "n", "refusal_rate"], |_| Ok(()))?,
+            rm_curve: if dir.join(RM_CURVE).is_file() {
+                load_csv(dir, RM_CURVE, &["experiment", "size", "seed", "model", "step", "metric", "value"], |_| Ok(()))?
+            } else {
+                Vec::new()
+            },
             info,
         })
     }

@@ -32,7 +32,7 @@ pub struct CurvePoint {
 }
 
 /// Mean, min and max of the values logged at each step, in step order.
-fn curve(points: impl Iterator<Item = (i64, f64)>) -> Vec<CurvePoint> {
+pub fn curve(points: impl Iterator<Item = (i64, f64)>) -> Vec<CurvePoint> {
     let mut by_step: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for (step, v) in points {
         by_step.entry(step).or_default().push(v);

@@ -1,6 +1,6 @@
 //! `REPORT.md`: the human-readable summary of a results directory, one function per section.
 
-use super::figures::FIGURES;
+use super::figures::{FIGURES, RM_CURVE_FIGURE};
 use super::gates::gated;
 use super::inputs::{PPO_METRICS, RefusalSanity};
 use super::logs::RmSummary;
@@ -43,7 +43,8 @@ pub fn render_markdown(d: &ReportData) -> String {
     run_facts(&mut o, d);
     bullets(&mut o, "## Notes\n\n", &info.notes.iter().map(|n| n.replace('\n', " ")).collect::<Vec<_>>());
     o.push_str("## Figures\n\n");
-    for (name, caption) in FIGURES {
+    let curve = d.rm_curve.then_some(RM_CURVE_FIGURE);
+    for (name, caption) in FIGURES.iter().chain(curve.iter()) {
         let _ = writeln!(o, "**{caption}** ([svg](figures/{name}.svg))\n\n![{name}](figures/{name}.png)\n");
     }
     o.push_str("## Regenerating\n\n");

@@ -63,6 +63,9 @@ pub fn render(dir: &Path) -> Result<()> {
     figures::save(dir, "ppo_curves", &charts::ppo_panels(&inp.ppo))?;
     figures::save(dir, "rm_accuracy", &charts::rm_accuracy_chart(&rm, &groups))?;
     figures::save(dir, "train_loss", &charts::train_panels(&inp.train))?;
+    if !inp.rm_curve.is_empty() {
+        figures::save(dir, "rm_curve", &charts::rm_curve_panels(&inp.rm_curve))?;
+    }
 
     let md = markdown::render_markdown(&verdicts::ReportData {
         info,
@@ -75,6 +78,7 @@ pub fn render(dir: &Path) -> Result<()> {
         train: &logs::train_finals(&inp.train),
         sanity: &inp.refusal_sanity,
         generations: gens,
+        rm_curve: !inp.rm_curve.is_empty(),
     });
     write_atomic(&dir.join("REPORT.md"), md.as_bytes())
 }

@@ -69,7 +69,7 @@ impl Run {
     /// The report data of this run, for the per-group caveats of `verdicts.rs`.
     fn report_data(&self) -> ReportData<'_> {
         let (info, groups, metrics, wins, refusal, rm) = (&self.info, &self.groups, &self.metrics, &self.wins, &self.refusal, &self.rm);
-        ReportData { info, groups, metrics, wins, refusal, rm, ppo: &[], train: &[], sanity: &[], generations: &[] }
+        ReportData { info, groups, metrics, wins, refusal, rm, ppo: &[], train: &[], sanity: &[], generations: &[], rm_curve: false }
     }
 }
 

@@ -47,13 +47,12 @@ pub fn section(gens: &[Generation]) -> String {
         return String::new();
     }
     let mut o = format!(
-        "## Sample answers\n\nSeed {}{}: the first {PER_SET} prompts of each set (prompt text in the eval split), \
+        "## Sample answers\n\nSeed {}{}: the first {PER_SET} prompts of each set by id (the prompt texts are not in `generations.csv`), \
          answers cut at {MAX_CHARS} characters.\n\n",
         first.seed,
         if first.size.is_empty() { String::new() } else { format!(", size `{}`", first.size) },
     );
     table(&mut o, &["prompt", "sft", "ppo_scalar", "ppo_seq2seq"], &rows);
-    o.push('\n');
     o
 }
 

@@ -33,6 +33,8 @@ pub struct ReportData<'a> {
     pub sanity: &'a [RefusalSanity],
     /// Every answer, for the sample-answers section.
     pub generations: &'a [super::inputs::Generation],
+    /// Whether the seq2seq RM's curve was measured (`rm_curve.csv`, figure `rm_curve`).
+    pub rm_curve: bool,
 }
 
 impl ReportData<'_> {
@@ -344,6 +346,7 @@ mod tests {
             train: &[],
             sanity: &[],
             generations: &[],
+            rm_curve: false,
         };
         let c = caveats(&d, &g);
         assert_eq!(c.len(), 3, "{c:?}");

@@ -57,6 +57,8 @@ pub(crate) struct Gathered {
     pub train_log: Vec<(u64, StepLog)>,
     /// (seed, model, metric, value, n pairs)
     pub rm_eval: Vec<(u64, String, String, f64, usize)>,
+    /// (seed, model, step, metric, value, n pairs)
+    pub rm_curve: Vec<(u64, String, usize, String, f64, usize)>,
     pub ppo_log: Vec<(u64, &'static str, PpoLog)>,
     pub gens: Vec<(u64, GenRow)>,
 }
@@ -110,7 +112,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         eprintln!("shared stages done in {:.1}s; kept in {}", started.elapsed().as_secs_f64(), dir.display());
         return Ok(dir);
     }
-    let gathered = gather(&table, ex, done);
+    let gathered = gather(&table, spec, done);
 
     let total = started.elapsed().as_secs_f64();
     // Sorted: with several workers, stages are reached in no fixed order.
@@ -177,9 +179,12 @@ fn graph<'a>(ctx: &'a Ctx, table: &'a [Stage], seeds: &'a [u64]) -> Vec<schedule
 /// Collects the outputs in a fixed order, whatever order the stages finished in: the shared
 /// stages in table order, then per seed its stages by name (so scalar-RM rows come before
 /// seq2seq-RM rows in every file).
-fn gather(table: &[Stage], ex: &crate::spec::ExperimentSpec, mut done: BTreeMap<Key, Out>) -> Gathered {
+fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out>) -> Gathered {
+    let ex = &spec.experiment;
     let (mut corpus, mut tokens, mut lm_params) = (None, None, 0);
     let (mut train_log, mut rm_eval, mut ppo_log, mut gens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rm_curve = Vec::new();
+    let cap = |n: usize, cap: usize| if cap == 0 { n } else { n.min(cap) };
     let mut per_seed: Vec<&'static str> = table.iter().filter(|s| s.scope == Scope::PerSeed).map(|s| s.name).collect();
     per_seed.sort_unstable();
     let shared = table.iter().filter(|s| s.scope == Scope::Shared).map(|s| (s.name, ex.base_seed));
@@ -189,7 +194,7 @@ fn gather(table: &[Stage], ex: &crate::spec::ExperimentSpec, mut done: BTreeMap<
         match done.remove(&(name, seed)).expect("every stage of the graph ran") {
             Out::Corpus(c) => corpus = Some(c),
             Out::Tokens(t) => {
-                n_pairs = t.eval_pairs.len();
+                n_pairs = cap(t.eval_pairs.len(), spec.eval.max_rm_pairs);
                 tokens = Some(t);
             }
             Out::Checkpoint(_) => {}
@@ -197,14 +202,20 @@ fn gather(table: &[Stage], ex: &crate::spec::ExperimentSpec, mut done: BTreeMap<
                 train_log.extend(log.into_iter().map(|l| (seed, l)));
                 lm_params = n;
             }
-            Out::Lm(_, log, metrics) | Out::Rm(_, log, metrics) => {
+            Out::Lm(_, log, metrics) => {
                 train_log.extend(log.into_iter().map(|l| (seed, l)));
                 rm_eval.extend(metrics.into_iter().map(|(metric, v)| (seed, name.to_string(), metric, v, n_pairs)));
+            }
+            Out::Rm(_, log, metrics, curve) => {
+                train_log.extend(log.into_iter().map(|l| (seed, l)));
+                rm_eval.extend(metrics.into_iter().map(|(metric, v)| (seed, name.to_string(), metric, v, n_pairs)));
+                let n = cap(n_pairs, spec.seq2seq_rm.curve_pairs);
+                rm_curve.extend(curve.into_iter().map(|(step, metric, v)| (seed, name.to_string(), step, metric, v, n)));
             }
             Out::Ppo(_, log, kind) => ppo_log.extend(log.into_iter().map(|l| (seed, kind, l))),
             Out::Eval(rows) => gens.extend(rows.into_iter().map(|g| (seed, g))),
         }
     }
     let (corpus, tokens) = (corpus.expect("a data stage"), tokens.expect("a tokenizer stage"));
-    Gathered { corpus, tokens, lm_params, train_log, rm_eval, ppo_log, gens }
+    Gathered { corpus, tokens, lm_params, train_log, rm_eval, rm_curve, ppo_log, gens }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Every CSV [`files`] can write (`gates.csv` only for a controlled world). `s2rm merge` joins
 /// these from the cells of a grid; the rest of a results directory is rendered from them.
-pub const CSVS: &[&str] = &["generations.csv", "prompts.csv", "ppo_log.csv", "rm_eval.csv", "train_log.csv", "refusal_sanity.csv", "gates.csv"];
+pub const CSVS: &[&str] = &["generations.csv", "prompts.csv", "ppo_log.csv", "rm_eval.csv", "rm_curve.csv", "train_log.csv", "refusal_sanity.csv", "gates.csv"];
 
 /// CSV text from a header and rows (strings here, the byte records of cells in `s2rm merge`).
 pub(crate) fn csv_bytes<R>(header: impl IntoIterator<Item = impl AsRef<[u8]>>, rows: impl IntoIterator<Item = R>) -> Result<Vec<u8>>
@@ -86,6 +86,15 @@ pub(super) fn files(
         .map(|(seed, m, metric, v, n)| vec![name.clone(), size.clone(), seed.to_string(), m.clone(), metric.clone(), f(*v), n.to_string()])
         .collect();
     files.push((out.join("rm_eval.csv"), csv_bytes(&["experiment", "size", "seed", "model", "metric", "value", "n"], &rows)?));
+    // Written only when a curve was asked for (`seq2seq_rm.curve_every`): the report draws it then.
+    if !g.rm_curve.is_empty() {
+        let rows: Vec<Vec<String>> = g
+            .rm_curve
+            .iter()
+            .map(|(seed, m, step, metric, v, n)| vec![name.clone(), size.clone(), seed.to_string(), m.clone(), step.to_string(), metric.clone(), f(*v), n.to_string()])
+            .collect();
+        files.push((out.join("rm_curve.csv"), csv_bytes(&["experiment", "size", "seed", "model", "step", "metric", "value", "n"], &rows)?));
+    }
     let rows: Vec<Vec<String>> = train_log
         .iter()
         .map(|(seed, l)| vec![name.clone(), size.clone(), seed.to_string(), l.stage.clone(), l.step.to_string(), f(l.loss as f64)])

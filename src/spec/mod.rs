@@ -129,6 +129,13 @@ pub struct Seq2seqRmSpec {
     /// its length); `mean`: each token's reward divided by the response length, so the return is the
     /// mean token reward and length itself earns nothing (an ablation; the paper leaves scaling open).
     pub reward_scaling: String,
+    /// Measure the RM on `curve_pairs` held-out pairs every this many training steps (and after
+    /// the last), for `rm_curve.csv` and its figure: how copying chosen and rejected inputs
+    /// develops; 0 = only after training.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub curve_every: usize,
+    #[serde(default = "curve_pairs", skip_serializing_if = "is_curve_pairs")]
+    pub curve_pairs: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -205,6 +212,14 @@ fn norm_pairs() -> usize {
 
 fn is_norm_pairs(n: &usize) -> bool {
     *n == norm_pairs()
+}
+
+fn curve_pairs() -> usize {
+    32
+}
+
+fn is_curve_pairs(n: &usize) -> bool {
+    *n == curve_pairs()
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -641,6 +656,8 @@ pub fn validate(s: &Spec) -> Result<()> {
         ("data.max_corpus_docs", d.max_corpus_docs, 10_000_000, "0 means all documents"),
         ("eval.max_prompts_per_set", s.eval.max_prompts_per_set, 100_000, "0 means all prompts"),
         ("eval.max_rm_pairs", s.eval.max_rm_pairs, 10_000_000, "0 means all pairs"),
+        ("seq2seq_rm.curve_every", q.curve_every, MAX_STEPS, "0 means no curve"),
+        ("seq2seq_rm.curve_pairs", q.curve_pairs, 100_000, "each point scores this many pairs twice"),
         ("scalar_rm.norm_pairs", s.scalar_rm.norm_pairs, 10_000_000, "512 pairs give a stable mean and std"),
         ("eval.n_bootstrap", s.eval.n_bootstrap, 100_000, "10,000 resamples already give stable 95% intervals"),
     ] {

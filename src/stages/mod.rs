@@ -199,8 +199,9 @@ pub enum Out {
     /// SFT (training mode: PPO starts from it) or the judge (eval mode), its training log and
     /// its reward-model metrics (judge only).
     Lm(Option<Lm>, Vec<StepLog>, Vec<(String, f64)>),
-    /// A reward model, ready to score PPO rollouts; its training log and metrics.
-    Rm(Option<Box<dyn TokenReward + Send>>, Vec<StepLog>, Vec<(String, f64)>),
+    /// A reward model, ready to score PPO rollouts; its training log, metrics and (seq2seq RM)
+    /// the curve of its copy metrics while it trained.
+    Rm(Option<Box<dyn TokenReward + Send>>, Vec<StepLog>, Vec<(String, f64)>, Vec<crate::train::CurvePoint>),
     /// A PPO policy, its log and the kind of reward it was trained on.
     Ppo(Option<Lm>, Vec<PpoLog>, &'static str),
     /// Every policy's answers to the eval prompts.

@@ -14,14 +14,17 @@ pub fn seq2seq(ctx: &Ctx, call: &Call) -> Result<Out> {
     let q = &ctx.spec.seq2seq_rm;
     let tpl = &tokens.text.tpl;
     let start = ctx.role_start(sft, call.seed ^ 0x55);
-    let (m, log) = ctx.stages.stage(&ctx.timer, call.name, call.seed, &start, || {
-        crate::train::seq2seq_rm(start.clone(), tpl, &tokens.rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), call.seed ^ 0x55, &ctx.ad)
+    let held_out = &ctx.rm_eval_pairs(tokens)[..q.curve_pairs.min(tokens.eval_pairs.len())];
+    let curve = (q.curve_every > 0).then(|| crate::train::Curve { every: q.curve_every, pairs: held_out, rule: &q.rule, device: &ctx.dev });
+    let (m, (log, curve)) = ctx.stages.stage(&ctx.timer, call.name, call.seed, &start, || {
+        let (m, log, curve) = crate::train::seq2seq_rm(start.clone(), tpl, &tokens.rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), call.seed ^ 0x55, &ctx.ad, curve)?;
+        Ok((m, (log, curve)))
     })?;
     let m = m.valid();
     let metrics = eval::seq2seq_rm_metrics(&m, tpl, ctx.rm_eval_pairs(tokens), &q.rule, mp, mr, 32, &ctx.dev);
     let max_response = ctx.spec.ppo.max_new_tokens.max(mr);
     let reward = Seq2seqReward { model: m, tpl: tpl.clone(), device: ctx.dev.clone(), max_prompt: mp, max_response, rule: q.rule, per_token_mean: q.reward_scaling == "mean" };
-    Ok(Out::Rm(Some(Box::new(reward)), log, metrics))
+    Ok(Out::Rm(Some(Box::new(reward)), log, metrics, curve))
 }
 
 /// The scalar RM and its whitened, clipped last-token reward. Inputs: tokens, SFT.
@@ -41,5 +44,5 @@ pub fn scalar(ctx: &Ctx, call: &Call) -> Result<Out> {
     let stat = |k: &str| train_stats.iter().find(|(m, _)| m == k).map(|(_, v)| *v as f32).unwrap_or(0.0);
     let (mean, std) = if r.normalize { (stat("score_mean"), stat("score_std").max(1e-6)) } else { (0.0, 1.0) };
     let reward = ScalarReward { model: m, tpl: tpl.clone(), device: ctx.dev.clone(), max_prompt: mp, mean, std, clip: ctx.spec.ppo.score_clip };
-    Ok(Out::Rm(Some(Box::new(reward)), log, metrics))
+    Ok(Out::Rm(Some(Box::new(reward)), log, metrics, Vec::new()))
 }

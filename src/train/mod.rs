@@ -269,16 +269,53 @@ pub fn scalar_rm(model: Lm, tpl: &Template, stage: &str, pairs: &[PairIds], max_
     })
 }
 
+/// Where and how often a seq2seq RM is measured while it trains: `every` steps (and after the
+/// last) on `pairs`, scored on the plain device `device`.
+pub struct Curve<'a> {
+    pub every: usize,
+    pub pairs: &'a [PairIds],
+    pub rule: &'a crate::reward::DivergenceRule,
+    pub device: &'a Device,
+}
+
+/// What a curve holds: how much the RM copies chosen and rejected inputs and where it departs.
+/// Not the divergence-rule rewards: the rule is no part of the RM's stage key (an ablation of the
+/// rule reuses the trained RM and its curve); `rm_eval.csv` has them for the rule in use.
+pub const CURVE_METRICS: [&str; 7] = [
+    "token_copy_rate",
+    "token_copy_rate_rejected",
+    "copy_rate",
+    "copy_rate_rejected",
+    "first_divergence_chosen",
+    "first_divergence_rejected",
+    "diverges_where_rejected_differs",
+];
+
+/// One point of a curve: `(step, metric, value)`, `step` = optimiser steps taken.
+pub type CurvePoint = (usize, String, f64);
+
 /// Seq2seq RM: sequence MLE on the correction mapping (prompt + rejected → chosen) and the
 /// identity mapping (prompt + chosen → chosen), mixed as `mixing` says (`one_to_one`,
-/// `identity_warmup`, or one mapping alone: `identity_only`, `correction_only`).
+/// `identity_warmup`, or one mapping alone: `identity_only`, `correction_only`). With a `curve`,
+/// also its copy-versus-diverge metrics as training goes.
 #[allow(clippy::too_many_arguments)]
-pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, identity_warmup: usize, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, identity_warmup: usize, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device, curve: Option<Curve>) -> Result<(Lm, Vec<StepLog>, Vec<CurvePoint>)> {
     if pairs.is_empty() {
         bail!("stage `seq2seq_rm`: no preference pairs");
     }
     let mut sampler = Sampler::new(pairs.len(), seed);
-    run_loop(model, "seq2seq_rm", cfg, |m, step| {
+    let mut points = Vec::new();
+    let measure = |m: &Lm, step: usize, points: &mut Vec<CurvePoint>| {
+        if let Some(c) = &curve {
+            let metrics = crate::eval::seq2seq_rm_metrics(&m.valid(), tpl, c.pairs, c.rule, max_prompt, max_response, 32, c.device);
+            points.extend(metrics.into_iter().filter(|(k, _)| CURVE_METRICS.contains(&k.as_str())).map(|(k, v)| (step, k, v)));
+        }
+    };
+    let every = curve.as_ref().map_or(0, |c| c.every);
+    let (model, log) = run_loop(model, "seq2seq_rm", cfg, |m, step| {
+        if every > 0 && step % every == 0 {
+            measure(m, step, &mut points);
+        }
         // Correction examples per batch: half (1:1), none (identity only, or during the warm-up),
         // or all of it (correction only; the ablations of the two mappings).
         let n_corr = match mixing {
@@ -298,5 +335,26 @@ pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, id
             conts.push(tpl.response_target(&p.chosen, max_response));
         }
         continuation_nll(m, &prefixes, &conts, device)
-    })
+    })?;
+    measure(&model, cfg.steps, &mut points);
+    Ok((model, log, points))
+}
+
+#[cfg(test)]
+#[test]
+fn the_seq2seq_curve_is_measured_every_n_steps_and_after_the_last() {
+    let ad = Device::flex().autodiff();
+    let cfg = crate::model::LmConfig { preset: "t".into(), vocab_size: 64, d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, max_seq_len: 64, ..Default::default() };
+    let pair = |k: u32| PairIds { prompt: vec![10 + k, 11], chosen: vec![20, 21 + k], rejected: vec![30 + k] };
+    let pairs: Vec<PairIds> = (0..6).map(pair).collect();
+    let rule = crate::reward::DivergenceRule { r_pos: 0.1, r_neg: -0.1, r_match_after: 0.0 };
+    let curve = Curve { every: 2, pairs: &pairs[..3], rule: &rule, device: &Device::flex() };
+    let lc = LoopCfg { steps: 5, lr: 1e-3, warmup_steps: 0, grad_clip: 1.0, cosine: false };
+    let tpl = Template::builtin();
+    let (_, log, points) = seq2seq_rm(cfg.init_seeded(&ad, 1), &tpl, &pairs, "one_to_one", 0, 8, 8, 4, &lc, 3, &ad, Some(curve)).unwrap();
+    assert_eq!(log.len(), 5);
+    let steps: std::collections::BTreeSet<usize> = points.iter().map(|p| p.0).collect();
+    assert_eq!(steps.into_iter().collect::<Vec<_>>(), [0, 2, 4, 5]);
+    assert_eq!(points.len(), 4 * CURVE_METRICS.len());
+    assert!(points.iter().all(|(_, k, v)| CURVE_METRICS.contains(&k.as_str()) && v.is_finite()), "{points:?}");
 }
