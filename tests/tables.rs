@@ -215,9 +215,24 @@ fn gates_column_matches_gates_csv() {
                 .filter(|r| !r["goal"].is_empty() && r["value"].parse::<f64>().unwrap() < r["goal"].parse::<f64>().unwrap())
                 .map(|r| r["gate"].as_str())
                 .collect();
-            if failed.is_empty() { "pass".to_string() } else { format!("failed {} of {}", failed.len(), goals.len()) }
+            if failed.is_empty() { "pass".to_string() } else { format!("fail {}/{}", failed.len(), goals.len()) }
         } else {
-            "none".to_string()
+            // real data: the judge, the scalar RM and the seq2seq RM against their goals, from rm_eval.csv
+            let rows = read(dir, "rm_eval.csv");
+            let v = |model: &str, metric: &str| -> Vec<f64> {
+                rows.iter().filter(|r| r["model"] == model && r["metric"] == metric).map(|r| r["value"].parse().unwrap()).collect()
+            };
+            let measured: Vec<bool> = [
+                v("judge", "pair_accuracy").into_iter().map(|x| x < 0.65).collect::<Vec<_>>(),
+                v("scalar_rm", "pair_accuracy").into_iter().map(|x| x < 0.6).collect(),
+                v("seq2seq_rm", "token_copy_rate").into_iter().map(|x| x < 0.95).collect(),
+                v("seq2seq_rm", "copy_rate_rejected").into_iter().map(|x| 1.0 - x < 0.8).collect(),
+            ]
+            .into_iter()
+            .filter(|fails| !fails.is_empty())
+            .map(|fails| fails.contains(&true))
+            .collect();
+            format!("fail {}/{}", measured.iter().filter(|&&f| f).count(), measured.len())
         };
         let col = |name: &str| {
             let ca = df.column(name).unwrap().str().unwrap().clone();

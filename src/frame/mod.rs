@@ -11,7 +11,7 @@
 //!
 //! `rm_eval.csv` and `ppo_log.csv` have no pooled rows; the frame adds them (mean over seeds) so
 //! that `--seed pooled` means the same thing for every table. Each directory's `run_info.json`
-//! gives the columns `profile`, `device`, `seeds`, `tier`, `gates` (`pass`, `failed 2 of 4` (the directory's
+//! gives the columns `profile`, `device`, `seeds`, `tier`, `gates` (`pass`, `fail 2/4` (the directory's
 //! `gates.csv` names them), or `none` where no competence gate was measured) and (with the directory name) `variant`, joined on
 //! `dir`. A world's numbers with `failed ...` are not evidence (its verdicts are inconclusive).
 
@@ -67,7 +67,7 @@ pub struct RunMeta {
     pub seeds: String,
     /// `world` (a controlled world, gold judge), `pretrained` or `from_scratch`.
     pub tier: String,
-    /// The competence gates over all seeds: `pass`, `failed 2 of 4` (gates failed on some seed of
+    /// The competence gates over all seeds: `pass`, `fail 2/4` (gates failed on some seed of
     /// those with a goal), or `none` (not measured).
     pub gates: String,
 }
@@ -93,10 +93,7 @@ impl RunMeta {
         let profile = s("profile");
         let pretrained = j.pointer("/model/checkpoint").is_some_and(|v| !v.is_null())
             || matches!(profile.as_str(), "gpu" | "pretrained");
-        let gates: Vec<crate::report::gates::Gate> = match j.get("gates") {
-            Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("{}: field gates", path.display()))?,
-            None => Vec::new(),
-        };
+        let gates = crate::report::gates_of(path.parent().unwrap_or(Path::new(".")), &j)?;
         let failed = crate::report::gates::failed(&gates);
         let gates = if gates.iter().all(|g| g.goal.is_none()) {
             "none".to_string()
@@ -104,7 +101,7 @@ impl RunMeta {
             "pass".to_string()
         } else {
             let n = gates.iter().filter(|g| g.goal.is_some()).map(|g| &g.gate).collect::<std::collections::BTreeSet<_>>().len();
-            format!("failed {} of {n}", failed.len())
+            format!("fail {}/{n}", failed.len())
         };
         let tier = if s("judge") == "gold" {
             "world"

@@ -4,6 +4,9 @@
 //!
 //! The runner measures them (`runner::gates`, in a controlled world where the gold reward says
 //! what "can do the task" means) and stores them in `run_info.json`; this module renders them.
+//! On real data there is no gold, so the gates are the reward models' and the judge's held-out
+//! numbers ([`real_data`]): taken from `rm_eval.csv`, so that runs from before these gates get
+//! them too.
 
 use super::stats::Verdict;
 use super::verdicts::{f3, pct, table};
@@ -28,6 +31,42 @@ impl Gate {
     }
 }
 
+/// Held-out pair accuracy the judge must reach before its verdicts mean anything (real data).
+pub const JUDGE_GOAL: f64 = 0.65;
+/// The scalar RM's held-out pair accuracy (real data; as in a world).
+pub const SCALAR_RM_GOAL: f64 = 0.6;
+/// Share of chosen-response tokens the seq2seq RM's argmax reproduces.
+pub const COPY_GOAL: f64 = 0.95;
+/// Share of rejected responses on which the seq2seq RM departs somewhere.
+pub const DIVERGE_GOAL: f64 = 0.8;
+
+/// The gates of a real-data run from its reward-model rows `(seed, model, metric, value)`: the
+/// judge (at its own, shared seed), and per seed the scalar RM's accuracy and the seq2seq RM's
+/// copy-versus-diverge balance.
+pub fn real_data<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, f64)> + Clone) -> Vec<Gate> {
+    let get = |seed: u64, model: &str, metric: &str| rows.clone().find(|r| r.0 == seed && r.1 == model && r.2 == metric).map(|r| r.3);
+    let mut seeds: Vec<u64> = rows.clone().filter(|r| r.1 == "seq2seq_rm" || r.1 == "scalar_rm").map(|r| r.0).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let mut out = Vec::new();
+    let mut gate = |seed: u64, name: &str, value: Option<f64>, goal: Option<f64>, what: &str| {
+        if let Some(value) = value {
+            out.push(Gate { seed, gate: name.into(), value, goal, what: what.into() });
+        }
+    };
+    if let Some(judge) = rows.clone().find(|r| r.1 == "judge" && r.2 == "pair_accuracy") {
+        gate(judge.0, "judge_accuracy", Some(judge.3), Some(JUDGE_GOAL), "judge's held-out pair accuracy (it decides every win rate)");
+    }
+    for seed in seeds {
+        gate(seed, "scalar_rm_accuracy", get(seed, "scalar_rm", "pair_accuracy"), Some(SCALAR_RM_GOAL), "scalar RM's held-out pair accuracy");
+        gate(seed, "seq2seq_copy_chosen", get(seed, "seq2seq_rm", "token_copy_rate"), Some(COPY_GOAL), "seq2seq RM: share of chosen-response tokens its argmax reproduces (input: the chosen response)");
+        let departs = get(seed, "seq2seq_rm", "copy_rate_rejected").map(|c| 1.0 - c);
+        gate(seed, "seq2seq_diverges_on_rejected", departs, Some(DIVERGE_GOAL), "seq2seq RM: share of rejected responses it departs from (input: the rejected response)");
+        gate(seed, "seq2seq_copy_rejected", get(seed, "seq2seq_rm", "token_copy_rate_rejected"), None, "seq2seq RM: share of rejected-response tokens its argmax reproduces (close to the chosen rate: the rule rewards length)");
+    }
+    out
+}
+
 /// Gate names that failed on some seed, in first-seen order.
 pub fn failed(gates: &[Gate]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -41,7 +80,12 @@ pub fn failed(gates: &[Gate]) -> Vec<String> {
 
 /// `v`, or `inconclusive` when a gate failed (a measured verdict only).
 pub fn gated(v: Verdict, gates: &[Gate]) -> Verdict {
-    if matches!(v, Verdict::Reproduced | Verdict::NotReproduced) && !failed(gates).is_empty() { Verdict::Inconclusive } else { v }
+    gated_if(v, !failed(gates).is_empty())
+}
+
+/// `v`, or `inconclusive` when `any_failed` (a verdict over several runs, one of which failed).
+pub fn gated_if(v: Verdict, any_failed: bool) -> Verdict {
+    if matches!(v, Verdict::Reproduced | Verdict::NotReproduced) && any_failed { Verdict::Inconclusive } else { v }
 }
 
 /// The `## Competence gates` section (empty when the run measured none).

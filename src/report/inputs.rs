@@ -105,6 +105,11 @@ pub struct RmEval {
     pub value: Option<f64>,
 }
 
+/// The gates of a real-data run from its reward-model rows.
+pub fn real_data_gates(rm_eval: &[RmEval]) -> Vec<super::gates::Gate> {
+    super::gates::real_data(rm_eval.iter().filter_map(|r| Some((r.seed as u64, r.model.as_str(), r.metric.as_str(), r.value?))))
+}
+
 /// One point of the seq2seq RM's curve (`rm_curve.csv`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct CurveRow {
@@ -203,7 +208,7 @@ impl Inputs {
         let info_text = read_required(&info_path, RUN_INFO)?;
         let info: RunInfo =
             serde_json::from_str(&info_text).with_context(|| format!("{RUN_INFO}: invalid JSON ({})", info_path.display()))?;
-        Ok(Self {
+        let mut inp = Self {
             generations: load_csv(
                 dir,
                 GENERATIONS,
@@ -222,7 +227,7 @@ impl Inputs {
                 check_generation,
             )?,
             ppo: load_csv(dir, PPO_LOG, &["experiment", "size", "seed", "rm", "step"], |_| Ok(()))?,
-            rm_eval: load_csv(dir, RM_EVAL, &["experiment", "size", "seed", "model", "metric", "value"], |_| Ok(()))?,
+            rm_eval: load_rm_eval(dir)?,
             train: load_csv(dir, TRAIN_LOG, &["experiment", "size", "seed", "stage", "step", "loss"], |_| Ok(()))?,
             refusal_sanity: load_csv(dir, REFUSAL_SANITY, &["source", "response_kind", "n", "refusal_rate"], |_| Ok(()))?,
             rm_curve: if dir.join(RM_CURVE).is_file() {
@@ -231,7 +236,12 @@ impl Inputs {
                 Vec::new()
             },
             info,
-        })
+        };
+        // A real-data run from before its gates were measured: the same gates from its rm_eval.csv.
+        if inp.info.gates.is_empty() && inp.info.judge != "gold" {
+            inp.info.gates = real_data_gates(&inp.rm_eval);
+        }
+        Ok(inp)
     }
 }
 
@@ -264,6 +274,10 @@ fn read_required(path: &Path, name: &str) -> Result<String> {
 
 /// Parse a CSV with a header row into `T`, checking that `required` columns exist and running
 /// `check` on each row. Errors name the file and the (1-based, physical) line of the record.
+pub fn load_rm_eval(dir: &Path) -> Result<Vec<RmEval>> {
+    load_csv(dir, RM_EVAL, &["experiment", "size", "seed", "model", "metric", "value"], |_| Ok(()))
+}
+
 fn load_csv<T: DeserializeOwned>(dir: &Path, name: &str, required: &[&str], check: impl Fn(&T) -> Result<()>) -> Result<Vec<T>> {
     let path = dir.join(name);
     let text = read_required(&path, name)?;

@@ -37,6 +37,20 @@ mod worlds;
 
 pub use paper::write_paper;
 
+/// A results directory's competence gates: those `run_info.json` holds, or for a real-data run
+/// without them, the ones its `rm_eval.csv` gives ([`gates::real_data`]).
+pub fn gates_of(dir: &Path, info: &serde_json::Value) -> Result<Vec<gates::Gate>> {
+    let stored: Vec<gates::Gate> = match info.get("gates") {
+        Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("{}: field gates", dir.join(inputs::RUN_INFO).display()))?,
+        None => Vec::new(),
+    };
+    let world = info.get("judge").and_then(|j| j.as_str()) == Some("gold");
+    if !stored.is_empty() || world {
+        return Ok(stored);
+    }
+    Ok(inputs::real_data_gates(&inputs::load_rm_eval(dir)?))
+}
+
 use anyhow::{Context, Result};
 use std::path::Path;
 

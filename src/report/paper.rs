@@ -4,6 +4,7 @@
 //! per-directory tables (`tables.rs`, `wins.rs`) and verdict texts (`verdicts.rs`) rather than
 //! recomputing.
 
+use super::gates::{failed, gated, gated_if};
 use super::inputs::{Generation, Inputs, RunInfo};
 use super::logs::{RmSummary, rm_summaries};
 use super::stats::{Verdict, mean, stratified_mean_ci, verdict};
@@ -239,7 +240,7 @@ fn refusal_claim(o: &mut String, runs: &[Run], primary: &Primary) {
     let mut rows: Vec<Vec<String>> = cells_of(runs, "safety")
         .map(|(ri, run, g)| {
             let (m, v) = refusal_headline(&run.refusal, g, &run.metrics);
-            vec![claim.into(), primary.place(run, g, ri), m, run.seeds(g), bold(v)]
+            vec![claim.into(), primary.place(run, g, ri), m, run.seeds(g), bold(gated(v, &run.info.gates))]
         })
         .collect();
     if rows.is_empty() {
@@ -316,7 +317,7 @@ fn length_claim(o: &mut String, runs: &[Run], primary: &Primary) {
             lc_headline(&run.wins, g, &run.metrics),
         ];
         for (claim, (m, v)) in claims.iter().zip(measured) {
-            rows.push(vec![claim.to_string(), at.clone(), m, run.seeds(g), bold(v)]);
+            rows.push(vec![claim.to_string(), at.clone(), m, run.seeds(g), bold(gated(v, &run.info.gates))]);
         }
         facts.push(format!("{at}: {}", length_facts(run, g)));
     }
@@ -359,15 +360,18 @@ fn win_rate_claim(o: &mut String, runs: &[Run], primary: &Primary) {
     let mut rows = Vec::new();
     let mut strata: Vec<Vec<f64>> = Vec::new();
     let mut averaged: Vec<String> = Vec::new();
+    // the average is evidence only if every cell it averages passed its gates
+    let mut any_failed = false;
     for (e, task) in &experiments {
         let claim = format!("`{e}` — {task}: win rate > 50%");
         let before = rows.len();
         for (ri, run, g) in cells_of(runs, e) {
             let (m, v) = headline(&run.wins, g);
             let lc = pooled_win(&run.wins, g, "ppo_seq2seq", "ppo_scalar", ALL_SETS).map_or("n/a".into(), |w| lc_interval(w, run, g));
-            rows.push(vec![claim.clone(), primary.place(run, g, ri), m, lc, run.seeds(g), bold(v)]);
+            rows.push(vec![claim.clone(), primary.place(run, g, ri), m, lc, run.seeds(g), bold(gated(v, &run.info.gates))]);
             let outcomes = headline_outcomes(run, g);
             if primary.has(ri, g) && !outcomes.is_empty() {
+                any_failed |= !failed(&run.info.gates).is_empty();
                 strata.push(outcomes);
                 averaged.push(format!("`{}` / {}", cell(&run.name), cell(&g.size)));
             }
@@ -392,11 +396,11 @@ fn win_rate_claim(o: &mut String, runs: &[Run], primary: &Primary) {
         };
         vec![
             claim,
-            format!("{} of the paper's {} cells: {}", strata.len(), EXPERIMENTS.len() * 2, averaged.join(", ")),
+            format!("{} cells (the paper has {}): {}", strata.len(), EXPERIMENTS.len() * 2, averaged.join(", ")),
             format!("{} [{}, {}]; the paper's 76.9% is {paper_side}", pct(m), pct(lo), pct(hi)),
             "—".into(),
             "—".into(),
-            bold(verdict(lo, hi, 0.5)),
+            bold(gated_if(verdict(lo, hi, 0.5), any_failed)),
         ]
     };
     rows.push(avg);
@@ -431,7 +435,7 @@ fn ood_claim(o: &mut String, runs: &[Run], primary: &Primary) {
                     format!("{} [{}, {}] (n = {} prompts)", pct(w.win_rate), pct(w.ci_low), pct(w.ci_high), w.n_prompts),
                     lc_interval(w, run, g),
                     run.seeds(g),
-                    bold(verdict(w.ci_low, w.ci_high, 0.5)),
+                    bold(gated(verdict(w.ci_low, w.ci_high, 0.5), &run.info.gates)),
                 ]);
             }
         }
@@ -516,7 +520,7 @@ mod tests {
         }
         let md = paper(res);
         let avg = row(&md, "| Average", "");
-        assert!(avg.contains("1 of the paper's 6 cells: `safety` / tiny |"), "{avg}");
+        assert!(avg.contains("1 cells (the paper has 6): `safety` / tiny |"), "{avg}");
         assert!(!md.contains("not a task of the paper"));
         let (tables, worlds) = md.split_once("## Controlled worlds").unwrap();
         assert!(!tables.contains("| `summarization_world`") && !tables.contains("`world_safety` /"));
@@ -550,7 +554,7 @@ mod tests {
         assert!(row(&md, "| `safety`", "`safety_ablation`").contains("**not reproduced**"));
         assert!(row(&md, "| `helpfulness`", "").contains("not run"));
         let avg = row(&md, "| Average", "");
-        assert!(avg.contains("2 of the paper's 6 cells: `safety` / tiny, `summarization` / tiny"), "{avg}");
+        assert!(avg.contains("2 cells (the paper has 6): `safety` / tiny, `summarization` / tiny"), "{avg}");
         assert!(avg.contains("**reproduced**") && avg.contains("below our interval"), "{avg}");
         // (iv): the summarization fixture has an OOD set
         assert!(row(&md, "| `ood_alpaca`", "`summarization` / tiny").contains("(n = 6 prompts)"));

@@ -12,11 +12,7 @@ use std::collections::HashMap;
 pub const SFT_PARSE_GOAL: f64 = 0.95;
 /// Held-out pair accuracy of the scalar RM against the world's labels: it learned its data. (Not
 /// against the gold: where the labels carry a planted bias, learning the bias is the point.)
-pub const SCALAR_RM_GOAL: f64 = 0.6;
-/// Share of chosen-response tokens the seq2seq RM's argmax reproduces.
-pub const COPY_GOAL: f64 = 0.95;
-/// Share of rejected responses on which the seq2seq RM departs somewhere.
-pub const DIVERGE_GOAL: f64 = 0.8;
+pub use crate::report::gates::{COPY_GOAL, DIVERGE_GOAL, SCALAR_RM_GOAL};
 
 pub(super) fn measure(world: &World, g: &Gathered, seeds: &[u64]) -> Vec<Gate> {
     let text: HashMap<(&str, usize), &str> = g.tokens.eval_prompts.iter().map(|p| ((p.set.as_str(), p.id), p.text.as_str())).collect();

@@ -110,7 +110,10 @@ pub(super) fn files(
     resolved_toml.push_str(&spec.to_toml()?);
     files.push((out.join("resolved_spec.toml"), resolved_toml.into_bytes()));
 
-    let gates = g.corpus.world.as_deref().map(|w| super::gates::measure(w, g, &ex.seeds)).unwrap_or_default();
+    let gates = match g.corpus.world.as_deref() {
+        Some(w) => super::gates::measure(w, g, &ex.seeds),
+        None => crate::report::gates::real_data(g.rm_eval.iter().map(|(s, m, k, v, _)| (*s, m.as_str(), k.as_str(), *v))),
+    };
     if !gates.is_empty() {
         let rows: Vec<Vec<String>> = gates
             .iter()
