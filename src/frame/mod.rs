@@ -13,7 +13,7 @@
 //! that `--seed pooled` means the same thing for every table. Each directory's `run_info.json`
 //! gives the columns `profile`, `device`, `seeds`, `tier`, `gates` (`pass`, `fail 2/4` (the directory's
 //! `gates.csv` names them), or `none` where no competence gate was measured) and (with the directory name) `variant`, joined on
-//! `dir`. A world's numbers with `failed ...` are not evidence (its verdicts are inconclusive).
+//! `dir`. A directory's numbers with `fail K/N` are not evidence (its verdicts are inconclusive).
 
 
 pub mod figures;

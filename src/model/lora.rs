@@ -105,24 +105,25 @@ fn trainable() -> ParamGroup {
     ParamGroup::from_regex(r"(_lora\.[ab]$)|(^(score_head|value_head)\.)").expect("static pattern")
 }
 
-/// Counts the adapter factors of a module.
-#[derive(Default)]
-struct Adapters {
+/// Counts a module's adapter factors, and the parameters a LoRA model trains and stores (those
+/// of [`trainable`]: the factors and the heads).
+struct Counts {
     path: Vec<String>,
-    n: usize,
+    group: ParamGroup,
+    adapters: usize,
+    trainable: usize,
 }
 
-impl ModuleVisitor for Adapters {
+impl ModuleVisitor for Counts {
     fn enter_module(&mut self, name: &str, _: &str) {
         self.path.push(name.to_string());
     }
     fn exit_module(&mut self, _: &str, _: &str) {
         self.path.pop();
     }
-    fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<D>>) {
-        if self.path.iter().any(|p| p.ends_with("_lora")) {
-            self.n += 1;
-        }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        self.adapters += self.path.iter().any(|p| p.ends_with("_lora")) as usize;
+        self.trainable += self.group.matches(&p.id, Some(&self.path.join("."))) as usize;
     }
 }
 
@@ -149,11 +150,15 @@ impl Lm {
         })
     }
 
+    fn counts(&self) -> Counts {
+        let mut v = Counts { path: Vec::new(), group: trainable(), adapters: 0, trainable: 0 };
+        self.visit(&mut v);
+        v
+    }
+
     /// Number of adapter factors (two per adapted weight).
     pub fn n_adapters(&self) -> usize {
-        let mut v = Adapters::default();
-        self.visit(&mut v);
-        v.n
+        self.counts().adapters
     }
 
     /// Writes the weights a stage trained: every weight, or for a LoRA model its adapters and
@@ -167,13 +172,12 @@ impl Lm {
     /// model: the base with adapters attached, whose factors and heads the file replaces).
     pub fn load_weights(self, path: &Path) -> Result<Lm> {
         let record = ModuleRecord::load(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e:?}", path.display()))?;
-        let adapters = self.n_adapters();
+        let Counts { adapters, trainable: expected, .. } = self.counts();
         if adapters == 0 {
             return self.try_load_record(record).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()));
         }
-        // Adapters and both heads (weight and bias each): a file of another structure (a full
-        // model, or another rank's targets) fails here instead of loading in part.
-        let expected = adapters + 4;
+        // A file of another structure (a full model, or another rank's targets) fails here
+        // instead of loading in part.
         if record.len() != expected {
             bail!("{}: holds {} tensors, a LoRA model with {adapters} adapter factors expects {expected}", path.display(), record.len());
         }

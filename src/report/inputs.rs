@@ -105,6 +105,12 @@ pub struct RmEval {
     pub value: Option<f64>,
 }
 
+/// A run's competence gates: those `run_info.json` stored, or for a real-data run stored without
+/// any (made before real-data gates existed), those `derive` gives from its `rm_eval.csv`.
+pub fn stored_or_derived(stored: Vec<super::gates::Gate>, judge: &str, derive: impl FnOnce() -> Result<Vec<super::gates::Gate>>) -> Result<Vec<super::gates::Gate>> {
+    if stored.is_empty() && judge != "gold" { derive() } else { Ok(stored) }
+}
+
 /// The gates of a real-data run from its reward-model rows.
 pub fn real_data_gates(rm_eval: &[RmEval]) -> Vec<super::gates::Gate> {
     super::gates::real_data(rm_eval.iter().filter_map(|r| Some((r.seed as u64, r.model.as_str(), r.metric.as_str(), r.value?))))
@@ -237,10 +243,8 @@ impl Inputs {
             },
             info,
         };
-        // A real-data run from before its gates were measured: the same gates from its rm_eval.csv.
-        if inp.info.gates.is_empty() && inp.info.judge != "gold" {
-            inp.info.gates = real_data_gates(&inp.rm_eval);
-        }
+        let stored = std::mem::take(&mut inp.info.gates);
+        inp.info.gates = stored_or_derived(stored, &inp.info.judge, || Ok(real_data_gates(&inp.rm_eval)))?;
         Ok(inp)
     }
 }

@@ -44,11 +44,8 @@ pub fn gates_of(dir: &Path, info: &serde_json::Value) -> Result<Vec<gates::Gate>
         Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("{}: field gates", dir.join(inputs::RUN_INFO).display()))?,
         None => Vec::new(),
     };
-    let world = info.get("judge").and_then(|j| j.as_str()) == Some("gold");
-    if !stored.is_empty() || world {
-        return Ok(stored);
-    }
-    Ok(inputs::real_data_gates(&inputs::load_rm_eval(dir)?))
+    let judge = info.get("judge").and_then(|j| j.as_str()).unwrap_or("");
+    inputs::stored_or_derived(stored, judge, || Ok(inputs::real_data_gates(&inputs::load_rm_eval(dir)?)))
 }
 
 use anyhow::{Context, Result};

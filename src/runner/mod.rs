@@ -184,7 +184,6 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
     let (mut corpus, mut tokens, mut lm_params) = (None, None, 0);
     let (mut train_log, mut rm_eval, mut ppo_log, mut gens) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rm_curve = Vec::new();
-    let cap = |n: usize, cap: usize| if cap == 0 { n } else { n.min(cap) };
     let mut per_seed: Vec<&'static str> = table.iter().filter(|s| s.scope == Scope::PerSeed).map(|s| s.name).collect();
     per_seed.sort_unstable();
     let shared = table.iter().filter(|s| s.scope == Scope::Shared).map(|s| (s.name, ex.base_seed));
@@ -194,7 +193,7 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
         match done.remove(&(name, seed)).expect("every stage of the graph ran") {
             Out::Corpus(c) => corpus = Some(c),
             Out::Tokens(t) => {
-                n_pairs = cap(t.eval_pairs.len(), spec.eval.max_rm_pairs);
+                n_pairs = stages::capped_len(t.eval_pairs.len(), spec.eval.max_rm_pairs);
                 tokens = Some(t);
             }
             Out::Checkpoint(_) => {}
@@ -209,7 +208,7 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
             Out::Rm(_, log, metrics, curve) => {
                 train_log.extend(log.into_iter().map(|l| (seed, l)));
                 rm_eval.extend(metrics.into_iter().map(|(metric, v)| (seed, name.to_string(), metric, v, n_pairs)));
-                let n = cap(n_pairs, spec.seq2seq_rm.curve_pairs);
+                let n = n_pairs.min(spec.seq2seq_rm.curve_pairs);
                 rm_curve.extend(curve.into_iter().map(|(step, metric, v)| (seed, name.to_string(), step, metric, v, n)));
             }
             Out::Ppo(_, log, kind) => ppo_log.extend(log.into_iter().map(|l| (seed, kind, l))),

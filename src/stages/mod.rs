@@ -180,9 +180,13 @@ impl Ctx<'_> {
 
     /// The held-out pairs a reward model or the judge is measured on (`eval.max_rm_pairs`).
     pub fn rm_eval_pairs<'t>(&self, tokens: &'t Tokens) -> &'t [crate::train::PairIds] {
-        let n = self.spec.eval.max_rm_pairs;
-        &tokens.eval_pairs[..if n == 0 { tokens.eval_pairs.len() } else { n.min(tokens.eval_pairs.len()) }]
+        &tokens.eval_pairs[..capped_len(tokens.eval_pairs.len(), self.spec.eval.max_rm_pairs)]
     }
+}
+
+/// `len` cut to `cap`, where a cap of 0 means none (the specs' "0 = all").
+pub fn capped_len(len: usize, cap: usize) -> usize {
+    if cap == 0 { len } else { len.min(cap) }
 }
 
 /// What a stage hands on. Models are dropped (`None`) once every stage that reads them has

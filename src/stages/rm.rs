@@ -14,7 +14,8 @@ pub fn seq2seq(ctx: &Ctx, call: &Call) -> Result<Out> {
     let q = &ctx.spec.seq2seq_rm;
     let tpl = &tokens.text.tpl;
     let start = ctx.role_start(sft, call.seed ^ 0x55);
-    let held_out = &ctx.rm_eval_pairs(tokens)[..q.curve_pairs.min(tokens.eval_pairs.len())];
+    let measured = ctx.rm_eval_pairs(tokens);
+    let held_out = &measured[..q.curve_pairs.min(measured.len())];
     let curve = (q.curve_every > 0).then(|| crate::train::Curve { every: q.curve_every, pairs: held_out, rule: &q.rule, device: &ctx.dev });
     let (m, (log, curve)) = ctx.stages.stage(&ctx.timer, call.name, call.seed, &start, || {
         let (m, log, curve) = crate::train::seq2seq_rm(start.clone(), tpl, &tokens.rm_pairs, &q.mixing, q.identity_warmup_steps, mp, mr, q.batch_size, &loop_cfg(q.steps, q.lr, q.warmup_steps, q.grad_clip), call.seed ^ 0x55, &ctx.ad, curve)?;
