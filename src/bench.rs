@@ -60,13 +60,18 @@ pub fn shapes(preset: &str) -> Shapes {
     }
 }
 
-/// LoRA of the `pretrained-lora` preset: rank 16, alpha 32, every linear layer of the trunk.
+/// LoRA of the `pretrained-lora` preset: rank 16, alpha 32, every linear layer of the trunk;
+/// `pretrained-lora-top<K>` the same on the last K blocks only (`lora.layers = K`).
 pub fn bench_lora(preset: &str) -> crate::model::lora::LoraConfig {
-    if preset == "pretrained-lora" {
-        crate::model::lora::LoraConfig { rank: 16, alpha: 32.0, targets: vec![] }
-    } else {
-        Default::default()
-    }
+    let layers = match preset.strip_prefix("pretrained-lora") {
+        Some("") => 0,
+        Some(top) => match top.strip_prefix("-top").and_then(|k| k.parse::<usize>().ok()) {
+            Some(k) if k > 0 => k,
+            _ => return Default::default(),
+        },
+        None => return Default::default(),
+    };
+    crate::model::lora::LoraConfig { rank: 16, alpha: 32.0, targets: vec![], layers }
 }
 
 /// The bench's model presets: `tiny` and `small` are the `default` and `small` profiles of
@@ -75,7 +80,7 @@ pub fn bench_lora(preset: &str) -> crate::model::lora::LoraConfig {
 /// depend on them), trained in full, and `pretrained-lora` the same with LoRA adapters.
 /// Position tables hold `TRAIN_SEQ` positions.
 pub fn preset(name: &str) -> Result<LmConfig> {
-    if name == "pretrained" || name == "pretrained-lora" {
+    if name == "pretrained" || bench_lora(name).enabled() {
         let mut c = LmConfig { preset: "smollm2-135m".into(), max_seq_len: TRAIN_SEQ, ..Default::default() };
         c.apply_preset();
         c.checkpoint.clear();
@@ -86,7 +91,7 @@ pub fn preset(name: &str) -> Result<LmConfig> {
         "tiny" => (2048, 128, 2, 4, 512),
         "small" => (2048, 192, 3, 6, 768),
         "issue" => (4096, 128, 2, 4, 512),
-        other => bail!("unknown bench preset `{other}`: expected tiny, small, issue, pretrained or pretrained-lora"),
+        other => bail!("unknown bench preset `{other}`: expected tiny, small, issue, pretrained, pretrained-lora or pretrained-lora-top<K>"),
     };
     Ok(LmConfig { preset: name.into(), vocab_size, d_model, n_layers, n_heads, d_ff, max_seq_len: TRAIN_SEQ, ..Default::default() })
 }

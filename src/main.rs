@@ -60,6 +60,38 @@ enum Cmd {
         #[arg(long, requires = "shared_dir")]
         shared_only: bool,
     },
+    /// Train the judge alone (the judge stage and the stages it reads) and write its LoRA adapters
+    /// and score head to a file, with its sha256, for a spec's `judge.adapter` and
+    /// `judge.adapter_sha256`: every user's win rates then come from this one judge. The spec's
+    /// own `judge.adapter` is ignored (this trains one, or takes --from's). The same spec,
+    /// profile, device and number of cores retrain it bit-identically.
+    #[command(after_help = "Example (the committed safety judge, data/judges/README.md):\n  s2rm judge experiments/safety.toml --profile pretrained --adapter data/judges/safety_smollm2.bpk")]
+    Judge {
+        /// Experiment spec (TOML), e.g. experiments/safety.toml.
+        spec: PathBuf,
+        /// Profile; it must use LoRA (`model.lora`), e.g. pretrained.
+        #[arg(long, default_value = "pretrained")]
+        profile: String,
+        /// Where to write the adapter (and, beside it, FILE.sha256).
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Override any spec field (repeatable; value is TOML), e.g. --set judge.steps=400.
+        #[arg(long = "set")]
+        sets: Vec<String>,
+        /// auto, cpu, wgpu or libtorch (overrides experiment.device).
+        #[arg(long)]
+        device: Option<String>,
+        /// Folder whose .cache holds the stage cache (default: experiment.output_dir).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Folder with the datasets (overrides experiment.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Do not train: take the judge from this file (a judge entry of a run's stage cache, or
+        /// an older adapter), measure it, and write it as --adapter does.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
     /// Plan an experiment × profile × variant × seed grid as independent cells (one `s2rm run` per
     /// seed reading the shared stages from one shared directory) and run it here (--local), write
     /// sbatch scripts for a Slurm cluster (--slurm), or print the plan. Finished cells are skipped.
@@ -297,6 +329,15 @@ fn main() -> ExitCode {
     }
 }
 
+fn check_device(device: Option<&str>) -> Result<()> {
+    if let Some(d) = device {
+        if !s2rm::device::KINDS.contains(&d) {
+            anyhow::bail!("--device: unknown device `{d}`; expected one of {}", s2rm::device::KINDS.join(", "));
+        }
+    }
+    Ok(())
+}
+
 fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets, sequential, cache, shared_dir, shared_only } => {
@@ -304,14 +345,29 @@ fn real_main(cli: Cli) -> Result<()> {
                 let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
                 sets.push(format!("experiment.seeds=[{}]", list.join(",")));
             }
-            if let Some(d) = device.as_deref() {
-                if !s2rm::device::KINDS.contains(&d) {
-                    anyhow::bail!("--device: unknown device `{d}`; expected one of {}", s2rm::device::KINDS.join(", "));
-                }
-            }
+            check_device(device.as_deref())?;
             let resolved = spec::load(&file, &profile, &sets)?;
             let opts = runner::RunOptions { output, data_dir, device, sequential, cache, shared_dir, shared_only };
             runner::run(&resolved, &opts)?;
+        }
+        Cmd::Judge { spec: file, profile, adapter, mut sets, device, output, data_dir, from } => {
+            check_device(device.as_deref())?;
+            let (from, sha) = match &from {
+                Some(f) => {
+                    let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("--from {}: {e}", f.display()))?;
+                    (f.display().to_string(), s2rm::util::sha256_hex(&bytes))
+                }
+                None => (String::new(), String::new()),
+            };
+            sets.extend([format!("judge.adapter={from:?}"), format!("judge.adapter_sha256={sha:?}")]);
+            let resolved = spec::load(&file, &profile, &sets)?;
+            let opts = runner::RunOptions { output, data_dir, device, ..Default::default() };
+            let j = runner::train_judge(&resolved, &opts, &adapter)?;
+            println!("wrote {} in {:.0} s", adapter.display(), j.seconds);
+            for (k, v) in &j.metrics {
+                println!("  held-out {k}: {v:.4}");
+            }
+            println!("for the spec:\n  judge = {{ adapter = \"{}\", adapter_sha256 = \"{}\" }}", adapter.display(), j.sha256);
         }
         Cmd::Grid(args) => s2rm::grid::grid(&args)?,
         Cmd::Merge { cells, output } => {

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use s2rm::model::LmConfig;
 use s2rm::reward::seq2seq_teacher_forced;
 use s2rm::text::Template;
-use s2rm::train::{LoopCfg, PairIds, seq2seq_rm};
+use s2rm::train::{LoopCfg, Mixing, PairIds, seq2seq_rm};
 use s2rm::util::SplitMix64;
 
 fn random_pairs(n: usize, vocab: u32, seed: u64) -> Vec<PairIds> {
@@ -24,7 +24,7 @@ fn token_copy_rate(steps: usize, d_model: usize, n_layers: usize) -> f64 {
     let tpl = Template::builtin();
     let train = random_pairs(512, vocab, 1);
     let loop_cfg = LoopCfg { steps, lr: 1e-3, warmup_steps: 10, grad_clip: 1.0, cosine: false };
-    let (rm, _, _) = seq2seq_rm(cfg.init_seeded(&ad, 5), &tpl, &train, "identity_warmup", steps, 4, 9, 16, &loop_cfg, 7, &ad, None).unwrap();
+    let (rm, _, _) = seq2seq_rm(cfg.init_seeded(&ad, 5), &tpl, &train, &Mixing { kind: "identity_warmup", identity_warmup: steps, correction_fraction: 0.5 }, 4, 9, 16, &loop_cfg, 7, &ad, None).unwrap();
     let rm = rm.valid();
     let test = random_pairs(64, vocab, 2);
     let prompts: Vec<Vec<u32>> = test.iter().map(|p| p.prompt.clone()).collect();

@@ -63,9 +63,19 @@ pub(crate) struct Gathered {
     pub gens: Vec<(u64, GenRow)>,
 }
 
-/// Runs an experiment; returns the output directory.
-pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
-    let started = Instant::now();
+/// What [`prepare`] sets up for the stages: the output folder, the device, the context and
+/// the threads of each stage.
+struct Prepared<'a> {
+    out: PathBuf,
+    sel: device::Selected,
+    ctx: Ctx<'a>,
+    threads: BTreeMap<&'static str, usize>,
+    _writing: Option<stages::lock::EntryLock>,
+}
+
+/// Checks the output folder (and locks it), selects the device and builds the stage context:
+/// everything before the first stage, so that an unusable path or file fails in a second.
+fn prepare<'a>(resolved: &'a Resolved, opts: &RunOptions, table: &[Stage]) -> Result<Prepared<'a>> {
     let spec = &resolved.spec;
     let ex = &spec.experiment;
     let out = opts.output.clone().unwrap_or_else(|| PathBuf::from(&ex.output_dir));
@@ -86,10 +96,10 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         }
         lock
     };
+    stages::check_judge_adapter(&spec.judge)?;
     let cache_dir = opts.cache.clone().unwrap_or_else(|| out.join(".cache"));
     let sel = device::select(opts.device.as_deref().unwrap_or(&ex.device))?;
     eprintln!("device: {} — {}", sel.name, sel.reason);
-    let table = stages::table(spec);
     let ctx = Ctx {
         spec,
         dev: sel.device.clone(),
@@ -97,20 +107,30 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
         data_dir: opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(&ex.data_dir)),
         manifest: Manifest::load(Path::new(&spec.data.manifest))?,
         refusal: RefusalDetector::load(Path::new(&spec.data.refusal_patterns))?,
-        stages: StageCache::new(cache_dir.join("stages"), shared_dir.as_ref().map(|d| d.join("stages")), &table, spec, &sel.name)?,
+        stages: StageCache::new(cache_dir.join("stages"), shared_dir.as_ref().map(|d| d.join("stages")), table, spec, &sel.name)?,
         cache_dir,
-        shared_dir: shared_dir.clone(),
+        shared_dir,
         timer: Timer::default(),
     };
     let half = (sel.threads / 2).max(1);
-    let threads: BTreeMap<&str, usize> = table.iter().map(|s| (s.name, if s.threads == Threads::All { sel.threads } else { half })).collect();
+    let threads = table.iter().map(|s| (s.name, if s.threads == Threads::All { sel.threads } else { half })).collect();
+    Ok(Prepared { out, sel, ctx, threads, _writing })
+}
+
+/// Runs an experiment; returns the output directory.
+pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
+    let started = Instant::now();
+    let spec = &resolved.spec;
+    let ex = &spec.experiment;
+    let table = stages::table(spec);
+    let Prepared { out, sel, ctx, threads, _writing } = prepare(resolved, opts, &table)?;
     let seeds: &[u64] = if opts.shared_only { &[] } else { &ex.seeds };
     let done = schedule::run(if opts.sequential { 1 } else { 2 }, graph(&ctx, &table, seeds), Out::release, |key: &Key| {
         sel.use_threads_on_this_thread(threads[key.0])
     })?;
-    if let (true, Some(dir)) = (opts.shared_only, shared_dir) {
+    if let (true, Some(dir)) = (opts.shared_only, &ctx.shared_dir) {
         eprintln!("shared stages done in {:.1}s; kept in {}", started.elapsed().as_secs_f64(), dir.display());
-        return Ok(dir);
+        return Ok(dir.clone());
     }
     let gathered = gather(&table, spec, done);
 
@@ -217,4 +237,53 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
     }
     let (corpus, tokens) = (corpus.expect("a data stage"), tokens.expect("a tokenizer stage"));
     Gathered { corpus, tokens, lm_params, train_log, rm_eval, rm_curve, ppo_log, gens }
+}
+
+/// What `s2rm judge` trained: the adapter file, its sha256 and the judge's held-out metrics.
+pub struct TrainedJudge {
+    pub sha256: String,
+    pub metrics: Vec<(String, f64)>,
+    pub seconds: f64,
+}
+
+/// `s2rm judge`: runs the judge stage and the stages it reads (nothing else; the stage cache of
+/// `--output`'s folder, or `--cache`, keeps it like a run's), then writes the judge's adapters
+/// and score head to `file` (with `Lm::with_stable_ids`), and `file.sha256` beside it. With
+/// `judge.adapter` set, the stage loads that file instead of training.
+pub fn train_judge(resolved: &Resolved, opts: &RunOptions, file: &Path) -> Result<TrainedJudge> {
+    let started = Instant::now();
+    let spec = &resolved.spec;
+    if !spec.model.lora.enabled() {
+        bail!("`s2rm judge` writes LoRA adapters; this spec's profile trains every weight (`model.lora.rank` = 0); use a profile with model.lora, e.g. --profile pretrained");
+    }
+    if spec.data.world.is_some() {
+        bail!("a controlled world has no learned judge: its gold reward judges");
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        writable_dir(dir, "the adapter's folder", "pass another --adapter path")?;
+    }
+    let mut table = stages::table(spec);
+    // The judge and its ancestors only.
+    let mut keep = vec!["judge"];
+    for s in table.iter().rev() {
+        if keep.contains(&s.name) {
+            keep.extend(s.reads.iter().copied());
+        }
+    }
+    table.retain(|s| keep.contains(&s.name));
+    // Each stage gets the threads it gets in a run (the judge: half the machine), so that this
+    // computes the bits a run's judge stage computes; its stage cache serves both.
+    let Prepared { sel, ctx, threads, .. } = prepare(resolved, opts, &table)?;
+    let mut done = schedule::run(if opts.sequential { 1 } else { 2 }, graph(&ctx, &table, &[]), |_: &mut Out| {}, |key: &Key| sel.use_threads_on_this_thread(threads[key.0]))?;
+    let Some(Out::Lm(Some(judge), _, metrics)) = done.remove(&("judge", spec.experiment.base_seed)) else {
+        unreachable!("the judge stage hands on its model")
+    };
+    let tmp = file.with_extension("tmp");
+    judge.with_stable_ids().save_weights(&tmp)?;
+    let bytes = std::fs::read(&tmp).with_context(|| format!("cannot read back {}", tmp.display()))?;
+    let sha256 = crate::util::sha256_hex(&bytes);
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::util::write_atomic(&file.with_extension("sha256"), format!("{sha256}  {name}\n").as_bytes())?;
+    Ok(TrainedJudge { sha256, metrics, seconds: started.elapsed().as_secs_f64() })
 }

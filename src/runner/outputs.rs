@@ -176,6 +176,12 @@ fn notes(spec: &Spec) -> Vec<String> {
         // A world has no learned judge: its gold reward scores every answer.
         notes[1] = "Judge: the world's gold reward, a program that parses each answer and scores it exactly (src/world/); no judge model is trained. Held-out reward-model pair accuracies are against the world's labels (with their noise and planted bias; run_info.json's world_label_stats says how often the labels agree with the gold). Competence gates (gates.csv) say whether the models can do the task; a failed gate makes every verdict inconclusive.".into();
     }
+    if !spec.judge.adapter.is_empty() {
+        notes[1] = format!(
+            "Judge: not trained in this run but loaded from {} (sha256 {}), LoRA adapters and a score head over the base LM that `s2rm judge` trained on the judge split plus extra preference sets the proxy RMs never see (data/judges/README.md: the command that retrains it). Its held-out pair accuracy is in the reward-model table; weigh win rates by it. The paper used a strong LLM judge; none is available offline.",
+            spec.judge.adapter, spec.judge.adapter_sha256
+        );
+    }
     notes
 }
 

@@ -121,8 +121,12 @@ pub struct Seq2seqRmSpec {
     pub grad_clip: f32,
     /// `one_to_one`: every batch mixes correction and identity examples 1:1;
     /// `identity_warmup`: identity only for `identity_warmup_steps`, then 1:1; `identity_only` /
-    /// `correction_only`: one mapping alone (ablations).
+    /// `correction_only`: one mapping alone (ablations); `fraction`: `correction_fraction` of
+    /// every batch are correction examples, the rest identity ones.
     pub mixing: String,
+    /// The share of correction examples per batch under `mixing = "fraction"` (0.5 is 1:1).
+    #[serde(default = "half", skip_serializing_if = "is_half")]
+    pub correction_fraction: f64,
     pub identity_warmup_steps: usize,
     pub rule: DivergenceRule,
     /// `sum`: the divergence rule as stated, one reward per token (a response's return grows with
@@ -147,6 +151,17 @@ pub struct JudgeSpec {
     pub warmup_steps: usize,
     pub grad_clip: f32,
     pub score_l2: f64,
+    /// Say the judge's held-out pair accuracy on the console every this many steps while it
+    /// trains (0 = only after training); it changes no trained weight.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub curve_every: usize,
+    /// A trained judge (LoRA adapters and score head, as `s2rm judge` writes them) loaded instead
+    /// of training one, so that every user's win rates come from the same judge; "" = train it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub adapter: String,
+    /// The adapter file's sha256 (hex); a file with another hash is refused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub adapter_sha256: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -220,6 +235,14 @@ fn curve_pairs() -> usize {
 
 fn is_curve_pairs(n: &usize) -> bool {
     *n == curve_pairs()
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn is_half(x: &f64) -> bool {
+    *x == half()
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -657,6 +680,7 @@ pub fn validate(s: &Spec) -> Result<()> {
         ("eval.max_prompts_per_set", s.eval.max_prompts_per_set, 100_000, "0 means all prompts"),
         ("eval.max_rm_pairs", s.eval.max_rm_pairs, 10_000_000, "0 means all pairs"),
         ("seq2seq_rm.curve_every", q.curve_every, MAX_STEPS, "0 means no curve"),
+        ("judge.curve_every", s.judge.curve_every, MAX_STEPS, "0 means no curve"),
         ("seq2seq_rm.curve_pairs", q.curve_pairs, 100_000, "each point scores this many pairs twice"),
         ("scalar_rm.norm_pairs", s.scalar_rm.norm_pairs, 10_000_000, "512 pairs give a stable mean and std"),
         ("eval.n_bootstrap", s.eval.n_bootstrap, 100_000, "10,000 resamples already give stable 95% intervals"),
@@ -668,8 +692,25 @@ pub fn validate(s: &Spec) -> Result<()> {
     }
     non_negative("scalar_rm.score_l2", s.scalar_rm.score_l2)?;
     non_negative("judge.score_l2", s.judge.score_l2)?;
-    if !["one_to_one", "identity_warmup", "identity_only", "correction_only"].contains(&s.seq2seq_rm.mixing.as_str()) {
-        bail!("`seq2seq_rm.mixing` must be `one_to_one`, `identity_warmup`, `identity_only` or `correction_only` (got `{}`)", s.seq2seq_rm.mixing);
+    if !["one_to_one", "identity_warmup", "identity_only", "correction_only", "fraction"].contains(&q.mixing.as_str()) {
+        bail!("`seq2seq_rm.mixing` must be `one_to_one`, `identity_warmup`, `identity_only`, `correction_only` or `fraction` (got `{}`)", q.mixing);
+    }
+    if !(0.0..=1.0).contains(&q.correction_fraction) {
+        bail!("`seq2seq_rm.correction_fraction` is the share of correction examples per batch: between 0 and 1 (got {})", q.correction_fraction);
+    }
+    if q.mixing != "fraction" && !is_half(&q.correction_fraction) {
+        bail!("`seq2seq_rm.correction_fraction` applies only to `mixing = \"fraction\"` (mixing is `{}`); set mixing = \"fraction\" or remove the field", q.mixing);
+    }
+    let j = &s.judge;
+    if !j.adapter.is_empty() {
+        if !s.model.lora.enabled() {
+            bail!("`judge.adapter` holds LoRA adapters; it needs `model.lora.rank` > 0 (the rank the adapter was trained with)");
+        }
+        if j.adapter_sha256.len() != 64 || !j.adapter_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("`judge.adapter_sha256` must be the 64 hex digits of {}'s sha256 (`sha256sum {}` prints it)", j.adapter, j.adapter);
+        }
+    } else if !j.adapter_sha256.is_empty() {
+        bail!("`judge.adapter_sha256` is set but `judge.adapter` is not; name the adapter file or remove the hash");
     }
     if !["sum", "mean"].contains(&s.seq2seq_rm.reward_scaling.as_str()) {
         bail!("`seq2seq_rm.reward_scaling` must be `sum` or `mean` (got `{}`)", s.seq2seq_rm.reward_scaling);

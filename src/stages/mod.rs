@@ -23,6 +23,7 @@ mod world;
 
 pub use cache::{StageCache, Timer, exe_hash};
 pub use data::{Corpus, build_corpus};
+pub use judge::check_adapter as check_judge_adapter;
 pub use tokenize::Tokens;
 
 use crate::data::{Manifest, RefusalDetector};
@@ -108,7 +109,7 @@ pub fn table(spec: &Spec) -> Vec<Stage> {
     let from_base: &'static [&'static str] = if spec.model.is_pretrained() { &["tokenizer", "base"] } else { &["tokenizer", "pretrain"] };
     t.push(s("sft", Shared, from_base, &["sft"], true, sft::run));
     if !world {
-        t.push(s("judge", Shared, from_base, &["judge"], true, judge::run));
+        t.push(s("judge", Shared, from_base, &["judge", "!judge.curve_every"], true, judge::run));
     }
     // The judge's place in eval's inputs: the learned judge, or the world (its gold reward).
     let eval_reads: &'static [&'static str] =
@@ -179,9 +180,17 @@ impl Ctx<'_> {
     }
 
     /// The held-out pairs a reward model or the judge is measured on (`eval.max_rm_pairs`).
-    pub fn rm_eval_pairs<'t>(&self, tokens: &'t Tokens) -> &'t [crate::train::PairIds] {
-        &tokens.eval_pairs[..capped_len(tokens.eval_pairs.len(), self.spec.eval.max_rm_pairs)]
+    pub fn rm_eval_pairs(&self, tokens: &Tokens) -> Vec<crate::train::PairIds> {
+        spread(&tokens.eval_pairs, self.spec.eval.max_rm_pairs)
     }
+}
+
+/// `cap` items spread evenly over `items`, in order (0 = all of them). The eval split lists its
+/// pairs source by source, so its first `cap` would all come from one source (in safety: 64 PKU
+/// pairs and no HH pair); evenly spaced picks keep every source in its proportion.
+pub fn spread<T: Clone>(items: &[T], cap: usize) -> Vec<T> {
+    let n = capped_len(items.len(), cap);
+    (0..n).map(|i| items[i * items.len() / n].clone()).collect()
 }
 
 /// `len` cut to `cap`, where a cap of 0 means none (the specs' "0 = all").

@@ -17,7 +17,7 @@ data         shared   reads -                                                key
 tokenizer    shared   reads data                                             key model.vocab_size
 pretrain     shared   reads tokenizer                                        key model pretrain cached
 sft          shared   reads tokenizer,pretrain                               key sft cached
-judge        shared   reads tokenizer,pretrain                               key judge cached
+judge        shared   reads tokenizer,pretrain                               key judge !judge.curve_every cached
 seq2seq_rm   per-seed reads tokenizer,sft                                    key seq2seq_rm !seq2seq_rm.rule !seq2seq_rm.reward_scaling cached
 scalar_rm    per-seed reads tokenizer,sft                                    key scalar_rm cached
 ppo_scalar   per-seed reads tokenizer,sft,scalar_rm                          key ppo !ppo.checkpoint_every cached
@@ -32,7 +32,7 @@ checkpoint   shared   reads -                                                key
 tokenizer    shared   reads data,checkpoint                                  key 
 base         shared   reads tokenizer,checkpoint                             key 
 sft          shared   reads tokenizer,base                                   key sft cached
-judge        shared   reads tokenizer,base                                   key judge cached
+judge        shared   reads tokenizer,base                                   key judge !judge.curve_every cached
 seq2seq_rm   per-seed reads tokenizer,sft                                    key seq2seq_rm !seq2seq_rm.rule !seq2seq_rm.reward_scaling cached
 scalar_rm    per-seed reads tokenizer,sft                                    key scalar_rm cached
 ppo_scalar   per-seed reads tokenizer,sft,scalar_rm                          key ppo !ppo.checkpoint_every cached
@@ -125,4 +125,14 @@ fn a_stage_key_names_only_what_the_stage_and_its_inputs_read() {
     assert!(!all.iter().any(|s| s.starts_with("data/") || s.starts_with("tokenizer/")), "{all:?}");
     // The data table keys everything.
     assert_eq!(changed(&["data.max_pairs_per_split=40"]).len(), 5 + 5 * 2);
+}
+
+#[test]
+fn measured_pairs_spread_over_every_source() {
+    // 8 pairs of source a then 2 of source b: the first 5 would be a's alone
+    let items: Vec<char> = "aaaaaaaabb".chars().collect();
+    assert_eq!(super::spread(&items, 5).into_iter().collect::<String>(), "aaaab");
+    assert_eq!(super::spread(&items, 0), items);
+    assert_eq!(super::spread(&items, 99), items);
+    assert_eq!(super::spread(&items, 1), vec!['a']);
 }

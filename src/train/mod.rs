@@ -247,12 +247,17 @@ pub fn sft(model: Lm, tpl: &Template, rows: &[(Vec<u32>, Vec<u32>)], max_prompt:
 /// Bradley–Terry training of a scalar RM (also the judge). Chosen and rejected of a pair share
 /// one packed batch, so both scores come from one forward pass.
 #[allow(clippy::too_many_arguments)]
-pub fn scalar_rm(model: Lm, tpl: &Template, stage: &str, pairs: &[PairIds], max_prompt: usize, max_response: usize, bs: usize, l2: f64, cfg: &LoopCfg, seed: u64, device: &Device) -> Result<(Lm, Vec<StepLog>)> {
+pub fn scalar_rm(model: Lm, tpl: &Template, stage: &str, pairs: &[PairIds], max_prompt: usize, max_response: usize, bs: usize, l2: f64, cfg: &LoopCfg, seed: u64, device: &Device, watch: Option<Watch>) -> Result<(Lm, Vec<StepLog>)> {
     if pairs.is_empty() {
         bail!("stage `{stage}`: no preference pairs");
     }
     let mut sampler = Sampler::new(pairs.len(), seed);
-    run_loop(model, stage, cfg, |m, _| {
+    run_loop(model, stage, cfg, |m, step| {
+        if let Some(w) = watch.as_ref().filter(|w| w.every > 0 && step > 0 && step % w.every == 0) {
+            let metrics = crate::eval::scalar_rm_metrics(&m.valid(), tpl, w.pairs, max_prompt, max_response, 32, w.device);
+            let acc = metrics.iter().find(|(k, _)| k == "pair_accuracy").map_or(f64::NAN, |(_, v)| *v);
+            say(&format!("stage {stage}: step {step}, held-out pair accuracy {acc:.3} on {} pairs", w.pairs.len()));
+        }
         let idx = sampler.next_batch(bs);
         let mut prefixes: Vec<Vec<u32>> = Vec::with_capacity(2 * idx.len());
         let mut conts = Vec::with_capacity(2 * idx.len());
@@ -267,6 +272,38 @@ pub fn scalar_rm(model: Lm, tpl: &Template, stage: &str, pairs: &[PairIds], max_
         let n = idx.len();
         bradley_terry_loss(scores.clone().narrow(0, 0, n), scores.narrow(0, n, n), l2)
     })
+}
+
+/// How the seq2seq RM's batches mix the correction and identity mappings
+/// (`seq2seq_rm.mixing`, `identity_warmup_steps`, `correction_fraction`).
+pub struct Mixing<'a> {
+    pub kind: &'a str,
+    pub identity_warmup: usize,
+    pub correction_fraction: f64,
+}
+
+impl Mixing<'_> {
+    /// Correction examples in a batch of `bs` at `step`: half (1:1), none (identity only, or
+    /// during the warm-up), all of it (correction only; the ablations of the two mappings), or
+    /// the rounded fraction; the rest of the batch are identity examples.
+    pub fn corrections(&self, step: usize, bs: usize) -> usize {
+        match self.kind {
+            "identity_only" => 0,
+            "correction_only" => bs,
+            "identity_warmup" if step < self.identity_warmup => 0,
+            "fraction" => ((bs as f64 * self.correction_fraction).round() as usize).min(bs),
+            _ => bs / 2,
+        }
+    }
+}
+
+/// A scalar RM's held-out pair accuracy, said on the console every `every` steps while it trains
+/// (`judge.curve_every`): whether a long judge run is learning, before it ends. It changes nothing
+/// the RM computes.
+pub struct Watch<'a> {
+    pub every: usize,
+    pub pairs: &'a [PairIds],
+    pub device: &'a Device,
 }
 
 /// Where and how often a seq2seq RM is measured while it trains: `every` steps (and after the
@@ -296,10 +333,10 @@ pub type CurvePoint = (usize, String, f64);
 
 /// Seq2seq RM: sequence MLE on the correction mapping (prompt + rejected → chosen) and the
 /// identity mapping (prompt + chosen → chosen), mixed as `mixing` says (`one_to_one`,
-/// `identity_warmup`, or one mapping alone: `identity_only`, `correction_only`). With a `curve`,
-/// also its copy-versus-diverge metrics as training goes.
+/// `identity_warmup`, one mapping alone: `identity_only`, `correction_only`, or `fraction`).
+/// With a `curve`, also its copy-versus-diverge metrics as training goes.
 #[allow(clippy::too_many_arguments)]
-pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, identity_warmup: usize, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device, curve: Option<Curve>) -> Result<(Lm, Vec<StepLog>, Vec<CurvePoint>)> {
+pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &Mixing, max_prompt: usize, max_response: usize, bs: usize, cfg: &LoopCfg, seed: u64, device: &Device, curve: Option<Curve>) -> Result<(Lm, Vec<StepLog>, Vec<CurvePoint>)> {
     if pairs.is_empty() {
         bail!("stage `seq2seq_rm`: no preference pairs");
     }
@@ -316,14 +353,7 @@ pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, id
         if every > 0 && step % every == 0 {
             measure(m, step, &mut points);
         }
-        // Correction examples per batch: half (1:1), none (identity only, or during the warm-up),
-        // or all of it (correction only; the ablations of the two mappings).
-        let n_corr = match mixing {
-            "identity_only" => 0,
-            "correction_only" => bs,
-            "identity_warmup" if step < identity_warmup => 0,
-            _ => bs / 2,
-        };
+        let n_corr = mixing.corrections(step, bs);
         let idx = sampler.next_batch(bs);
         let mut prefixes = Vec::with_capacity(bs);
         let mut conts = Vec::with_capacity(bs);
@@ -342,6 +372,20 @@ pub fn seq2seq_rm(model: Lm, tpl: &Template, pairs: &[PairIds], mixing: &str, id
 
 #[cfg(test)]
 #[test]
+fn mixing_counts_correction_examples_per_batch() {
+    let m = |kind, fraction| Mixing { kind, identity_warmup: 3, correction_fraction: fraction };
+    assert_eq!(m("one_to_one", 0.5).corrections(0, 8), 4);
+    assert_eq!(m("identity_only", 0.5).corrections(5, 8), 0);
+    assert_eq!(m("correction_only", 0.5).corrections(5, 8), 8);
+    assert_eq!((m("identity_warmup", 0.5).corrections(2, 8), m("identity_warmup", 0.5).corrections(3, 8)), (0, 4));
+    // a quarter of 8 is 2; 0.3 of 8 rounds to 2; the ends are the single mappings
+    assert_eq!(m("fraction", 0.25).corrections(0, 8), 2);
+    assert_eq!(m("fraction", 0.3).corrections(0, 8), 2);
+    assert_eq!((m("fraction", 0.0).corrections(0, 8), m("fraction", 1.0).corrections(0, 8)), (0, 8));
+}
+
+#[cfg(test)]
+#[test]
 fn the_seq2seq_curve_is_measured_every_n_steps_and_after_the_last() {
     let ad = Device::flex().autodiff();
     let cfg = crate::model::LmConfig { preset: "t".into(), vocab_size: 64, d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, max_seq_len: 64, ..Default::default() };
@@ -351,7 +395,7 @@ fn the_seq2seq_curve_is_measured_every_n_steps_and_after_the_last() {
     let curve = Curve { every: 2, pairs: &pairs[..3], rule: &rule, device: &Device::flex() };
     let lc = LoopCfg { steps: 5, lr: 1e-3, warmup_steps: 0, grad_clip: 1.0, cosine: false };
     let tpl = Template::builtin();
-    let (_, log, points) = seq2seq_rm(cfg.init_seeded(&ad, 1), &tpl, &pairs, "one_to_one", 0, 8, 8, 4, &lc, 3, &ad, Some(curve)).unwrap();
+    let (_, log, points) = seq2seq_rm(cfg.init_seeded(&ad, 1), &tpl, &pairs, &Mixing { kind: "one_to_one", identity_warmup: 0, correction_fraction: 0.5 }, 8, 8, 4, &lc, 3, &ad, Some(curve)).unwrap();
     assert_eq!(log.len(), 5);
     let steps: std::collections::BTreeSet<usize> = points.iter().map(|p| p.0).collect();
     assert_eq!(steps.into_iter().collect::<Vec<_>>(), [0, 2, 4, 5]);
