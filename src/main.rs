@@ -21,7 +21,7 @@ enum Cmd {
     Run {
         /// Experiment spec (TOML), e.g. experiments/safety.toml.
         spec: PathBuf,
-        /// Profile: smoke (seconds), default (minutes on a 2-core CPU, model `tiny`), small (the second model size, results/<name>_small), pretrained (SmolLM2-135M as LoRA adapters over one frozen base; about 2 hours a seed on a 2-core CPU) or gpu (SmolLM2-135M fine-tuned in full, for a GPU).
+        /// Profile: smoke (seconds), default (minutes on a 2-core CPU, model `tiny`), small (the second model size, results/<name>_small), pretrained (SmolLM2-135M as LoRA adapters over one frozen base, with the committed judge; about 1 hour a seed on a 2-core CPU) or gpu (SmolLM2-135M fine-tuned in full, for a GPU).
         #[arg(long, default_value = "default")]
         profile: String,
         /// auto (a real GPU through wgpu if present, else CPU), cpu, wgpu, or libtorch (LibTorch CPU kernels; only in a build with `--features libtorch`). Overrides experiment.device.

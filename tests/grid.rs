@@ -19,14 +19,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-/// The error of a failed command: exactly one line, starting with `error:`.
+/// The error of a failed command: exactly one line starting with `error:`, and it is the last
+/// (as in tests/bad_inputs; `--submit` says what it planned before sbatch is found missing).
 fn one_error_line(o: &Output) -> String {
     assert!(!o.status.success(), "expected a failure, got success: {}", stderr(o));
     let e = stderr(o);
     let lines: Vec<&str> = e.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {e}");
-    assert!(lines[0].starts_with("error: "), "{e}");
-    lines[0].to_string()
+    assert_eq!(lines.iter().filter(|l| l.starts_with("error:")).count(), 1, "expected one error line, got: {e}");
+    let last = lines.last().expect("an error line");
+    assert!(last.starts_with("error: "), "{e}");
+    last.to_string()
 }
 
 #[test]
