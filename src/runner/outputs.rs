@@ -178,8 +178,10 @@ fn notes(spec: &Spec) -> Vec<String> {
     }
     if !spec.judge.adapter.is_empty() {
         notes[1] = format!(
-            "Judge: not trained in this run but loaded from {} (sha256 {}), LoRA adapters and a score head over the base LM that `s2rm judge` trained on the judge split plus extra preference sets the proxy RMs never see (data/judges/README.md: the command that retrains it). Its held-out pair accuracy is in the reward-model table; weigh win rates by it. The paper used a strong LLM judge; none is available offline.",
-            spec.judge.adapter, spec.judge.adapter_sha256
+            "Judge: not trained in this run but loaded from {} (sha256 {}), LoRA adapters and a score head over the base LM that `s2rm judge` trained on the judge split{}, which the proxy RMs never see (data/judges/README.md: the command that retrains it). Its held-out pair accuracy is in the reward-model table; weigh win rates by it. The paper used a strong LLM judge; none is available offline.",
+            spec.judge.adapter,
+            spec.judge.adapter_sha256,
+            if spec.data.judge_extra.is_empty() { String::new() } else { format!(" plus {}", spec.data.judge_extra.join(", ")) }
         );
     }
     notes
