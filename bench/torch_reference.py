@@ -8,8 +8,8 @@ Run (torch 2.x with CPU support is needed: `pip install torch`):
 
 The numbers are meant to be compared row by row with the burn side's CSV (see bench/compare.py).
 
-Model ("gpt" family, mirrors src/model/mod.rs)
-------------------------------------------------
+Model, "gpt" family (presets tiny, small, issue; mirrors src/model/mod.rs)
+---------------------------------------------------------------------------
 * token embedding `Embedding(V, d)` + learned position embedding `Embedding(128, d)`; the
   position of a token is the number of real (non-pad) tokens before it in its row.
 * `n_layers` pre-LN blocks: `x = x + proj(attn(ln1(x)))`, `x = x + fc2(gelu(fc1(ln2(x))))`;
@@ -28,6 +28,31 @@ Model ("gpt" family, mirrors src/model/mod.rs)
 * `torch.set_num_threads(--threads)` (default 2, the Rust side's thread count),
   `torch.set_num_interop_threads(1)`, fp32, no autocast, mkldnn left at its default.
 
+Model, "llama" family (presets pretrained*: SmolLM2-135M's shape, random weights)
+---------------------------------------------------------------------------------
+* token embedding `Embedding(V, d)`, no position embedding: rotary positions (theta 100000) on
+  queries and keys, Hugging Face's `rotate_half` convention (frequency i = theta^(-2i/d_head)
+  drives dims i and i + d_head/2; `x * cos + cat(-x2, x1) * sin`), at the same positions as above
+  (real tokens before it); the cos/sin tables are built once per forward, as `rope_tables` does.
+* `n_layers` pre-norm blocks: `x = x + proj(attn(rms1(x)))`, `x = x + down(silu(g) * u)` with
+  `[g, u] = gate_up(rms2(x))` (gate and up fused into one `d -> 2 d_ff` product); RMSNorm
+  `x / sqrt(mean(x^2) + 1e-5) * weight` (burn's formula); no Linear has a bias; `qkv` is one fused
+  `d -> d + 2 n_kv_heads d_head` product; grouped-query attention: the cache holds the `n_kv_heads`
+  rotated keys/values, and query head j reads key/value head j // (n_heads / n_kv_heads)
+  (repeated before the products); attention as in the gpt family. Every linear takes its
+  `[B, T, D]` input as one `[B*T, D]` matrix (src/model/lora.rs `adapted`).
+* final RMSNorm; the LM head is tied to the token embedding: `logits = h @ tok_emb.weight.T`;
+  `score_head`, `value_head` = `Linear(d, 1)` (with bias) initialised to zero, as the Rust side
+  does; other weights normal(0, 0.02), RMSNorm weights 1.
+* LoRA (`pretrained-lora*`, src/model/lora.rs): rank 16, alpha 32 on `qkv`, `proj`, `gate_up`,
+  `down` of every block (`pretrained-lora-top<K>`: of the last K blocks alone) as a side path
+  `y = x @ W.T + (alpha / r) * ((x @ A) @ B)`, `A [d_in, r] ~ N(0, std 1/r)`, `B [r, d_out] = 0`.
+  Only the adapters and the score/value heads have requires_grad (embedding, norms and every base
+  weight are frozen), so no gradient reaches the base, and the backward pass stops at the lowest
+  adapted block; Adam and the per-parameter clipping see those tensors alone. The generation
+  model, the PPO policy and the PPO reference carry adapters (the Rust reference is the SFT model
+  itself, adapters included); the PPO reward model does not.
+
 Background load: torch's OpenMP threads spin-wait at every parallel region. If other processes
 keep the cores busy (even at nice 19 when the kernel's autogroup scheduling is on), a 2-thread run
 can be several times slower than a 1-thread run. Seen here: 64-token generation went from 0.27 s
@@ -37,9 +62,21 @@ be set before torch starts; the banner on stderr shows it). On an idle machine t
 
 Presets (`--presets`, default `tiny,small`; max_seq_len 128 for all)
 ---------------------------------------------------------------------
-    tiny : V=2048, d=128, n_layers=2, n_heads=4, d_ff=512
-    small: V=2048, d=192, n_layers=3, n_heads=6, d_ff=768
-    issue: V=4096, d=128, n_layers=2, n_heads=4, d_ff=512   (only when asked)
+    tiny : gpt, V=2048, d=128, n_layers=2, n_heads=4, d_ff=512
+    small: gpt, V=2048, d=192, n_layers=3, n_heads=6, d_ff=768
+    issue: gpt, V=4096, d=128, n_layers=2, n_heads=4, d_ff=512   (only when asked)
+    pretrained: llama, V=49152, d=576, n_layers=30, n_heads=9, n_kv_heads=3, d_ff=1536,
+        trained in full (only when asked, as are the two below)
+    pretrained-lora: the same, LoRA on every block, base frozen
+    pretrained-lora-top<K>: the same, LoRA on the last K blocks only (e.g. pretrained-lora-top8)
+
+Shapes per preset (`shapes`, as `shapes()` in src/bench.rs). The text below gives the gpt
+presets' numbers; the pretrained presets use a quarter of the rows:
+                      gpt presets            pretrained*
+    train           : 5 steps of 16 x 128    2 steps of 4 x 128
+    generate        : 16 x (32 + 64 new)     4 x (32 + 32 new)
+    ppo             : 16 rows, minibatch 8,  8 rows, minibatch 4,
+                      32 + 40 new tokens     32 + 32 new tokens
 
 Benchmarks (`--benchmarks`, default `train,generate,ppo`)
 -----------------------------------------------------------
@@ -81,6 +118,8 @@ repetitions (time.perf_counter); the CSV gives the median, min and max over the 
   of every QKV, attention, projection, MLP and LM-head product; see `train_matmuls`), on random
   contiguous fp32 tensors, `torch.matmul`; seconds for the whole list. Only with
   `--benchmarks matmul` (it is a diagnostic: how much of a training step is matrix-product time).
+  The list is that of full training at the preset's train shape, LoRA presets included (no
+  adapter products, every backward product kept).
 
 CSV (`--output`, default results/bench/torch.csv; also printed as an aligned table)
 -------------------------------------------------------------------------------------
@@ -90,9 +129,11 @@ runs = number of timed runs. For tokens/s rows larger is faster; for `s` rows sm
 """
 
 import argparse
+import collections
 import csv
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -105,13 +146,33 @@ MAX_SEQ_LEN = 128
 MASKED = -1e9
 HEADER = ["framework", "device", "threads", "preset", "benchmark", "unit", "median", "min", "max", "runs"]
 
+# SmolLM2-135M's shape (`LmConfig::apply_preset`, preset `smollm2-135m`).
+SMOLLM2_135M = dict(arch="llama", vocab=49152, d=576, n_layers=30, n_heads=9, n_kv_heads=3, d_ff=1536, rope_theta=100_000.0, norm_eps=1e-5)
+# LoRA of the `pretrained-lora*` presets (`bench_lora` in src/bench.rs); layers 0 = every block.
+BENCH_LORA = dict(rank=16, alpha=32.0, layers=0)
+
 PRESETS = {
-    "tiny": dict(vocab=2048, d=128, n_layers=2, n_heads=4, d_ff=512),
-    "small": dict(vocab=2048, d=192, n_layers=3, n_heads=6, d_ff=768),
-    "issue": dict(vocab=4096, d=128, n_layers=2, n_heads=4, d_ff=512),
+    "tiny": dict(arch="gpt", vocab=2048, d=128, n_layers=2, n_heads=4, d_ff=512),
+    "small": dict(arch="gpt", vocab=2048, d=192, n_layers=3, n_heads=6, d_ff=768),
+    "issue": dict(arch="gpt", vocab=4096, d=128, n_layers=2, n_heads=4, d_ff=512),
+    "pretrained": dict(SMOLLM2_135M, lora=None),
+    "pretrained-lora": dict(SMOLLM2_135M, lora=BENCH_LORA),
 }
 
-# Benchmark shapes (must match `s2rm bench`).
+
+def preset_config(name):
+    """The model of a preset, or None for an unknown name. `pretrained-lora-top<K>` (K > 0) is
+    `pretrained-lora` with adapters on the last K blocks only, as `bench_lora` parses it."""
+    if name in PRESETS:
+        return PRESETS[name]
+    m = re.fullmatch(r"pretrained-lora-top([0-9]+)", name)
+    if m and int(m.group(1)) > 0:
+        return dict(SMOLLM2_135M, lora=dict(BENCH_LORA, layers=int(m.group(1))))
+    return None
+
+
+# Benchmark shapes (must match `s2rm bench`): those of the gpt presets; `shapes` gives each
+# preset's.
 TRAIN_STEPS, TRAIN_B, TRAIN_T, TRAIN_LR = 5, 16, 128, 1e-4
 GEN_B, GEN_PROMPT, GEN_NEW = 16, 32, 64
 PPO_B, PPO_PROMPT, PPO_NEW = 16, 32, 40
@@ -119,6 +180,19 @@ PPO_EPOCHS, PPO_MINIBATCH, PPO_LR = 2, 8, 5e-5
 KL_COEF, GAMMA, LAMBDA = 0.02, 1.0, 0.95
 CLIP_RATIO, VALUE_CLIP, VF_COEF, SCORE_CLIP = 0.2, 5.0, 0.1, 5.0
 GRAD_CLIP = 1.0
+
+Shapes = collections.namedtuple(
+    "Shapes", "train_batch train_seq train_steps gen_batch gen_prompt gen_new ppo_batch ppo_minibatch ppo_new"
+)
+
+
+def shapes(preset):
+    """Rows, lengths and steps of a preset's benchmarks (`shapes()` in src/bench.rs): the constants
+    above, or for the SmolLM2-shaped presets a quarter of the rows and the PPO step of the
+    `pretrained` profile (8 prompts, minibatches of 4, 32 new tokens)."""
+    if preset.startswith("pretrained"):
+        return Shapes(4, TRAIN_T, 2, 4, GEN_PROMPT, 32, 8, 4, 32)
+    return Shapes(TRAIN_B, TRAIN_T, TRAIN_STEPS, GEN_B, GEN_PROMPT, GEN_NEW, PPO_B, PPO_MINIBATCH, PPO_NEW)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,6 +267,187 @@ class Lm(nn.Module):
 
     def scores(self, hidden):
         return self.score_head(hidden).squeeze(-1)
+
+
+# --- llama family (SmolLM2-135M's shape), src/model/mod.rs and src/model/lora.rs ---
+
+
+class RMSNorm(nn.Module):
+    """burn's RmsNorm: `x / sqrt(mean(x^2) + eps) * weight`, weight initialised to 1."""
+
+    def __init__(self, d, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x / (x.square().mean(-1, keepdim=True) + self.eps).sqrt() * self.weight
+
+
+class LoraLinear(nn.Module):
+    """A bias-free linear layer over `[B, T, D]` taken as one `[B*T, D]` matrix, plus, once
+    `add_adapter` has run, LoRA's side path: `y = x @ W.T + scale * ((x @ A) @ B)` (`adapted` in
+    src/model/lora.rs)."""
+
+    def __init__(self, d_in, d_out):
+        super().__init__()
+        self.base = nn.Linear(d_in, d_out, bias=False)
+        self.register_parameter("lora_a", None)
+        self.register_parameter("lora_b", None)
+        self.scale = 0.0
+
+    def add_adapter(self, rank, alpha):
+        """`A [d_in, r] ~ N(0, std 1/r)` (burn's `Distribution::Normal(0, 1/r)`), `B [r, d_out] = 0`."""
+        d_out, d_in = self.base.weight.shape
+        self.lora_a = nn.Parameter(torch.empty(d_in, rank).normal_(0.0, 1.0 / rank))
+        self.lora_b = nn.Parameter(torch.zeros(rank, d_out))
+        self.scale = alpha / rank
+
+    def forward(self, x):
+        b, t, d = x.shape
+        x = x.reshape(b * t, d)
+        y = self.base(x)
+        if self.lora_a is not None:
+            y = y + x @ self.lora_a @ self.lora_b * self.scale
+        return y.reshape(b, t, -1)
+
+
+def rope_tables(positions, d_head, theta):
+    """`(cos, sin)`, each `[B, 1, T, d_head]`, for `positions [B, T]`: frequency i drives dims i and
+    i + d_head/2 (Hugging Face's `rotate_half` convention, as `rope_tables` in src/model/mod.rs)."""
+    b, t = positions.shape
+    half = d_head // 2
+    inv = torch.tensor([1.0 / theta ** (2 * i / d_head) for i in range(half)], dtype=torch.float32)
+    angles = positions.float().reshape(b, t, 1) * inv.reshape(1, 1, half)
+    angles = torch.cat([angles, angles], dim=2).unsqueeze(1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, d, n_heads, n_kv_heads, d_ff, norm_eps, sdpa):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.d_ff, self.sdpa = n_heads, n_kv_heads, d_ff, sdpa
+        kv = n_kv_heads * (d // n_heads)
+        self.ln1 = RMSNorm(d, norm_eps)
+        self.qkv = LoraLinear(d, d + 2 * kv)
+        self.proj = LoraLinear(d, d)
+        self.ln2 = RMSNorm(d, norm_eps)
+        self.gate_up = LoraLinear(d, 2 * d_ff)
+        self.down = LoraLinear(d_ff, d)
+
+    def forward(self, x, bias, rope, cache=None, layer=0):
+        """As `Block.forward`; `rope` = (cos, sin) of this chunk's positions. The cache holds the
+        rotated keys and the values with `n_kv_heads` heads."""
+        b, t, d = x.shape
+        h, hkv = self.n_heads, self.n_kv_heads
+        dh = d // h
+        kvd = hkv * dh
+        q, k, v = self.qkv(self.ln1(x)).split([d, kvd, kvd], dim=2)
+        q = q.reshape(b, t, h, dh).transpose(1, 2)
+        k = k.reshape(b, t, hkv, dh).transpose(1, 2)
+        v = v.reshape(b, t, hkv, dh).transpose(1, 2)
+        cos, sin = rope
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        if cache is not None:
+            if cache[layer] is not None:
+                pk, pv = cache[layer]
+                k = torch.cat([pk, k], dim=2)
+                v = torch.cat([pv, v], dim=2)
+            cache[layer] = (k, v)
+        if hkv != h:
+            # Grouped-query attention: query head j reads key/value head j // (h / hkv).
+            def repeat(z):
+                tk = z.shape[2]
+                return z.unsqueeze(2).expand(b, hkv, h // hkv, tk, dh).reshape(b, h, tk, dh)
+
+            k, v = repeat(k), repeat(v)
+        if self.sdpa:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias
+            ctx = torch.softmax(scores, dim=-1) @ v
+        ctx = ctx.transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(ctx)
+        gate, up = self.gate_up(self.ln2(x)).split(self.d_ff, dim=2)
+        return x + self.down(F.silu(gate) * up)
+
+
+# What a LoRA model trains (`trainable()` in src/model/lora.rs): adapter factors and the two heads.
+LORA_TRAINABLE = re.compile(r"(lora_[ab]$)|(^(score_head|value_head)\.)")
+
+
+class LlamaLm(nn.Module):
+    """The llama-family LM with the same interface as `Lm` (hidden / logits / values / scores)."""
+
+    def __init__(self, vocab, d, n_layers, n_heads, n_kv_heads, d_ff, rope_theta, norm_eps, sdpa=False):
+        super().__init__()
+        self.rope_theta, self.d_head = rope_theta, d // n_heads
+        self.tok_emb = nn.Embedding(vocab, d)
+        self.blocks = nn.ModuleList(LlamaBlock(d, n_heads, n_kv_heads, d_ff, norm_eps, sdpa) for _ in range(n_layers))
+        self.ln_f = RMSNorm(d, norm_eps)
+        self.value_head = nn.Linear(d, 1)
+        self.score_head = nn.Linear(d, 1)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+        for head in (self.value_head, self.score_head):  # zero-initialised, as on the Rust side
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def with_lora(self, rank, alpha, layers):
+        """Adapters on qkv, proj, gate_up and down of the last `layers` blocks (0 = every block);
+        every other parameter but the two heads frozen (`Lm::with_lora`)."""
+        first = 0 if layers == 0 else max(0, len(self.blocks) - layers)
+        for block in self.blocks[first:]:
+            for linear in (block.qkv, block.proj, block.gate_up, block.down):
+                linear.add_adapter(rank, alpha)
+        for name, p in self.named_parameters():
+            p.requires_grad_(LORA_TRAINABLE.search(name) is not None)
+        return self
+
+    def hidden(self, tokens, positions, bias, cache=None):
+        x = self.tok_emb(tokens)
+        rope = rope_tables(positions, self.d_head, self.rope_theta)
+        for i, block in enumerate(self.blocks):
+            x = block(x, bias, rope, cache, i)
+        return self.ln_f(x)
+
+    def logits(self, hidden):
+        """Tied LM head: `h @ tok_emb.weight.T` over `[B*T, d]`."""
+        b, t, d = hidden.shape
+        return (hidden.reshape(b * t, d) @ self.tok_emb.weight.t()).reshape(b, t, -1)
+
+    def values(self, hidden):
+        return self.value_head(hidden).squeeze(-1)
+
+    def scores(self, hidden):
+        return self.score_head(hidden).squeeze(-1)
+
+
+def build_model(cfg, sdpa, lora=True):
+    """A preset's model (random weights from torch's global RNG); with `lora` (and a preset that
+    has it) the adapters are attached and the base frozen."""
+    if cfg["arch"] == "gpt":
+        return Lm(cfg["vocab"], cfg["d"], cfg["n_layers"], cfg["n_heads"], cfg["d_ff"], sdpa=sdpa)
+    model = LlamaLm(
+        cfg["vocab"], cfg["d"], cfg["n_layers"], cfg["n_heads"], cfg["n_kv_heads"], cfg["d_ff"],
+        cfg["rope_theta"], cfg["norm_eps"], sdpa=sdpa,
+    )
+    if lora and cfg.get("lora"):
+        model.with_lora(**cfg["lora"])
+    return model
+
+
+def trainable(model):
+    """The parameters an optimiser updates: all of them, or with LoRA the adapters and heads."""
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def positions_from_attn(attn):
@@ -272,16 +527,25 @@ def repeat(fn, warmup, runs):
     return [fn(warmup + i) for i in range(runs)]
 
 
-def bench_train(cfg, seed, warmup, runs, sdpa):
+def note_trainable(model, params):
+    """With LoRA, says on stderr what trains (the adapters and heads) out of the whole model."""
+    n_all = sum(p.numel() for p in model.parameters())
+    if len(params) < len(list(model.parameters())):
+        n = sum(p.numel() for p in params)
+        print(f"#   LoRA: {len(params)} trainable tensors, {n} of {n_all} parameters", file=sys.stderr)
+
+
+def bench_train(cfg, sh, seed, warmup, runs, sdpa):
     torch.manual_seed(seed)
-    model = Lm(**cfg, sdpa=sdpa)
+    model = build_model(cfg, sdpa)
     model.train()
-    params = list(model.parameters())
+    params = trainable(model)
+    note_trainable(model, params)
     optim = torch.optim.Adam(params, lr=TRAIN_LR, betas=(0.9, 0.999), eps=1e-8)
     gen = torch.Generator().manual_seed(seed + 1)
 
     def rep(_):
-        batches = [torch.randint(0, cfg["vocab"], (TRAIN_B, TRAIN_T), generator=gen) for _ in range(TRAIN_STEPS)]
+        batches = [torch.randint(0, cfg["vocab"], (sh.train_batch, sh.train_seq), generator=gen) for _ in range(sh.train_steps)]
         t0 = time.perf_counter()
         for tokens in batches:
             hidden = forward_full(model, tokens)
@@ -289,29 +553,30 @@ def bench_train(cfg, seed, warmup, runs, sdpa):
             loss = -lp.mean()
             loss.backward()
             clip_and_step(params, optim)
-            loss.item()
+            lv = loss.item()
+            assert math.isfinite(lv), f"loss is {lv}"
         return {"train": time.perf_counter() - t0}
 
     secs = [r["train"] for r in repeat(rep, warmup, runs)]
-    return {"train": ("tokens/s", [TRAIN_STEPS * TRAIN_B * TRAIN_T / s for s in secs])}
+    return {"train": ("tokens/s", [sh.train_steps * sh.train_batch * sh.train_seq / s for s in secs])}
 
 
-def bench_generate(cfg, seed, warmup, runs, sdpa):
+def bench_generate(cfg, sh, seed, warmup, runs, sdpa):
     torch.manual_seed(seed)
-    model = Lm(**cfg, sdpa=sdpa)
+    model = build_model(cfg, sdpa)
     model.eval()
     data_gen = torch.Generator().manual_seed(seed + 1)
 
     def rep(i):
-        prompts = torch.randint(0, cfg["vocab"], (GEN_B, GEN_PROMPT), generator=data_gen)
+        prompts = torch.randint(0, cfg["vocab"], (sh.gen_batch, sh.gen_prompt), generator=data_gen)
         gen = torch.Generator().manual_seed(seed + 100 + i)
         t0 = time.perf_counter()
-        tokens, _ = generate(model, prompts, GEN_NEW, gen)
-        assert tokens.shape == (GEN_B, GEN_NEW)
+        tokens, _ = generate(model, prompts, sh.gen_new, gen)
+        assert tokens.shape == (sh.gen_batch, sh.gen_new)
         return {"generate": time.perf_counter() - t0}
 
     secs = [r["generate"] for r in repeat(rep, warmup, runs)]
-    return {"generate": ("tokens/s", [GEN_B * GEN_NEW / s for s in secs])}
+    return {"generate": ("tokens/s", [sh.gen_batch * sh.gen_new / s for s in secs])}
 
 
 def gae(rewards, values, gamma, lam):
@@ -334,34 +599,36 @@ def masked_mean(x, mask):
 PPO_PHASES = ["ppo_rollout", "ppo_policy_forward", "ppo_reference", "ppo_reward", "ppo_update"]
 
 
-def bench_ppo(cfg, seed, warmup, runs, sdpa):
+def bench_ppo(cfg, sh, seed, warmup, runs, sdpa):
     torch.manual_seed(seed)
-    policy = Lm(**cfg, sdpa=sdpa)
-    reference = Lm(**cfg, sdpa=sdpa)
-    reward_model = Lm(**cfg, sdpa=sdpa)
+    # With LoRA the policy and the reference carry adapters (the Rust reference is the SFT model
+    # itself); the reward model is a plain model of the preset.
+    policy = build_model(cfg, sdpa)
+    reference = build_model(cfg, sdpa)
+    reward_model = build_model(cfg, sdpa, lora=False)
     for m in (policy, reference, reward_model):
         m.eval()  # no dropout anywhere; train/eval changes nothing
-    params = list(policy.parameters())
+    params = trainable(policy)
     optim = torch.optim.Adam(params, lr=PPO_LR, betas=(0.9, 0.999), eps=1e-8)
     data_gen = torch.Generator().manual_seed(seed + 1)
     mb_gen = torch.Generator().manual_seed(seed + 2)
-    p, n = PPO_PROMPT, PPO_NEW
+    b_rows, p, n = sh.ppo_batch, PPO_PROMPT, sh.ppo_new
     t_len = p + n
     tm = t_len - 1
     # Response targets: next-token index i (predicting token i+1) counts when i+1 >= p.
-    mask = torch.zeros(PPO_B, tm)
+    mask = torch.zeros(b_rows, tm)
     mask[:, p - 1 :] = 1.0
     resp = slice(p - 1, tm)  # positions in [B, T-1] of the response tokens' log-probs
 
     def rep(i):
         times = {}
-        prompts = torch.randint(0, cfg["vocab"], (PPO_B, p), generator=data_gen)
+        prompts = torch.randint(0, cfg["vocab"], (b_rows, p), generator=data_gen)
         gen = torch.Generator().manual_seed(seed + 100 + i)
 
         # --- rollout ---
         t0 = time.perf_counter()
         response, _ = generate(policy, prompts, n, gen)
-        tokens = torch.cat([prompts, response], dim=1)  # [B, 72]
+        tokens = torch.cat([prompts, response], dim=1)  # [B, p + n]
         times["ppo_rollout"] = time.perf_counter() - t0
 
         # --- policy forward ---
@@ -389,8 +656,8 @@ def bench_ppo(cfg, seed, warmup, runs, sdpa):
             rewards[:, -1] += scores
             adv_r, ret_r = gae(rewards, v_r, GAMMA, LAMBDA)
             adv_r = (adv_r - adv_r.mean()) / adv_r.std(unbiased=False).clamp_min(1e-8)
-            advantages = torch.zeros(PPO_B, tm)
-            returns = torch.zeros(PPO_B, tm)
+            advantages = torch.zeros(b_rows, tm)
+            returns = torch.zeros(b_rows, tm)
             advantages[:, resp] = adv_r
             returns[:, resp] = ret_r
             stats = (scores.sum().item(), (lp_r - rlp_r).sum().item(), (entropy[:, resp]).sum().item())
@@ -400,8 +667,8 @@ def bench_ppo(cfg, seed, warmup, runs, sdpa):
         # --- PPO update ---
         t0 = time.perf_counter()
         for _epoch in range(PPO_EPOCHS):
-            order = torch.randperm(PPO_B, generator=mb_gen)
-            for mb in order.split(PPO_MINIBATCH):
+            order = torch.randperm(b_rows, generator=mb_gen)
+            for mb in order.split(sh.ppo_minibatch):
                 sub = tokens[mb]
                 hidden = forward_full(policy, sub)
                 new_v = policy.values(hidden)[:, :tm]
@@ -431,17 +698,21 @@ def bench_ppo(cfg, seed, warmup, runs, sdpa):
     return out
 
 
-def train_matmuls(cfg):
-    """The matrix products of one `train` step as (batch, m, k, n): per layer the fused QKV
-    projection, attention scores and context (batch * heads matrices), output projection and MLP,
-    then the LM head over every position; each forward product (A @ B) followed by its two backward
-    products dA = dY @ B^T and dB = A^T @ dY. Must match `train_matmuls` in src/bench.rs."""
-    n, t, bh = TRAIN_B * TRAIN_T, TRAIN_T, TRAIN_B * cfg["n_heads"]
+def train_matmuls(cfg, sh):
+    """The matrix products of one `train` step (at shapes `sh`) as (batch, m, k, n): per layer the
+    fused QKV projection (d + 2 * kv outputs; kv = n_kv_heads * d_head), attention scores and
+    context (batch * heads matrices), output projection and MLP (llama: the fused gate/up
+    d -> 2 d_ff and the down projection), then the LM head over every position; after the whole
+    forward list, each forward product (A @ B)'s two backward products dA = dY @ B^T and
+    dB = A^T @ dY. Must match `train_matmuls` in src/bench.rs."""
+    n, t, bh = sh.train_batch * sh.train_seq, sh.train_seq, sh.train_batch * cfg["n_heads"]
     d, ff, v = cfg["d"], cfg["d_ff"], cfg["vocab"]
     dh = d // cfg["n_heads"]
+    kv = cfg.get("n_kv_heads", cfg["n_heads"]) * dh
+    mlp_out = 2 * ff if cfg["arch"] == "llama" else ff
     fwd = []
     for _ in range(cfg["n_layers"]):
-        fwd += [(1, n, d, 3 * d), (bh, t, dh, t), (bh, t, t, dh), (1, n, d, d), (1, n, d, ff), (1, n, ff, d)]
+        fwd += [(1, n, d, d + 2 * kv), (bh, t, dh, t), (bh, t, t, dh), (1, n, d, d), (1, n, d, mlp_out), (1, n, ff, d)]
     fwd.append((1, n, d, v))
     out = list(fwd)
     for b, m, k, nn_ in fwd:
@@ -449,9 +720,9 @@ def train_matmuls(cfg):
     return out
 
 
-def bench_matmul(cfg, seed, warmup, runs, sdpa):
+def bench_matmul(cfg, sh, seed, warmup, runs, sdpa):
     torch.manual_seed(seed)
-    pairs = [(torch.rand(b, m, k), torch.rand(b, k, n)) for b, m, k, n in train_matmuls(cfg)]
+    pairs = [(torch.rand(b, m, k), torch.rand(b, k, n)) for b, m, k, n in train_matmuls(cfg, sh)]
 
     def rep(_):
         t0 = time.perf_counter()
@@ -487,6 +758,14 @@ def print_table(rows):
     sys.stdout.flush()
 
 
+def parse_presets(s):
+    items = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [x for x in items if preset_config(x) is None]
+    if bad or not items:
+        sys.exit(f"unknown preset: {','.join(bad) or '(none)'}; choose from {','.join(PRESETS)} or pretrained-lora-top<K>")
+    return items
+
+
 def parse_list(s, allowed, what):
     items = [x.strip() for x in s.split(",") if x.strip()]
     bad = [x for x in items if x not in allowed]
@@ -498,7 +777,7 @@ def parse_list(s, allowed, what):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    ap.add_argument("--presets", default="tiny,small", help="comma list of tiny,small,issue (default tiny,small)")
+    ap.add_argument("--presets", default="tiny,small", help="comma list of tiny,small,issue,pretrained,pretrained-lora,pretrained-lora-top<K> (default tiny,small)")
     ap.add_argument("--benchmarks", default="train,generate,ppo", help="comma list of train,generate,ppo,matmul (default train,generate,ppo)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed repetitions (default 1)")
     ap.add_argument("--runs", type=int, default=5, help="timed repetitions (default 5)")
@@ -508,7 +787,7 @@ def main():
     args = ap.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
         sys.exit("--runs and --threads must be >= 1, --warmup >= 0")
-    presets = parse_list(args.presets, list(PRESETS), "preset")
+    presets = parse_presets(args.presets)
     benches = parse_list(args.benchmarks, list(BENCHMARKS), "benchmark")
 
     torch.set_num_threads(args.threads)
@@ -525,7 +804,7 @@ def main():
     for preset in presets:
         for bench in benches:
             t0 = time.perf_counter()
-            results = BENCHMARKS[bench](PRESETS[preset], args.seed, args.warmup, args.runs, args.sdpa)
+            results = BENCHMARKS[bench](preset_config(preset), shapes(preset), args.seed, args.warmup, args.runs, args.sdpa)
             print(f"# {preset} {bench}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             for name, (unit, values) in results.items():
                 rows.append([

@@ -99,16 +99,20 @@ pub fn preset(name: &str) -> Result<LmConfig> {
 pub const BENCHMARKS: [&str; 4] = ["train", "generate", "ppo", "matmul"];
 
 /// The matrix products of one `train` step as `[batch, m, k, n]`: per layer the fused QKV
-/// projection, attention scores and context (batch · heads matrices), output projection and MLP,
-/// then the LM head over every position; each forward product `A·B` followed by its two backward
-/// products `dA = dY·Bᵀ` and `dB = Aᵀ·dY`. The `matmul` benchmark times them alone, to tell how
-/// much of a training step is matrix-product time (`bench/torch_reference.py` has the same list).
-pub fn train_matmuls(cfg: &LmConfig) -> Vec<[usize; 4]> {
-    let (n, t, bh) = (TRAIN_BATCH * TRAIN_SEQ, TRAIN_SEQ, TRAIN_BATCH * cfg.n_heads);
+/// projection, attention scores and context (batch · heads matrices), output projection and MLP
+/// (llama: the fused gate/up and the down projection), then the LM head over every position; each
+/// forward product `A·B` followed by its two backward products `dA = dY·Bᵀ` and `dB = Aᵀ·dY`. The
+/// `matmul` benchmark times them alone, to tell how much of a training step is matrix-product
+/// time and how fast the products run at the model's shapes (`bench/torch_reference.py` has the
+/// same list).
+pub fn train_matmuls(cfg: &LmConfig, sh: &Shapes) -> Vec<[usize; 4]> {
+    let (n, t, bh) = (sh.train_batch * sh.train_seq, sh.train_seq, sh.train_batch * cfg.n_heads);
     let (d, dh, ff, v) = (cfg.d_model, cfg.d_model / cfg.n_heads, cfg.d_ff, cfg.vocab_size);
+    let kv = cfg.kv_heads() * dh;
+    let mlp_in = if cfg.arch == crate::model::Arch::Llama { 2 * ff } else { ff };
     let mut fwd = Vec::new();
     for _ in 0..cfg.n_layers {
-        fwd.extend([[1, n, d, 3 * d], [bh, t, dh, t], [bh, t, t, dh], [1, n, d, d], [1, n, d, ff], [1, n, ff, d]]);
+        fwd.extend([[1, n, d, d + 2 * kv], [bh, t, dh, t], [bh, t, t, dh], [1, n, d, d], [1, n, d, mlp_in], [1, n, ff, d]]);
     }
     fwd.push([1, n, d, v]);
     let mut all = fwd.clone();
@@ -278,10 +282,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             }
         }
         if opts.benchmarks.iter().any(|b| b == "matmul") {
-            if cfg.arch != crate::model::Arch::Gpt {
-                bail!("the `matmul` benchmark lists the products of the gpt family (tiny, small, issue), not of `{name}`");
-            }
-            let pairs: Vec<(Tensor<3>, Tensor<3>)> = train_matmuls(&cfg)
+            let list = train_matmuls(&cfg, &sh);
+            let flops: f64 = list.iter().map(|&[b, m, k, n]| 2.0 * (b * m * k * n) as f64).sum();
+            let pairs: Vec<(Tensor<3>, Tensor<3>)> = list
                 .into_iter()
                 .map(|[b, m, k, n]| (Tensor::random([b, m, k], Distribution::Default, &dev), Tensor::random([b, k, n], Distribution::Default, &dev)))
                 .collect();
@@ -295,6 +298,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 Ok(vec![s])
             })?;
             push("matmul", "s", t.iter().map(|r| r[0]).collect());
+            push("matmul_gflops", "GFLOP/s", t.iter().map(|r| flops / r[0] / 1e9).collect());
         }
     }
     write_csv(&opts.output, &rows)?;
@@ -344,11 +348,20 @@ mod tests {
         let (n, d, ff) = (TRAIN_BATCH * TRAIN_SEQ, c.d_model, c.d_ff);
         let weights = c.n_layers * (3 * d * d + d * d + 2 * d * ff) + d * c.vocab_size;
         let attention = c.n_layers * 2 * 2 * TRAIN_BATCH * TRAIN_SEQ * TRAIN_SEQ * d;
-        let all = train_matmuls(&c);
+        let all = train_matmuls(&c, &shapes("tiny"));
         assert_eq!(all.len(), 3 * (6 * c.n_layers + 1));
         let fwd = &all[..6 * c.n_layers + 1];
         assert_eq!(flops(fwd), 2 * n * weights + attention);
         assert_eq!(flops(&all), 3 * flops(fwd));
+        // SmolLM2 (llama): grouped key/value heads and the fused gate/up projection; a quarter of
+        // the rows. Its weight products are the model's trunk parameters plus the tied LM head.
+        let p = preset("pretrained").unwrap();
+        let sh = shapes("pretrained");
+        let (n, t, dh) = (sh.train_batch * sh.train_seq, sh.train_seq, p.d_model / p.n_heads);
+        let fwd = &train_matmuls(&p, &sh)[..6 * p.n_layers + 1];
+        let attention = p.n_layers * 2 * 2 * sh.train_batch * p.n_heads * t * t * dh;
+        let block = 576 * 960 + 576 * 576 + 576 * 3072 + 1536 * 576;
+        assert_eq!(flops(fwd), 2 * n * (30 * block + 576 * 49152) + attention);
     }
 
     #[test]

@@ -14,31 +14,38 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// What `run` and `judge` both take: the spec, the overrides and where things are.
+#[derive(clap::Args)]
+struct SpecArgs {
+    /// Experiment spec (TOML), e.g. experiments/safety.toml.
+    spec: PathBuf,
+    /// Override any spec field: --set ppo.kl_coef=0.05 (repeatable; value is TOML).
+    #[arg(long = "set")]
+    sets: Vec<String>,
+    /// auto (a real GPU through wgpu if present, else CPU), cpu, wgpu, or libtorch (LibTorch CPU kernels; only in a build with `--features libtorch`). Overrides experiment.device.
+    #[arg(long)]
+    device: Option<String>,
+    /// Output directory (overrides experiment.output_dir); its .cache holds the stage cache.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Folder with the datasets (overrides experiment.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run an experiment end to end: data, tokenizer, base LM, SFT, judge, both RMs, two PPO runs
     /// per seed, evaluation, report.
     Run {
-        /// Experiment spec (TOML), e.g. experiments/safety.toml.
-        spec: PathBuf,
+        #[command(flatten)]
+        spec: SpecArgs,
         /// Profile: smoke (seconds), default (minutes on a 2-core CPU, model `tiny`), small (the second model size, results/<name>_small), pretrained (SmolLM2-135M as LoRA adapters over one frozen base, with the committed judge; about 1 hour a seed on a 2-core CPU) or gpu (SmolLM2-135M fine-tuned in full, for a GPU).
         #[arg(long, default_value = "default")]
         profile: String,
-        /// auto (a real GPU through wgpu if present, else CPU), cpu, wgpu, or libtorch (LibTorch CPU kernels; only in a build with `--features libtorch`). Overrides experiment.device.
-        #[arg(long)]
-        device: Option<String>,
-        /// Output directory (overrides experiment.output_dir).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Folder with the datasets (overrides experiment.data_dir).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
         /// Seeds, comma-separated (overrides experiment.seeds), e.g. 1,2,3.
         #[arg(long, value_delimiter = ',')]
         seeds: Option<Vec<u64>>,
-        /// Override any spec field: --set ppo.kl_coef=0.05 (repeatable; value is TOML).
-        #[arg(long = "set")]
-        sets: Vec<String>,
         /// Run the stages one after the other instead of two at a time (by default a stage starts
         /// as soon as its inputs are trained, so SFT runs beside the judge and one seed's reward
         /// models beside another's PPO). The results are identical; only wall time changes.
@@ -67,26 +74,14 @@ enum Cmd {
     /// profile, device and number of cores retrain it bit-identically.
     #[command(after_help = "Example (the committed safety judge, data/judges/README.md):\n  s2rm judge experiments/safety.toml --profile pretrained --adapter data/judges/safety_smollm2.bpk")]
     Judge {
-        /// Experiment spec (TOML), e.g. experiments/safety.toml.
-        spec: PathBuf,
+        #[command(flatten)]
+        spec: SpecArgs,
         /// Profile; it must use LoRA (`model.lora`), e.g. pretrained.
         #[arg(long, default_value = "pretrained")]
         profile: String,
         /// Where to write the adapter (and, beside it, FILE.sha256).
         #[arg(long)]
         adapter: PathBuf,
-        /// Override any spec field (repeatable; value is TOML), e.g. --set judge.steps=400.
-        #[arg(long = "set")]
-        sets: Vec<String>,
-        /// auto, cpu, wgpu or libtorch (overrides experiment.device).
-        #[arg(long)]
-        device: Option<String>,
-        /// Folder whose .cache holds the stage cache (default: experiment.output_dir).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Folder with the datasets (overrides experiment.data_dir).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
         /// Do not train: take the judge from this file (a judge entry of a run's stage cache, or
         /// an older adapter), measure it, and write it as --adapter does.
         #[arg(long)]
@@ -340,7 +335,7 @@ fn check_device(device: Option<&str>) -> Result<()> {
 
 fn real_main(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run { spec: file, profile, device, output, data_dir, seeds, mut sets, sequential, cache, shared_dir, shared_only } => {
+        Cmd::Run { spec: SpecArgs { spec: file, mut sets, device, output, data_dir }, profile, seeds, sequential, cache, shared_dir, shared_only } => {
             if let Some(seeds) = seeds {
                 let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
                 sets.push(format!("experiment.seeds=[{}]", list.join(",")));
@@ -350,7 +345,7 @@ fn real_main(cli: Cli) -> Result<()> {
             let opts = runner::RunOptions { output, data_dir, device, sequential, cache, shared_dir, shared_only };
             runner::run(&resolved, &opts)?;
         }
-        Cmd::Judge { spec: file, profile, adapter, mut sets, device, output, data_dir, from } => {
+        Cmd::Judge { spec: SpecArgs { spec: file, mut sets, device, output, data_dir }, profile, adapter, from } => {
             check_device(device.as_deref())?;
             let (from, sha) = match &from {
                 Some(f) => {
@@ -359,7 +354,10 @@ fn real_main(cli: Cli) -> Result<()> {
                 }
                 None => (String::new(), String::new()),
             };
-            sets.extend([format!("judge.adapter={from:?}"), format!("judge.adapter_sha256={sha:?}")]);
+            // TOML string literals (a path's Debug form is not one when it holds a quote or a
+            // non-ASCII character).
+            let lit = |v: &str| toml::Value::String(v.into()).to_string();
+            sets.extend([format!("judge.adapter={}", lit(&from)), format!("judge.adapter_sha256={}", lit(&sha))]);
             let resolved = spec::load(&file, &profile, &sets)?;
             let opts = runner::RunOptions { output, data_dir, device, ..Default::default() };
             let j = runner::train_judge(&resolved, &opts, &adapter)?;

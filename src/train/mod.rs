@@ -3,6 +3,7 @@
 
 pub mod losses;
 pub mod ppo;
+mod ppo_checkpoint;
 
 use crate::model::{Lm, f32_tensor, i64_tensor, next_token_logprobs, pack, to_vec_f32};
 use crate::text::{BOS, PAD, Template};

@@ -18,6 +18,7 @@
 //! and ignored.
 
 use super::losses::{gae, kl_shaped_rewards, ppo_policy_loss, ppo_value_loss, whiten};
+use super::ppo_checkpoint::{Partial, partial_path, read_checkpoint, remove_step_files, write_checkpoint};
 use super::{LoopCfg, Sampler, adam, lr_at, progress};
 use crate::data::RefusalDetector;
 use crate::model::generate::{GenConfig, generate};
@@ -26,11 +27,11 @@ use crate::reward::TokenReward;
 use crate::spec::PpoSpec;
 use crate::text::{PAD, Text};
 use crate::util::SplitMix64;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use crate::fused::log_softmax;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One row of `ppo_log.csv`.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -136,87 +137,6 @@ pub struct PpoInputs<'a> {
     /// written. They are written every `cfg.checkpoint_every` steps (0 = never); one that exists is
     /// resumed from whatever `checkpoint_every` was when it was written (it does not change results).
     pub checkpoint: Option<PathBuf>,
-}
-
-/// The JSON part of a checkpoint: the steps done and the host-side state the next step needs.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct Partial {
-    /// Steps completed, so the index of the next step.
-    step: usize,
-    log: Vec<PpoLog>,
-    prompt_sampler: Sampler,
-    mb_rng: SplitMix64,
-}
-
-fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut s = prefix.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-/// `<prefix>.partial.json`, written last.
-fn partial_path(prefix: &Path) -> PathBuf {
-    with_suffix(prefix, ".partial.json")
-}
-
-fn model_path(prefix: &Path, step: usize) -> PathBuf {
-    with_suffix(prefix, &format!(".step{step}.bpk"))
-}
-
-fn optim_path(prefix: &Path, step: usize) -> PathBuf {
-    with_suffix(prefix, &format!(".step{step}.optim.bpk"))
-}
-
-/// Runs `save` on `<path>.tmp`, then renames it to `path`; removes the temporary file on failure.
-fn save_renamed<E: std::fmt::Display>(path: &Path, save: impl FnOnce(&Path) -> Result<(), E>) -> Result<()> {
-    let tmp = with_suffix(path, ".tmp");
-    let done = save(&tmp)
-        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))
-        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display())));
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done
-}
-
-/// Writes the checkpoint after `partial.step` steps: model, optimizer, then the JSON.
-fn write_checkpoint(prefix: &Path, policy: &Lm, optim: &ModuleOptimizer, partial: &Partial) -> Result<()> {
-    if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    save_renamed(&model_path(prefix, partial.step), |p| policy.save_weights(p))?;
-    save_renamed(&optim_path(prefix, partial.step), |p| optim.save(p))?;
-    crate::util::write_atomic(&partial_path(prefix), &serde_json::to_vec(partial)?)
-}
-
-/// Removes the model and optimizer files of the checkpoint after `step` steps.
-fn remove_step_files(prefix: &Path, step: usize) {
-    let _ = std::fs::remove_file(model_path(prefix, step));
-    let _ = std::fs::remove_file(optim_path(prefix, step));
-}
-
-/// The checkpoint at `prefix`, if there is one: `Ok(None)` when there is no JSON, an error when it
-/// or the files it names cannot be read or do not fit this run.
-fn read_checkpoint(prefix: &Path, template: &Lm, grad_clip: f32, n_prompts: usize, steps: usize) -> Result<Option<(Lm, ModuleOptimizer, Partial)>> {
-    let json = partial_path(prefix);
-    let bytes = match std::fs::read(&json) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", json.display())),
-    };
-    let partial: Partial = serde_json::from_slice(&bytes).with_context(|| format!("cannot parse {}", json.display()))?;
-    let k = partial.step;
-    if k == 0 || k >= steps || partial.log.len() != k || partial.log.iter().enumerate().any(|(i, l)| l.step != i) {
-        bail!("{} does not fit this run (step {k} of {steps}, {} log rows)", json.display(), partial.log.len());
-    }
-    if !partial.prompt_sampler.fits(n_prompts) {
-        bail!("{}: its prompt sampler is not one over the {n_prompts} policy prompts", json.display());
-    }
-    let model = model_path(prefix, k);
-    let policy = template.clone().load_weights(&model).map_err(|e| anyhow!("cannot load {}: {e:#}", model.display()))?;
-    let optim_file = optim_path(prefix, k);
-    let optim = adam(grad_clip).load(&optim_file).map_err(|e| anyhow!("cannot load {}: {e}", optim_file.display()))?;
-    Ok(Some((policy, optim, partial)))
 }
 
 /// Seconds spent in each phase of PPO steps, summed over the steps timed (`s2rm bench`).
@@ -513,6 +433,8 @@ pub fn train_ppo(inp: PpoInputs) -> Result<(Lm, Vec<PpoLog>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::super::ppo_checkpoint::{model_path, optim_path};
+    use std::path::Path;
     use crate::model::LmConfig;
     use burn::module::{ModuleVisitor, Param};
     use std::sync::atomic::{AtomicUsize, Ordering};
