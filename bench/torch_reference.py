@@ -200,6 +200,15 @@ def shapes(preset):
 # ----------------------------------------------------------------------------------------------
 
 
+def attend(q, k, v, bias, sdpa):
+    """Scaled dot-product attention over `[B, H, T, dh]` with an additive mask `bias`: PyTorch's
+    fused kernel (`--sdpa`) or the explicit product, softmax and product that s2rm computes."""
+    if sdpa:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias
+    return torch.softmax(scores, dim=-1) @ v
+
+
 class Block(nn.Module):
     def __init__(self, d, n_heads, d_ff, sdpa):
         super().__init__()
@@ -227,12 +236,7 @@ class Block(nn.Module):
                 k = torch.cat([pk, k], dim=2)
                 v = torch.cat([pv, v], dim=2)
             cache[layer] = (k, v)
-        if self.sdpa:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias
-            ctx = torch.softmax(scores, dim=-1) @ v
-        ctx = ctx.transpose(1, 2).reshape(b, t, d)
+        ctx = attend(q, k, v, bias, self.sdpa).transpose(1, 2).reshape(b, t, d)
         x = x + self.proj(ctx)
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
@@ -368,12 +372,7 @@ class LlamaBlock(nn.Module):
                 return z.unsqueeze(2).expand(b, hkv, h // hkv, tk, dh).reshape(b, h, tk, dh)
 
             k, v = repeat(k), repeat(v)
-        if self.sdpa:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias
-            ctx = torch.softmax(scores, dim=-1) @ v
-        ctx = ctx.transpose(1, 2).reshape(b, t, d)
+        ctx = attend(q, k, v, bias, self.sdpa).transpose(1, 2).reshape(b, t, d)
         x = x + self.proj(ctx)
         gate, up = self.gate_up(self.ln2(x)).split(self.d_ff, dim=2)
         return x + self.down(F.silu(gate) * up)
