@@ -200,6 +200,18 @@ def shapes(preset):
 # ----------------------------------------------------------------------------------------------
 
 
+def extend_cache(cache, layer, k, v):
+    """Keys and values of every position so far: the layer's cached ones (if any) followed by the
+    new chunk's, stored back in `cache` (a list with one slot per layer; None: no cache)."""
+    if cache is None:
+        return k, v
+    if cache[layer] is not None:
+        pk, pv = cache[layer]
+        k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+    cache[layer] = (k, v)
+    return k, v
+
+
 def attend(q, k, v, bias, sdpa):
     """Scaled dot-product attention over `[B, H, T, dh]` with an additive mask `bias`: PyTorch's
     fused kernel (`--sdpa`) or the explicit product, softmax and product that s2rm computes."""
@@ -230,12 +242,7 @@ class Block(nn.Module):
         q = q.reshape(b, t, h, dh).transpose(1, 2)
         k = k.reshape(b, t, h, dh).transpose(1, 2)
         v = v.reshape(b, t, h, dh).transpose(1, 2)
-        if cache is not None:
-            if cache[layer] is not None:
-                pk, pv = cache[layer]
-                k = torch.cat([pk, k], dim=2)
-                v = torch.cat([pv, v], dim=2)
-            cache[layer] = (k, v)
+        k, v = extend_cache(cache, layer, k, v)
         ctx = attend(q, k, v, bias, self.sdpa).transpose(1, 2).reshape(b, t, d)
         x = x + self.proj(ctx)
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
@@ -359,12 +366,7 @@ class LlamaBlock(nn.Module):
         cos, sin = rope
         q = apply_rope(q, cos, sin)
         k = apply_rope(k, cos, sin)
-        if cache is not None:
-            if cache[layer] is not None:
-                pk, pv = cache[layer]
-                k = torch.cat([pk, k], dim=2)
-                v = torch.cat([pv, v], dim=2)
-            cache[layer] = (k, v)
+        k, v = extend_cache(cache, layer, k, v)
         if hkv != h:
             # Grouped-query attention: query head j reads key/value head j // (h / hkv).
             def repeat(z):
