@@ -14,8 +14,9 @@ pub const PAPER_WIN_RATE: f64 = 0.769;
 /// Below this pooled mean response length (tokens) a policy's answers are essentially empty: rule
 /// metrics such as the refusal rate then say nothing about how it behaves.
 pub const DEGENERATE_MEAN_LENGTH: f64 = 3.0;
-/// A judge below this held-out pair accuracy is flagged as weak evidence.
-pub const WEAK_JUDGE_ACCURACY: f64 = 0.6;
+/// A judge below this held-out pair accuracy is flagged as weak evidence: the judge's gate, so that a
+/// judge that fails its gate always gets the caveat.
+pub const WEAK_JUDGE_ACCURACY: f64 = super::gates::JUDGE_GOAL;
 /// A seq2seq RM that copies rejected responses almost as faithfully as chosen ones pays `r_pos` for
 /// nearly every token of any answer: the divergence rule then rewards length.
 pub const COPIES_BOTH_RATIO: f64 = 0.9;
