@@ -11,23 +11,37 @@ use std::time::Instant;
 
 const RUNS: usize = 7;
 
-fn time_gemm(m: usize, k: usize, n: usize, threads: usize) -> f64 {
-    let a = vec![0.5f32; m * k];
-    let b = vec![0.25f32; k * n];
-    let mut c = vec![0.0f32; m * n];
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    let mut one = || {
-        let t = Instant::now();
-        // SAFETY: row-major buffers of the stated sizes; strides in elements.
-        unsafe {
-            gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), 1, n as isize, 0.0f32, 1.0f32, false, false, false, par);
-        }
-        t.elapsed().as_secs_f64()
-    };
-    one();
-    let mut ts: Vec<f64> = (0..RUNS).map(|_| one()).collect();
+/// `c = a · w` for row-major `a: [m, k]`, `w: [k, n]`, `c: [m, n]`.
+fn gemm_f32(m: usize, k: usize, n: usize, a: &[f32], w: &[f32], c: &mut [f32], par: gemm::Parallelism) {
+    assert!(a.len() >= m * k && w.len() >= k * n && c.len() >= m * n);
+    // SAFETY: row-major slices of at least the stated sizes (checked above); strides in elements.
+    unsafe {
+        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, w.as_ptr(), 1, n as isize, 0.0f32, 1.0f32, false, false, false, par);
+    }
+}
+
+/// gemm's own threading over `threads` (none for one).
+fn parallelism(threads: usize) -> gemm::Parallelism {
+    if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None }
+}
+
+/// Median seconds of `RUNS` timed calls of `f` after one warm-up call.
+fn median_secs(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut ts: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
     ts.sort_by(f64::total_cmp);
-    2.0 * (m * k * n) as f64 / ts[RUNS / 2] / 1e9
+    ts[RUNS / 2]
+}
+
+fn time_gemm(m: usize, k: usize, n: usize, threads: usize) -> f64 {
+    let (a, w, mut c) = (vec![0.5f32; m * k], vec![0.25f32; k * n], vec![0.0f32; m * n]);
+    2.0 * (m * k * n) as f64 / median_secs(|| gemm_f32(m, k, n, &a, &w, &mut c, parallelism(threads))) / 1e9
 }
 
 /// `[batch, m, k, n]` of every product of one SmolLM2 training step (4 × 128 tokens): per block
@@ -53,31 +67,23 @@ fn time_list(threads: usize) -> f64 {
     use rayon::prelude::*;
     let list = step_products();
     let flops: f64 = list.iter().map(|&[b, m, k, n]| 2.0 * (b * m * k * n) as f64).sum();
-    let bufs: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+    let mut bufs: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> =
         list.iter().map(|&[b, m, k, n]| (vec![0.5f32; b * m * k], vec![0.25f32; b * k * n], vec![0.0f32; b * m * n])).collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let mut bufs = bufs;
-    let mut pass = || {
-        let t = Instant::now();
-        for (&[b, m, k, n], (a, w, c)) in list.iter().zip(bufs.iter_mut()) {
-            let one = |a: &[f32], w: &[f32], c: &mut [f32], par| unsafe {
-                // SAFETY: row-major slices of the stated sizes; strides in elements.
-                gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, w.as_ptr(), 1, n as isize, 0.0f32, 1.0f32, false, false, false, par);
-            };
-            if b == 1 {
-                one(a, w, c, if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None });
-            } else {
-                c.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| one(&a[i * m * k..][..m * k], &w[i * k * n..][..k * n], c, gemm::Parallelism::None));
+    let secs = pool.install(|| {
+        median_secs(|| {
+            for (&[b, m, k, n], (a, w, c)) in list.iter().zip(bufs.iter_mut()) {
+                if b == 1 {
+                    gemm_f32(m, k, n, a, w, c, parallelism(threads));
+                } else {
+                    c.par_chunks_mut(m * n)
+                        .enumerate()
+                        .for_each(|(i, c)| gemm_f32(m, k, n, &a[i * m * k..], &w[i * k * n..], c, gemm::Parallelism::None));
+                }
             }
-        }
-        t.elapsed().as_secs_f64()
-    };
-    pool.install(|| {
-        pass();
-        let mut ts: Vec<f64> = (0..RUNS).map(|_| pass()).collect();
-        ts.sort_by(f64::total_cmp);
-        flops / ts[RUNS / 2] / 1e9
-    })
+        })
+    });
+    flops / secs / 1e9
 }
 
 fn main() {
