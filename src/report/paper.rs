@@ -10,7 +10,7 @@ use super::logs::{RmSummary, rm_summaries};
 use super::stats::{Verdict, mean, stratified_mean_ci, verdict};
 use super::tables::{self, ALL_SETS, Group, MetricRow, OOD_PREFIX, pooled_metric};
 use super::verdicts::{
-    PAPER_WIN_RATE, ReportData, WEAK_JUDGE_ACCURACY, bold, cell, degenerate_policies, f3, headline, lc_headline, pct, policy_caveats,
+    PAPER_WIN_RATE, ReportData, bold, cell, degenerate_policies, f3, headline, lc_headline, pct, policy_caveats,
     refusal_headline, table, void_if_collapsed,
 };
 use super::wins::{self, RefusalDiff, WinRow, pooled_per_prompt, pooled_win};
@@ -215,7 +215,7 @@ fn header(o: &mut String, runs: &[Run], primary: &Primary) {
          Its held-out pair accuracy: {}. Below {} its preferences are weak evidence, and a win rate then measures \
          what this judge prefers rather than what people prefer (see each directory's `REPORT.md`).\n\n",
         if judges.is_empty() { "not measured".to_string() } else { judges.join("; ") },
-        f3(WEAK_JUDGE_ACCURACY)
+        f3(super::gates::JUDGE_GOAL)
     );
     o.push_str(
         "**Verdicts.** *reproduced*: the whole 95% interval lies on the paper's side (win rate > 50%, difference \

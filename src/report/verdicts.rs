@@ -1,6 +1,7 @@
 //! The claims' measurements as text with a verdict, the caveats that follow from the numbers, and
 //! the Markdown helpers that `REPORT.md`, `PAPER.md` and the gates section share.
 
+use super::gates::JUDGE_GOAL;
 use super::inputs::RefusalSanity;
 use super::inputs::RunInfo;
 use super::logs::{PpoFinal, RmSummary, TrainFinal};
@@ -14,9 +15,6 @@ pub const PAPER_WIN_RATE: f64 = 0.769;
 /// Below this pooled mean response length (tokens) a policy's answers are essentially empty: rule
 /// metrics such as the refusal rate then say nothing about how it behaves.
 pub const DEGENERATE_MEAN_LENGTH: f64 = 3.0;
-/// A judge below this held-out pair accuracy is flagged as weak evidence: the judge's gate, so that a
-/// judge that fails its gate always gets the caveat.
-pub const WEAK_JUDGE_ACCURACY: f64 = super::gates::JUDGE_GOAL;
 /// A seq2seq RM that copies rejected responses almost as faithfully as chosen ones pays `r_pos` for
 /// nearly every token of any answer: the divergence rule then rewards length.
 pub const COPIES_BOTH_RATIO: f64 = 0.9;
@@ -231,16 +229,17 @@ pub fn policy_caveats(d: &ReportData, g: &Group) -> Vec<String> {
     out
 }
 
-/// The caveat about a judge whose held-out pair accuracy is below [`WEAK_JUDGE_ACCURACY`].
+/// The caveat about a judge whose held-out pair accuracy is below its gate ([`JUDGE_GOAL`]): a judge
+/// that fails its gate always gets it.
 pub fn judge_caveat(d: &ReportData, g: &Group) -> Option<String> {
     let acc = rm_mean(d, g, "judge", "pair_accuracy")?;
-    (acc < WEAK_JUDGE_ACCURACY).then(|| {
+    (acc < JUDGE_GOAL).then(|| {
         format!(
             "The judge's held-out pair accuracy{} is {}, below {}: its preferences are weak evidence, and win \
              rates measure what this judge prefers rather than what people prefer.",
             d.suffix(g),
             f3(acc),
-            f3(WEAK_JUDGE_ACCURACY)
+            f3(JUDGE_GOAL)
         )
     })
 }
