@@ -362,8 +362,8 @@ fn real_main(cli: Cli) -> Result<()> {
             let opts = runner::RunOptions { output, data_dir, device, ..Default::default() };
             let j = runner::train_judge(&resolved, &opts, &adapter)?;
             println!("wrote {} in {:.0} s", adapter.display(), j.seconds);
-            for (k, v) in &j.metrics {
-                println!("  held-out {k}: {v:.4}");
+            for (k, v, n) in &j.metrics {
+                println!("  held-out {k}: {v:.4} ({n} pairs)");
             }
             println!("for the spec:\n  judge = {{ adapter = \"{}\", adapter_sha256 = \"{}\" }}", adapter.display(), j.sha256);
         }

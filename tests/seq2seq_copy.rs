@@ -14,7 +14,7 @@ use s2rm::util::SplitMix64;
 fn random_pairs(n: usize, vocab: u32, seed: u64) -> Vec<PairIds> {
     let mut rng = SplitMix64::new(seed);
     let mut tok = |len: usize| (0..len).map(|_| 7 + (rng.next_u64() % (vocab as u64 - 7)) as u32).collect::<Vec<u32>>();
-    (0..n).map(|_| PairIds { prompt: tok(4), chosen: tok(8), rejected: tok(8) }).collect()
+    (0..n).map(|_| PairIds { prompt: tok(4), chosen: tok(8), rejected: tok(8), ..Default::default() }).collect()
 }
 
 fn token_copy_rate(steps: usize, d_model: usize, n_layers: usize) -> f64 {

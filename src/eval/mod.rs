@@ -10,6 +10,7 @@ use crate::reward::{DivergenceRule, divergence_rewards, first_divergence, scalar
 use crate::text::{PAD, Template, Text};
 use crate::train::PairIds;
 use crate::util::SplitMix64;
+use std::collections::BTreeMap;
 use burn::prelude::*;
 
 /// A held-out prompt, identified across policies and seeds by `(set, id)`.
@@ -117,25 +118,50 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
 /// Held-out measurements of a scalar RM (or the judge): pair accuracy (ties count ½) and the
 /// correlation of its score with response length. Returns `(metric, value)` rows.
 pub fn scalar_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
-    let (mut acc, mut scores, mut lens) = (0.0, Vec::new(), Vec::new());
+    let (mut outcomes, mut scores, mut lens) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in pairs.chunks(batch.max(1)) {
         let (prompts, resp) = interleave_pairs(tpl, chunk, max_response);
         let s = scalar_scores(model, tpl, &prompts, &resp, max_prompt, device);
-        for k in 0..chunk.len() {
-            acc += outcome(s[2 * k] as f64, s[2 * k + 1] as f64);
-        }
+        outcomes.extend((0..chunk.len()).map(|k| outcome(s[2 * k] as f64, s[2 * k + 1] as f64)));
         scores.extend(s.iter().map(|&v| v as f64));
         lens.extend(resp.iter().map(|r| r.len() as f64));
     }
     let n = pairs.len().max(1) as f64;
     let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
     let std = (scores.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / scores.len().max(1) as f64).sqrt();
-    vec![
-        ("pair_accuracy".into(), acc / n),
+    let mut rows = vec![
+        ("pair_accuracy".into(), outcomes.iter().sum::<f64>() / n),
         ("length_score_corr".into(), pearson(&lens, &scores)),
         ("score_mean".into(), mean),
         ("score_std".into(), std),
-    ]
+    ];
+    rows.extend(accuracy_by_kind(pairs, &outcomes));
+    rows
+}
+
+/// `pair_accuracy_<kind>` per kind of source (benign / harmful, the split of the eval prompt
+/// sets), from each pair's outcome; none unless every pair has a kind and there are several.
+fn accuracy_by_kind(pairs: &[PairIds], outcomes: &[f64]) -> Vec<(String, f64)> {
+    let mut by: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for (p, o) in pairs.iter().zip(outcomes) {
+        let e = by.entry(p.kind.as_str()).or_default();
+        *e = (e.0 + o, e.1 + 1);
+    }
+    if by.len() < 2 || by.contains_key("") {
+        return Vec::new();
+    }
+    by.into_iter().map(|(k, (sum, n))| (format!("{BY_KIND}{k}"), sum / n as f64)).collect()
+}
+
+const BY_KIND: &str = "pair_accuracy_";
+
+/// How many of `pairs` a metric of [`scalar_rm_metrics`] or [`seq2seq_rm_metrics`] was measured
+/// on: those of its kind for a per-kind accuracy, all of them otherwise.
+pub fn metric_n(metric: &str, pairs: &[PairIds]) -> usize {
+    match metric.strip_prefix(BY_KIND).filter(|k| pairs.iter().any(|p| p.kind == *k)) {
+        Some(kind) => pairs.iter().filter(|p| p.kind == kind).count(),
+        None => pairs.len(),
+    }
 }
 
 /// Rows `(prompt, chosen), (prompt, rejected), …` of a chunk of pairs, responses as training
@@ -163,7 +189,7 @@ pub fn outcome(a: f64, b: f64) -> f64 {
 /// response length. A seq2seq RM that copies rejected responses as well as chosen ones turns the
 /// divergence rule into a reward for length.
 pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &DivergenceRule, max_prompt: usize, max_response: usize, batch: usize, device: &Device) -> Vec<(String, f64)> {
-    let (mut acc, mut sum_c, mut sum_r, mut ll_acc) = (0.0, 0.0, 0.0, 0.0);
+    let (mut outcomes, mut sum_c, mut sum_r, mut ll_acc) = (Vec::new(), 0.0, 0.0, 0.0);
     // Copying on both inputs: [chosen, rejected].
     let (mut copies, mut matched, mut tokens, mut first_div) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
     let (mut at_difference, mut differing) = (0.0, 0.0f64);
@@ -175,7 +201,7 @@ pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &
             let (c, r) = (2 * k, 2 * k + 1);
             let rc: f64 = divergence_rewards(&resp[c], &argmax[c], rule).iter().map(|&v| v as f64).sum();
             let rr: f64 = divergence_rewards(&resp[r], &argmax[r], rule).iter().map(|&v| v as f64).sum();
-            acc += outcome(rc, rr);
+            outcomes.push(outcome(rc, rr));
             sum_c += rc;
             sum_r += rr;
             for (side, i) in [c, r].into_iter().enumerate() {
@@ -203,8 +229,8 @@ pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &
         }
     }
     let n = pairs.len().max(1) as f64;
-    vec![
-        ("pair_accuracy".into(), acc / n),
+    let mut rows = vec![
+        ("pair_accuracy".into(), outcomes.iter().sum::<f64>() / n),
         ("copy_rate".into(), copies[0] / n),
         ("token_copy_rate".into(), matched[0] / tokens[0].max(1.0)),
         ("first_divergence_chosen".into(), first_div[0] / n),
@@ -216,7 +242,9 @@ pub fn seq2seq_rm_metrics(model: &Lm, tpl: &Template, pairs: &[PairIds], rule: &
         ("first_divergence_rejected".into(), first_div[1] / n),
         ("diverges_where_rejected_differs".into(), at_difference / differing.max(1.0)),
         ("reward_length_corr".into(), pearson(&sums, &lens)),
-    ]
+    ];
+    rows.extend(accuracy_by_kind(pairs, &outcomes));
+    rows
 }
 
 #[cfg(test)]
@@ -231,5 +259,20 @@ mod tests {
         assert_eq!(outcome(1.0, 0.0), 1.0);
         assert_eq!(outcome(0.0, 1.0), 0.0);
         assert_eq!(outcome(0.3, 0.3), 0.5);
+    }
+
+    #[test]
+    fn pair_accuracy_per_kind_and_its_count() {
+        let pair = |kind: &str| PairIds { kind: kind.into(), ..Default::default() };
+        let pairs = [pair("harmful"), pair("benign"), pair("harmful"), pair("harmful")];
+        let by = accuracy_by_kind(&pairs, &[1.0, 0.0, 0.5, 0.0]);
+        assert_eq!(by, [("pair_accuracy_benign".to_string(), 0.0), ("pair_accuracy_harmful".to_string(), 0.5)]);
+        assert_eq!(metric_n("pair_accuracy_harmful", &pairs), 3);
+        assert_eq!(metric_n("pair_accuracy_benign", &pairs), 1);
+        assert_eq!(metric_n("pair_accuracy", &pairs), 4);
+        assert_eq!(metric_n("pair_accuracy_mean_logprob", &pairs), 4);
+        // One kind, or a pair without one (a world's data): no breakdown.
+        assert!(accuracy_by_kind(&pairs[..1], &[1.0]).is_empty());
+        assert!(accuracy_by_kind(&[pair("harmful"), pair("")], &[1.0, 0.0]).is_empty());
     }
 }

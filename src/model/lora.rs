@@ -338,7 +338,7 @@ mod tests {
     fn a_judge_adapter_retrains_to_the_same_bytes() {
         let ad = Device::flex().autodiff();
         let pairs: Vec<crate::train::PairIds> =
-            (0..12u32).map(|k| crate::train::PairIds { prompt: vec![10 + k % 5, 11], chosen: vec![20, 21 + k % 7], rejected: vec![30 + k % 3, 31] }).collect();
+            (0..12u32).map(|k| crate::train::PairIds { prompt: vec![10 + k % 5, 11], chosen: vec![20, 21 + k % 7], rejected: vec![30 + k % 3, 31], ..Default::default() }).collect();
         let c = crate::train::LoopCfg { steps: 3, lr: 1e-2, warmup_steps: 0, grad_clip: 1.0, cosine: false };
         let dir = tempfile::tempdir().unwrap();
         let train = |name: &str| {

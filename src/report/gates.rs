@@ -11,6 +11,7 @@
 use super::stats::Verdict;
 use super::verdicts::{f3, pct, table};
 use serde::{Deserialize, Serialize};
+use crate::data::KINDS;
 use std::collections::BTreeMap;
 
 /// One gate of one seed.
@@ -54,11 +55,19 @@ pub fn real_data<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, f64)> + 
             out.push(Gate { seed, gate: name.into(), value, goal, what: what.into() });
         }
     };
+    // Per kind of prompt (benign / harmful, as the eval sets), reported beside each accuracy gate.
+    let kinds = |model: &'a str| rows.clone().filter(move |r| r.1 == model).filter_map(|r| Some((r.0, r.2.strip_prefix("pair_accuracy_").filter(|k| KINDS.contains(k))?, r.3)));
     if let Some(judge) = rows.clone().find(|r| r.1 == "judge" && r.2 == "pair_accuracy") {
         gate(judge.0, "judge_accuracy", Some(judge.3), Some(JUDGE_GOAL), "judge's held-out pair accuracy (it decides every win rate)");
+        for (seed, kind, v) in kinds("judge") {
+            gate(seed, &format!("judge_accuracy_{kind}"), Some(v), None, &format!("judge's held-out pair accuracy on {kind} prompts"));
+        }
     }
     for seed in seeds {
         gate(seed, "scalar_rm_accuracy", get(seed, "scalar_rm", "pair_accuracy"), Some(SCALAR_RM_GOAL), "scalar RM's held-out pair accuracy");
+        for (_, kind, v) in kinds("scalar_rm").filter(|r| r.0 == seed) {
+            gate(seed, &format!("scalar_rm_accuracy_{kind}"), Some(v), None, &format!("scalar RM's held-out pair accuracy on {kind} prompts"));
+        }
         gate(seed, "seq2seq_copy_chosen", get(seed, "seq2seq_rm", "token_copy_rate"), Some(COPY_GOAL), "seq2seq RM: share of chosen-response tokens its argmax reproduces (input: the chosen response)");
         let departs = get(seed, "seq2seq_rm", "copy_rate_rejected").map(|c| 1.0 - c);
         gate(seed, "seq2seq_diverges_on_rejected", departs, Some(DIVERGE_GOAL), "seq2seq RM: share of rejected responses it departs from (input: the rejected response)");
@@ -172,5 +181,28 @@ mod tests {
         let s = section(&bad);
         assert!(s.contains("**FAIL**") && s.contains("`copy`") && s.contains("inconclusive"), "{s}");
         assert!(section(&[]).is_empty());
+    }
+
+    #[test]
+    fn per_kind_accuracies_are_reported_beside_their_gates_never_gating() {
+        let rows = [
+            (0, "judge", "pair_accuracy", 0.61),
+            (0, "judge", "pair_accuracy_harmful", 0.70),
+            (0, "judge", "pair_accuracy_benign", 0.52),
+            (0, "judge", "pair_accuracy_mean_logprob", 0.9),
+            (1, "scalar_rm", "pair_accuracy", 0.62),
+            (1, "scalar_rm", "pair_accuracy_harmful", 0.80),
+            (2, "scalar_rm", "pair_accuracy", 0.63),
+            (2, "scalar_rm", "pair_accuracy_harmful", 0.81),
+        ];
+        let g = real_data(rows.iter().copied());
+        let find = |seed: u64, name: &str| g.iter().find(|x| x.seed == seed && x.gate == name).map(|x| (x.value, x.goal));
+        assert_eq!(find(0, "judge_accuracy"), Some((0.61, Some(JUDGE_GOAL))));
+        assert_eq!(find(0, "judge_accuracy_harmful"), Some((0.70, None)));
+        assert_eq!(find(0, "judge_accuracy_benign"), Some((0.52, None)));
+        assert_eq!(find(2, "scalar_rm_accuracy_harmful"), Some((0.81, None)));
+        assert_eq!(find(1, "scalar_rm_accuracy_harmful"), Some((0.80, None)));
+        assert!(!g.iter().any(|x| x.gate.contains("mean_logprob")), "{g:?}");
+        assert_eq!(failed(&g), ["judge_accuracy"]);
     }
 }

@@ -223,8 +223,10 @@ fn reward_models(o: &mut String, d: &ReportData) {
     o.push_str("## Reward models\n\n");
     o.push_str(
         "From `rm_eval.csv` on held-out preference pairs: `pair_accuracy` (chosen scored above rejected; the judge's \
-         row is its own accuracy), `length_score_corr` (correlation of score with response length), `copy_rate` \
-         (seq2seq RM output copying its input), and others as logged. Mean over seeds, then each seed.\n\n",
+         row is its own accuracy; `pair_accuracy_harmful` / `_benign`: on the pairs whose prompt comes from a harmful or \
+         a benign source, as the eval prompt sets are split), `length_score_corr` (correlation of score with response \
+         length), `copy_rate` (seq2seq RM output copying its input), and others as logged. Mean over seeds, then each \
+         seed.\n\n",
     );
     // groups in the order of the rm table (sorted by group already)
     let mut groups: Vec<&Group> = Vec::new();

@@ -208,12 +208,13 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
     per_seed.sort_unstable();
     let shared = table.iter().filter(|s| s.scope == Scope::Shared).map(|s| (s.name, ex.base_seed));
     let seeded = ex.seeds.iter().flat_map(|&seed| per_seed.iter().map(move |&n| (n, seed)));
-    let mut n_pairs = 0;
+    // The held-out pairs every RM and the judge are measured on (each metric's `n`).
+    let mut measured = Vec::new();
     for (name, seed) in shared.chain(seeded).collect::<Vec<_>>() {
         match done.remove(&(name, seed)).expect("every stage of the graph ran") {
             Out::Corpus(c) => corpus = Some(c),
             Out::Tokens(t) => {
-                n_pairs = stages::capped_len(t.eval_pairs.len(), spec.eval.max_rm_pairs);
+                measured = stages::spread(&t.eval_pairs, spec.eval.max_rm_pairs);
                 tokens = Some(t);
             }
             Out::Checkpoint(_) => {}
@@ -223,12 +224,18 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
             }
             Out::Lm(_, log, metrics) => {
                 train_log.extend(log.into_iter().map(|l| (seed, l)));
-                rm_eval.extend(metrics.into_iter().map(|(metric, v)| (seed, name.to_string(), metric, v, n_pairs)));
+                rm_eval.extend(metrics.into_iter().map(|(metric, v)| {
+                    let n = crate::eval::metric_n(&metric, &measured);
+                    (seed, name.to_string(), metric, v, n)
+                }));
             }
             Out::Rm(_, log, metrics, curve) => {
                 train_log.extend(log.into_iter().map(|l| (seed, l)));
-                rm_eval.extend(metrics.into_iter().map(|(metric, v)| (seed, name.to_string(), metric, v, n_pairs)));
-                let n = n_pairs.min(spec.seq2seq_rm.curve_pairs);
+                rm_eval.extend(metrics.into_iter().map(|(metric, v)| {
+                    let n = crate::eval::metric_n(&metric, &measured);
+                    (seed, name.to_string(), metric, v, n)
+                }));
+                let n = measured.len().min(spec.seq2seq_rm.curve_pairs);
                 rm_curve.extend(curve.into_iter().map(|(step, metric, v)| (seed, name.to_string(), step, metric, v, n)));
             }
             Out::Ppo(_, log, kind) => ppo_log.extend(log.into_iter().map(|l| (seed, kind, l))),
@@ -239,10 +246,11 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
     Gathered { corpus, tokens, lm_params, train_log, rm_eval, rm_curve, ppo_log, gens }
 }
 
-/// What `s2rm judge` trained: the adapter file, its sha256 and the judge's held-out metrics.
+/// What `s2rm judge` trained: the adapter file, its sha256 and the judge's held-out metrics
+/// `(metric, value, pairs measured)`.
 pub struct TrainedJudge {
     pub sha256: String,
-    pub metrics: Vec<(String, f64)>,
+    pub metrics: Vec<(String, f64, usize)>,
     pub seconds: f64,
 }
 
@@ -278,6 +286,8 @@ pub fn train_judge(resolved: &Resolved, opts: &RunOptions, file: &Path) -> Resul
     let Some(Out::Lm(Some(judge), _, metrics)) = done.remove(&("judge", spec.experiment.base_seed)) else {
         unreachable!("the judge stage hands on its model")
     };
+    let measured = ctx.rm_eval_pairs(done[&("tokenizer", spec.experiment.base_seed)].tokens());
+    let metrics = metrics.into_iter().map(|(k, v)| { let n = crate::eval::metric_n(&k, &measured); (k, v, n) }).collect();
     let tmp = file.with_extension("tmp");
     judge.with_stable_ids().save_weights(&tmp)?;
     let bytes = std::fs::read(&tmp).with_context(|| format!("cannot read back {}", tmp.display()))?;

@@ -26,6 +26,9 @@ pub struct Corpus {
     pub docs: Vec<String>,
     pub refusal_sanity: Vec<(String, String, usize, f64)>,
     pub counts: BTreeMap<String, usize>,
+    /// The kind (benign / harmful) of each preference source, by manifest id: the held-out pair
+    /// accuracies are also reported per kind, the way the eval prompt sets are split.
+    pub kind_of: HashMap<String, String>,
     /// The controlled world the data was generated from (its gold reward judges), if any.
     pub world: Option<std::sync::Arc<crate::world::World>>,
 }
@@ -159,7 +162,7 @@ pub fn build_corpus(spec: &Spec, manifest: &Manifest, data_dir: &Path, refusal: 
         let with = eval_prompts.iter().flat_map(|(_, v)| v).filter(|p| references.contains_key(*p)).count();
         counts.insert("eval_prompts_with_reference".into(), with);
     }
-    Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, references, docs, refusal_sanity, counts, world: None })
+    Ok(Corpus { splits, sft_rows, judge_pairs, eval_prompts, references, docs, refusal_sanity, counts, kind_of, world: None })
 }
 
 /// The pretraining / tokenizer corpus: `extra` documents, then the text of the rm and policy splits

@@ -9,7 +9,7 @@ use crate::text::Text;
 use crate::train::PairIds;
 use crate::util::sha256_hex;
 use anyhow::{Context, Result};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// The tokenizer, the model config with its vocabulary size, and the data as token ids.
 pub struct Tokens {
@@ -38,7 +38,7 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
             text
         }
     };
-    let ids = |v: &[Preference]| v.iter().map(|p| pair_ids(&text, p)).collect::<Vec<_>>();
+    let ids = |v: &[Preference]| v.iter().map(|p| pair_ids(&text, p, &corpus.kind_of)).collect::<Vec<_>>();
     let mut policy_prompts: Vec<Vec<u32>> = Vec::new();
     let mut seen = BTreeSet::new();
     for p in &corpus.splits["policy"] {
@@ -100,6 +100,7 @@ fn tokenizer(docs: &[String], vocab: usize, ctx: &Ctx) -> Result<Text> {
     Ok(t)
 }
 
-fn pair_ids(text: &Text, p: &Preference) -> PairIds {
-    PairIds { prompt: text.encode(&p.prompt), chosen: text.encode(&p.chosen), rejected: text.encode(&p.rejected) }
+fn pair_ids(text: &Text, p: &Preference, kind_of: &HashMap<String, String>) -> PairIds {
+    let kind = kind_of.get(&p.source).cloned().unwrap_or_default();
+    PairIds { prompt: text.encode(&p.prompt), chosen: text.encode(&p.chosen), rejected: text.encode(&p.rejected), kind }
 }

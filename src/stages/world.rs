@@ -85,5 +85,5 @@ pub fn build(spec: &Spec, ws: &WorldSpec) -> Result<Corpus> {
             refusal_sanity.push((format!("world_{kind}"), side.to_string(), of.len(), refused as f64 / of.len().max(1) as f64));
         }
     }
-    Ok(Corpus { splits, sft_rows, judge_pairs: Vec::new(), eval_prompts, references, docs, refusal_sanity, counts, world: Some(Arc::new(world)) })
+    Ok(Corpus { splits, sft_rows, judge_pairs: Vec::new(), eval_prompts, references, docs, refusal_sanity, counts, kind_of: Default::default(), world: Some(Arc::new(world)) })
 }

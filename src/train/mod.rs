@@ -205,11 +205,14 @@ pub fn continuation_nll(model: &Lm, prefixes: &[Vec<u32>], conts: &[Vec<u32>], d
 }
 
 /// Token-id view of a preference pair.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PairIds {
     pub prompt: Vec<u32>,
     pub chosen: Vec<u32>,
     pub rejected: Vec<u32>,
+    /// The kind of the pair's source (`benign` / `harmful`; empty where unknown): held-out pair
+    /// accuracies are reported per kind too.
+    pub kind: String,
 }
 
 /// Pretraining on plain text: each document chunk is `<bos> tokens`, loss on every token.
@@ -390,7 +393,7 @@ fn mixing_counts_correction_examples_per_batch() {
 fn the_seq2seq_curve_is_measured_every_n_steps_and_after_the_last() {
     let ad = Device::flex().autodiff();
     let cfg = crate::model::LmConfig { preset: "t".into(), vocab_size: 64, d_model: 16, n_layers: 1, n_heads: 2, d_ff: 32, max_seq_len: 64, ..Default::default() };
-    let pair = |k: u32| PairIds { prompt: vec![10 + k, 11], chosen: vec![20, 21 + k], rejected: vec![30 + k] };
+    let pair = |k: u32| PairIds { prompt: vec![10 + k, 11], chosen: vec![20, 21 + k], rejected: vec![30 + k], ..Default::default() };
     let pairs: Vec<PairIds> = (0..6).map(pair).collect();
     let rule = crate::reward::DivergenceRule { r_pos: 0.1, r_neg: -0.1, r_match_after: 0.0 };
     let curve = Curve { every: 2, pairs: &pairs[..3], rule: &rule, device: &Device::flex() };
