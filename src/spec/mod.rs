@@ -155,6 +155,10 @@ pub struct JudgeSpec {
     /// trains (0 = only after training); it changes no trained weight.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub curve_every: usize,
+    /// Adapt the judge's last this many blocks (0 = every block) instead of `model.lora.layers`:
+    /// the judge decides every win rate, so it may be given more capacity than the roles it judges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_layers: Option<usize>,
     /// A trained judge (LoRA adapters and score head, as `s2rm judge` writes them) loaded instead
     /// of training one, so that every user's win rates come from the same judge; "" = train it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -243,6 +247,13 @@ fn half() -> f64 {
 
 fn is_half(x: &f64) -> bool {
     *x == half()
+}
+
+impl JudgeSpec {
+    /// The judge's LoRA: `model_lora` with the judge's own `lora_layers`, where set.
+    pub fn lora(&self, model_lora: &crate::model::lora::LoraConfig) -> crate::model::lora::LoraConfig {
+        crate::model::lora::LoraConfig { layers: self.lora_layers.unwrap_or(model_lora.layers), ..model_lora.clone() }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -538,6 +549,17 @@ mod tests {
         }
         names.sort();
         assert_eq!(names, ["helpfulness", "safety", "summarization", "world_safety", "world_summarization"]);
+    }
+
+    #[test]
+    fn the_judge_may_adapt_other_blocks_than_the_roles_it_judges() {
+        let s = load(Path::new("experiments/safety.toml"), "pretrained", &[]).unwrap().spec;
+        assert_eq!(s.judge.lora_layers, None);
+        assert_eq!(s.judge.lora(&s.model.lora), s.model.lora, "unset: the model's LoRA");
+        let s = load(Path::new("experiments/safety.toml"), "pretrained", &["judge.lora_layers=0".into()]).unwrap().spec;
+        let j = s.judge.lora(&s.model.lora);
+        assert_eq!((j.layers, j.rank, j.alpha), (0, s.model.lora.rank, s.model.lora.alpha));
+        assert_eq!(s.model.lora.layers, 8, "the other roles keep theirs");
     }
 
     #[test]

@@ -204,6 +204,12 @@ pub fn validate(s: &Spec) -> Result<()> {
         bail!("`seq2seq_rm.correction_fraction` applies only to `mixing = \"fraction\"` (mixing is `{}`); set mixing = \"fraction\" or remove the field", q.mixing);
     }
     let j = &s.judge;
+    if let Some(layers) = j.lora_layers {
+        if !s.model.lora.enabled() {
+            bail!("`judge.lora_layers` chooses the judge's adapted blocks; it needs `model.lora.rank` > 0 (this profile trains every weight); remove it");
+        }
+        j.lora(&s.model.lora).validate().map_err(|e| anyhow::anyhow!("`judge.lora_layers` = {layers}: {e}"))?;
+    }
     if !j.adapter.is_empty() {
         if !s.model.lora.enabled() {
             bail!("`judge.adapter` holds LoRA adapters; it needs `model.lora.rank` > 0 (the rank the adapter was trained with)");

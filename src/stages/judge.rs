@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, call: &Call) -> Result<Out> {
     let (mp, mr) = ctx.budgets();
     let j = &ctx.spec.judge;
     let tpl = &tokens.text.tpl;
-    let start = ctx.role_start(base, call.seed ^ 0x33);
+    let start = ctx.role_start_with(base, call.seed ^ 0x33, &j.lora(&ctx.spec.model.lora));
     let measured = ctx.rm_eval_pairs(tokens);
     let (m, log) = if j.adapter.is_empty() {
         ctx.stages.stage(&ctx.timer, call.name, call.seed, &start, || {

@@ -282,7 +282,12 @@ impl Ctx<'_> {
     /// the RMs and PPO start from the SFT model's adapters). Also the template its cache entry
     /// loads into.
     pub(crate) fn role_start(&self, parent: &Lm, seed: u64) -> Lm {
-        own_leaves(parent).with_lora(&self.spec.model.lora, &self.ad, seed)
+        self.role_start_with(parent, seed, &self.spec.model.lora)
+    }
+
+    /// [`Self::role_start`] with adapters as `lora` says (the judge's own `judge.lora_layers`).
+    pub(crate) fn role_start_with(&self, parent: &Lm, seed: u64, lora: &crate::model::lora::LoraConfig) -> Lm {
+        own_leaves(parent).with_lora(lora, &self.ad, seed)
     }
 }
 
