@@ -229,11 +229,18 @@ pub fn policy_caveats(d: &ReportData, g: &Group) -> Vec<String> {
     out
 }
 
-/// The caveat about a judge whose held-out pair accuracy is below its gate ([`JUDGE_GOAL`]): a judge
-/// that fails its gate always gets it.
+/// The caveat about a judge whose held-out pair accuracy is below its gate ([`JUDGE_GOAL`]), overall
+/// or on one kind of prompt (benign / harmful, as the eval sets are split): a judge that fails its
+/// gate always gets it, and one that passes overall is still named for the kind it fails on.
 pub fn judge_caveat(d: &ReportData, g: &Group) -> Option<String> {
     let acc = rm_mean(d, g, "judge", "pair_accuracy")?;
-    (acc < JUDGE_GOAL).then(|| {
+    let weak: Vec<String> = crate::data::KINDS
+        .iter()
+        .filter_map(|k| Some((k, rm_mean(d, g, "judge", &format!("pair_accuracy_{k}"))?)))
+        .filter(|(_, a)| *a < JUDGE_GOAL)
+        .map(|(k, a)| format!("{} on {k} prompts", f3(a)))
+        .collect();
+    let mut c = if acc < JUDGE_GOAL {
         format!(
             "The judge's held-out pair accuracy{} is {}, below {}: its preferences are weak evidence, and win \
              rates measure what this judge prefers rather than what people prefer.",
@@ -241,7 +248,19 @@ pub fn judge_caveat(d: &ReportData, g: &Group) -> Option<String> {
             f3(acc),
             f3(JUDGE_GOAL)
         )
-    })
+    } else if !weak.is_empty() {
+        format!("The judge's held-out pair accuracy{} is {} overall.", d.suffix(g), f3(acc))
+    } else {
+        return None;
+    };
+    if !weak.is_empty() {
+        c.push_str(&format!(
+            " By kind of prompt it is below {} at {}: the win rates on those prompt sets rest on it.",
+            f3(JUDGE_GOAL),
+            weak.join(" and ")
+        ));
+    }
+    Some(c)
 }
 
 #[cfg(test)]
@@ -373,5 +392,15 @@ mod tests {
         assert!(c.len() == 1 && c[0].contains("rewarding length") && c[0].contains("92.0%"), "{c:?}");
         let departs = vec![judge(0.7), copy("token_copy_rate", 0.97), copy("token_copy_rate_rejected", 0.55)];
         assert!(caveats(&ReportData { rm: &departs, ..d }, &g).is_empty());
+        // A judge that passes overall but not on one kind of prompt is named for that kind.
+        let kind = |k: &str, mean: f64| RmSummary { metric: format!("pair_accuracy_{k}"), ..judge(mean) };
+        let by_kind = vec![judge(0.7), kind("harmful", 0.75), kind("benign", 0.514)];
+        let c = caveats(&ReportData { rm: &by_kind, ..d }, &g);
+        assert!(c.len() == 1 && c[0].contains("0.700 overall") && c[0].contains("0.514 on benign prompts") && !c[0].contains("harmful"), "{c:?}");
+        let good = vec![judge(0.7), kind("harmful", 0.75), kind("benign", 0.66)];
+        assert!(caveats(&ReportData { rm: &good, ..d }, &g).is_empty());
+        let weak = vec![judge(0.611), kind("harmful", 0.625), kind("benign", 0.514)];
+        let c = caveats(&ReportData { rm: &weak, ..d }, &g);
+        assert!(c.len() == 1 && c[0].contains("is 0.611, below 0.650") && c[0].contains("0.625 on harmful prompts and 0.514 on benign prompts"), "{c:?}");
     }
 }
