@@ -262,40 +262,6 @@ pub fn rm_curve_panels(rows: &[CurveRow]) -> Panels {
             })
             .collect(),
     })
-    .collect::<Vec<_>>();
-    // Runs from before the curve held it have no pair-accuracy panel.
-    let mut panels = panels;
-    if rows.iter().any(|r| r.metric == "pair_accuracy") {
-        panels.push(Panel {
-            title: "pair accuracy of the summed reward (step 0: untrained)".into(),
-            lines: groups
-                .iter()
-                .map(|g| {
-                    let points = rows.iter().filter(|r| g.holds(&r.experiment, &r.size) && r.metric == "pair_accuracy").map(|r| (r.step, r.value));
-                    (with_group("pairs", g, groups), "pairs".to_string(), curve(points))
-                })
-                .collect(),
-        });
-    }
-    let cols = panels.len().min(4);
-    Panels { title: "Seq2seq RM on held-out pairs while it trains (mean over seeds, band = min–max)".into(), x_desc: "seq2seq RM step".into(), cols, panels }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_rm_curve_gets_a_pair_accuracy_panel_only_when_the_curve_holds_it() {
-        let row = |step: i64, metric: &str, value: f64| CurveRow { experiment: "safety".into(), size: "s".into(), step, metric: metric.into(), value };
-        let old = vec![row(0, "token_copy_rate", 0.9), row(0, "token_copy_rate_rejected", 0.8), row(6, "token_copy_rate", 0.95)];
-        let p = rm_curve_panels(&old);
-        assert_eq!((p.panels.len(), p.cols), (3, 3));
-        let mut new = old.clone();
-        new.extend([row(0, "pair_accuracy", 0.6), row(6, "pair_accuracy", 0.4)]);
-        let p = rm_curve_panels(&new);
-        assert_eq!((p.panels.len(), p.cols), (4, 4));
-        let acc = &p.panels[3].lines[0].2;
-        assert_eq!(acc.iter().map(|c| (c.step, c.mean)).collect::<Vec<_>>(), [(0, 0.6), (6, 0.4)]);
-    }
+    .collect();
+    Panels { title: "Seq2seq RM on held-out pairs while it trains (mean over seeds, band = min–max)".into(), x_desc: "seq2seq RM step".into(), cols: 3, panels }
 }

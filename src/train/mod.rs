@@ -322,10 +322,7 @@ pub struct Curve<'a> {
 /// What a curve holds: how much the RM copies chosen and rejected inputs and where it departs.
 /// Not the divergence-rule rewards: the rule is no part of the RM's stage key (an ablation of the
 /// rule reuses the trained RM and its curve); `rm_eval.csv` has them for the rule in use.
-pub const CURVE_METRICS: [&str; 8] = [
-    // Its summed divergence reward's pair accuracy; at step 0, that of the untrained start (the
-    // SFT model reading the response as its source), the baseline training must beat.
-    "pair_accuracy",
+pub const CURVE_METRICS: [&str; 7] = [
     "token_copy_rate",
     "token_copy_rate_rejected",
     "copy_rate",
