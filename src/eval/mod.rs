@@ -153,7 +153,8 @@ fn accuracy_by_kind(pairs: &[PairIds], outcomes: &[f64]) -> Vec<(String, f64)> {
     by.into_iter().map(|(k, (sum, n))| (format!("{BY_KIND}{k}"), sum / n as f64)).collect()
 }
 
-const BY_KIND: &str = "pair_accuracy_";
+/// Prefix of the per-kind accuracies: `pair_accuracy_<kind>`.
+pub const BY_KIND: &str = "pair_accuracy_";
 
 /// How many of `pairs` a metric of [`scalar_rm_metrics`] or [`seq2seq_rm_metrics`] was measured
 /// on: those of its kind for a per-kind accuracy, all of them otherwise.
@@ -162,6 +163,14 @@ pub fn metric_n(metric: &str, pairs: &[PairIds]) -> usize {
         Some(kind) => pairs.iter().filter(|p| p.kind == kind).count(),
         None => pairs.len(),
     }
+}
+
+/// `(metric, value, n)`: each metric with the number of `pairs` it was measured on ([`metric_n`]).
+pub fn with_counts(metrics: Vec<(String, f64)>, pairs: &[PairIds]) -> impl Iterator<Item = (String, f64, usize)> + '_ {
+    metrics.into_iter().map(move |(k, v)| {
+        let n = metric_n(&k, pairs);
+        (k, v, n)
+    })
 }
 
 /// Rows `(prompt, chosen), (prompt, rejected), …` of a chunk of pairs, responses as training

@@ -56,7 +56,7 @@ pub fn real_data<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, f64)> + 
         }
     };
     // Per kind of prompt (benign / harmful, as the eval sets), reported beside each accuracy gate.
-    let kinds = |model: &'a str| rows.clone().filter(move |r| r.1 == model).filter_map(|r| Some((r.0, r.2.strip_prefix("pair_accuracy_").filter(|k| KINDS.contains(k))?, r.3)));
+    let kinds = |model: &'a str| rows.clone().filter(move |r| r.1 == model).filter_map(|r| Some((r.0, r.2.strip_prefix(crate::eval::BY_KIND).filter(|k| KINDS.contains(k))?, r.3)));
     if let Some(judge) = rows.clone().find(|r| r.1 == "judge" && r.2 == "pair_accuracy") {
         gate(judge.0, "judge_accuracy", Some(judge.3), Some(JUDGE_GOAL), "judge's held-out pair accuracy (it decides every win rate)");
         for (seed, kind, v) in kinds("judge") {

@@ -236,7 +236,7 @@ pub fn judge_caveat(d: &ReportData, g: &Group) -> Option<String> {
     let acc = rm_mean(d, g, "judge", "pair_accuracy")?;
     let weak: Vec<String> = crate::data::KINDS
         .iter()
-        .filter_map(|k| Some((k, rm_mean(d, g, "judge", &format!("pair_accuracy_{k}"))?)))
+        .filter_map(|k| Some((k, rm_mean(d, g, "judge", &format!("{}{k}", crate::eval::BY_KIND))?)))
         .filter(|(_, a)| *a < JUDGE_GOAL)
         .map(|(k, a)| format!("{} on {k} prompts", f3(a)))
         .collect();

@@ -224,17 +224,11 @@ fn gather(table: &[Stage], spec: &crate::spec::Spec, mut done: BTreeMap<Key, Out
             }
             Out::Lm(_, log, metrics) => {
                 train_log.extend(log.into_iter().map(|l| (seed, l)));
-                rm_eval.extend(metrics.into_iter().map(|(metric, v)| {
-                    let n = crate::eval::metric_n(&metric, &measured);
-                    (seed, name.to_string(), metric, v, n)
-                }));
+                rm_eval.extend(crate::eval::with_counts(metrics, &measured).map(|(metric, v, n)| (seed, name.to_string(), metric, v, n)));
             }
             Out::Rm(_, log, metrics, curve) => {
                 train_log.extend(log.into_iter().map(|l| (seed, l)));
-                rm_eval.extend(metrics.into_iter().map(|(metric, v)| {
-                    let n = crate::eval::metric_n(&metric, &measured);
-                    (seed, name.to_string(), metric, v, n)
-                }));
+                rm_eval.extend(crate::eval::with_counts(metrics, &measured).map(|(metric, v, n)| (seed, name.to_string(), metric, v, n)));
                 let n = measured.len().min(spec.seq2seq_rm.curve_pairs);
                 rm_curve.extend(curve.into_iter().map(|(step, metric, v)| (seed, name.to_string(), step, metric, v, n)));
             }
@@ -287,7 +281,7 @@ pub fn train_judge(resolved: &Resolved, opts: &RunOptions, file: &Path) -> Resul
         unreachable!("the judge stage hands on its model")
     };
     let measured = ctx.rm_eval_pairs(done[&("tokenizer", spec.experiment.base_seed)].tokens());
-    let metrics = metrics.into_iter().map(|(k, v)| { let n = crate::eval::metric_n(&k, &measured); (k, v, n) }).collect();
+    let metrics = crate::eval::with_counts(metrics, &measured).collect();
     let tmp = file.with_extension("tmp");
     judge.with_stable_ids().save_weights(&tmp)?;
     let bytes = std::fs::read(&tmp).with_context(|| format!("cannot read back {}", tmp.display()))?;
