@@ -147,7 +147,10 @@ enum Cmd {
     /// Training tokens/s, generation tokens/s and a PPO-step breakdown per model preset, as a table
     /// and a CSV (compare with bench/torch_reference.py: `make bench`).
     Bench {
-        /// Model presets: tiny, small (the experiments' two sizes), issue (d128, vocab 4096).
+        /// Model presets: tiny, small (the experiments' two sizes), issue (d128, vocab 4096),
+        /// pretrained (SmolLM2-135M's shape, random weights, trained in full), pretrained-lora (rank-16
+        /// LoRA on every block) or pretrained-lora-top<K> (on the last K blocks, e.g. top8: the
+        /// `pretrained` profile's roles).
         #[arg(long, value_delimiter = ',', default_value = "tiny,small")]
         presets: Vec<String>,
         /// Which benchmarks: train, generate, ppo; also matmul (a diagnostic: one training step's matrix
