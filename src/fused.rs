@@ -11,13 +11,17 @@
 //!   (tch does not expose `native_layer_norm_backward`);
 //! - next-token log-probs: one op for slice, log-softmax and gather (see [`next_token_logprobs`]).
 //!
-//! Every other tensor (flex, wgpu, untracked LibTorch tensors, which burn already sends to LibTorch's
+//! On flex, next-token log-probs are one op too ([`flex`]), computing burn's composition bit for bit.
+//!
+//! Every other tensor (wgpu, untracked LibTorch tensors, which burn already sends to LibTorch's
 //! fused forward kernels) takes burn's own op, unchanged: a default build computes the same bits as
 //! before this module existed. Each op is tested against burn's composition, values and gradients,
 //! in `tests/model_equivalence.rs`.
 
 use burn::nn::LayerNorm;
 use burn::prelude::*;
+
+pub mod flex;
 
 /// Whether the ops of this module run LibTorch's fused kernels on `x` (a tracked LibTorch tensor),
 /// rather than burn's own op.
@@ -66,6 +70,10 @@ pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor
         let tgt = tch_autodiff::int_tensor(&targets).expect("targets on the logits' LibTorch device");
         tch_autodiff::next_token_logprobs(t, tgt, s)
     }) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    let logits = match flex::next_token_logprobs(logits, &targets) {
         Ok(y) => return y,
         Err(x) => x,
     };

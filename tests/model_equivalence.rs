@@ -312,3 +312,43 @@ fn fused_ops_match_burns_composition_on(device: Device) {
         close(name, a, b);
     }
 }
+
+/// On flex, next-token log-probs are one op (`s2rm::fused::flex`) whose values and gradients are
+/// burn's composition (slice, log-softmax, gather) bit for bit: plain and tracked tensors, more
+/// rows than one parallel task takes (64), a ragged last task, non-contiguous logits, a gradient
+/// with a zero and negative entries, and rows whose maximum is tied.
+#[test]
+fn flex_next_token_logprobs_equal_burns_composition_bit_for_bit() {
+    use s2rm::fused::flex;
+    use s2rm::model::f32_tensor;
+
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    let (b, t, v) = (3, 70, 301);
+    // Stored as [B, V, T] and viewed as [B, T, V]: the op must read non-contiguous logits.
+    let data: Vec<f32> = (0..b * v * t).map(|i| ((i as f32 * 0.731).sin() * 8.0).round() / 2.0 + (i % 7) as f32 * 0.013).collect();
+    let logits = |dev: &Device| f32_tensor(data.clone(), [b, v, t], dev).swap_dims(1, 2);
+    let targets = |dev: &Device| i64_tensor((0..b * (t - 1)).map(|i| ((i * 37 + 11) % v) as i64).collect(), [b, t - 1], dev);
+    let composed = |x: Tensor<3>, dev: &Device| {
+        burn::tensor::activation::log_softmax(x.narrow(1, 0, t - 1), 2).gather(2, targets(dev).unsqueeze_dim::<3>(2)).reshape([b, t - 1])
+    };
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+
+    let fused = flex::next_token_logprobs(logits(&device), &targets(&device)).unwrap_or_else(|_| panic!("flex logits take the flex op"));
+    assert_eq!(bits(to_vec_f32(fused)), bits(to_vec_f32(composed(logits(&device), &device))), "plain values");
+
+    let w: Vec<f32> = (0..b * (t - 1)).map(|i| if i == 5 { 0.0 } else { (i as f32 * 1.3).cos() * 2.0 }).collect();
+    let value_and_grad = |op: &dyn Fn(Tensor<3>) -> Tensor<2>| {
+        let x = logits(&ad).require_grad();
+        let y = op(x.clone());
+        let grads = (y.clone() * f32_tensor(w.clone(), [b, t - 1], &ad)).sum().backward();
+        (bits(to_vec_f32(y)), bits(to_vec_f32(x.grad(&grads).expect("x has a gradient"))))
+    };
+    let (y, g) = value_and_grad(&|x| flex::next_token_logprobs(x, &targets(&ad)).unwrap_or_else(|_| panic!("tracked flex logits take the flex op")));
+    let (y0, g0) = value_and_grad(&|x| composed(x, &ad));
+    assert_eq!(y, y0, "tracked values");
+    assert_eq!(g, g0, "gradients");
+    // The public entry point takes it too.
+    let (y1, g1) = value_and_grad(&|x| next_token_logprobs(x, targets(&ad)));
+    assert_eq!((y1, g1), (y0, g0), "s2rm::model::next_token_logprobs");
+}

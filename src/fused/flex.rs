@@ -1,0 +1,164 @@
+//! Next-token log-probs on flex as one op, bit for bit equal to burn's composition.
+//!
+//! burn builds `log_softmax(logits[:, :-1]).gather(targets)` from a dozen passes over the `[B, T, V]`
+//! logits (at SmolLM2's vocabulary of 49,152, 150 MB each for a PPO batch): the slice copy, max,
+//! subtract, exp, sum, log, subtract and gather forward, then zeros and scatter for the gather, sum,
+//! reciprocal, broadcast, exp, multiply and add for the log-softmax, zeros and slice-assign for the
+//! slice backward; every elementwise one on one thread. Here the forward is one pass that writes
+//! `exp(x - max)` for a chunk of rows, flex's own row sum over it, and one gather; the backward is
+//! one pass writing `dx = g·[v = target] + (-g · 1/S) · exp(x - max)`; rows run in parallel.
+//!
+//! Every float operation is the one burn's composition performs, in the same order, on the same
+//! values (libm's `expf` and `logf`, flex's SIMD row sum, IEEE `+ - * /`), so the results are the
+//! same bits: `tests/model_equivalence.rs` compares them with `assert_eq!`, values and gradients. So
+//! a run on this op reproduces a run made before it existed, byte for byte.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::{
+    BackendTensor, BackendTypes, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex, GradientCheckpointingStrategy,
+};
+use burn::prelude::*;
+use burn::tensor::DType;
+use rayon::prelude::*;
+
+type AdTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+
+/// Rows per parallel task: their `exp(x - max)` (at V = 49,152, 12.6 MB) stays below glibc's
+/// 32 MiB mmap threshold (`main`'s `mallopt`), so its buffer is reused, not faulted in afresh.
+const ROWS_PER_TASK: usize = 64;
+
+/// `[B, T, V]` logits, their rows `(b, t < T-1)`, each row's target, max and sum of `exp(x - max)`.
+#[derive(Clone, Debug)]
+struct Rows {
+    x: FlexTensor,
+    dims: [usize; 3],
+    targets: Vec<usize>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+impl Rows {
+    /// The logits of row `r` (position `t = r % (T-1)` of sequence `b = r / (T-1)`).
+    fn row(&self, r: usize) -> &[f32] {
+        let [_, t, v] = self.dims;
+        let start = (r / (t - 1) * t + r % (t - 1)) * v;
+        &self.x.storage::<f32>()[start..start + v]
+    }
+
+    fn new(x: FlexTensor, targets: Vec<i64>) -> Self {
+        let x = if x.layout().is_contiguous() && x.layout().start_offset() == 0 { x } else { x.to_contiguous() };
+        let d = x.layout().shape().dims::<3>();
+        let [b, t, v] = d;
+        let n = b * (t - 1);
+        assert_eq!(targets.len(), n, "next_token_logprobs: targets [B, T-1]");
+        let targets: Vec<usize> = targets.iter().map(|&i| usize::try_from(i).ok().filter(|&i| i < v).expect("target token id outside the vocabulary")).collect();
+        let mut rows = Rows { x, dims: d, targets, max: vec![0.0; n], sum: vec![0.0; n] };
+        // burn: max_dim of the detached logits (exact in any order), then exp(x - max) summed
+        // by flex's `sum_dim`, whose SIMD row sum we call on the same values.
+        let stats: Vec<(Vec<f32>, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TASK))
+            .into_par_iter()
+            .map(|c| {
+                let rs = c * ROWS_PER_TASK..(n.min((c + 1) * ROWS_PER_TASK));
+                let mut e = Vec::with_capacity(rs.len() * v);
+                let mut max = Vec::with_capacity(rs.len());
+                for r in rs.clone() {
+                    let row = rows.row(r);
+                    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    e.extend(row.iter().map(|&xv| (xv - m).exp()));
+                    max.push(m);
+                }
+                let e = FlexTensor::from_data(TensorData::new(e, [rs.len(), v]));
+                let sum = Flex::float_sum_dim(e, 1);
+                (max, sum.storage::<f32>().to_vec())
+            })
+            .collect();
+        rows.max = stats.iter().flat_map(|s| s.0.iter().copied()).collect();
+        rows.sum = stats.into_iter().flat_map(|s| s.1).collect();
+        rows
+    }
+
+    /// `(x[target] - max) - ln(S)` per row, `[B, T-1]`.
+    fn logprobs(&self) -> FlexTensor {
+        let [b, t, _] = self.dims;
+        let lp: Vec<f32> = (0..self.targets.len()).map(|r| (self.row(r)[self.targets[r]] - self.max[r]) - self.sum[r].ln()).collect();
+        FlexTensor::from_data(TensorData::new(lp, [b, t - 1]))
+    }
+
+    /// `dx [B, T, V]` for the incoming gradient `g [B, T-1]`: burn's backward of the composition,
+    /// op for op. The gather gives `0 + g` at the target, `0` elsewhere; the subtracted
+    /// log-sum-exp gets `-g` (the row sum of the negated scatter, exact), the log multiplies it by
+    /// `1/S`, the sum broadcasts it, the exp multiplies it by `exp(x - max)`, and the two paths add.
+    /// Position `T-1` (sliced off) gets zeros.
+    fn backward(&self, g: &[f32]) -> FlexTensor {
+        let [b, t, v] = self.dims;
+        let mut dx = vec![0.0f32; b * t * v];
+        dx.par_chunks_mut(v).enumerate().for_each(|(i, out)| {
+            let (bi, ti) = (i / t, i % t);
+            if ti == t - 1 {
+                return;
+            }
+            let r = bi * (t - 1) + ti;
+            let c = (-g[r]) * (1.0 / self.sum[r]);
+            let m = self.max[r];
+            for (o, &xv) in out.iter_mut().zip(self.row(r)) {
+                *o = 0.0 + c * (xv - m).exp();
+            }
+            out[self.targets[r]] = (0.0 + g[r]) + c * (self.row(r)[self.targets[r]] - m).exp();
+        });
+        FlexTensor::from_data(TensorData::new(dx, [b, t, v]))
+    }
+}
+
+#[derive(Debug)]
+struct NextTokenBackward;
+
+impl Backward<Flex, 1> for NextTokenBackward {
+    type State = Rows;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let rows = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let g = grad.to_contiguous();
+            rows.backward(g.as_slice::<f32>().expect("contiguous gradient"))
+        });
+    }
+}
+
+fn tracked_op<C: CheckpointStrategy>(x: AdTensor, targets: Vec<i64>) -> AdTensor {
+    let rows = Rows::new(x.primitive().clone(), targets);
+    let lp = rows.logprobs();
+    match NextTokenBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(rows, lp),
+        OpsKind::UnTracked(prep) => prep.finish(lp),
+    }
+}
+
+/// The op on flex logits (tracked by autodiff or not); any other tensor is handed back untouched.
+pub fn next_token_logprobs(logits: Tensor<3>, targets: &Tensor<2, Int>) -> Result<Tensor<2>, Tensor<3>> {
+    let f32_ = DType::F32;
+    match logits.into_dispatch() {
+        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(x)), autodiff } if x.dtype() == f32_ => {
+            let lp = Rows::new(x, crate::model::to_vec_i64(targets.clone())).logprobs();
+            Ok(Tensor::from_dispatch(DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(lp)), autodiff }))
+        }
+        DispatchTensor { kind: DispatchTensorKind::Autodiff(inner), autodiff: DispatchAutodiffContext::Enabled(s) } => match *inner {
+            DispatchTensorKind::Flex(BackendTensor::Autodiff(ad)) if ad.primitive().dtype() == f32_ => {
+                let tg = crate::model::to_vec_i64(targets.clone());
+                let out = match s {
+                    GradientCheckpointingStrategy::Disabled => tracked_op::<NoCheckpointing>(ad, tg),
+                    GradientCheckpointingStrategy::Balanced => tracked_op::<BalancedCheckpointing>(ad, tg),
+                };
+                let kind = DispatchTensorKind::Autodiff(Box::new(DispatchTensorKind::Flex(BackendTensor::Autodiff(out))));
+                Ok(Tensor::from_dispatch(DispatchTensor { kind, autodiff: DispatchAutodiffContext::Enabled(s) }))
+            }
+            other => Err(Tensor::from_dispatch(DispatchTensor { kind: DispatchTensorKind::Autodiff(Box::new(other)), autodiff: DispatchAutodiffContext::Enabled(s) })),
+        },
+        d => Err(Tensor::from_dispatch(d)),
+    }
+}
