@@ -348,6 +348,14 @@ fn flex_next_token_logprobs_equal_burns_composition_bit_for_bit() {
     let (y0, g0) = value_and_grad(&|x| composed(x, &ad));
     assert_eq!(y, y0, "tracked values");
     assert_eq!(g, g0, "gradients");
+    // Log-probs at every position (no shift) and entropies, for PPO's rollout: burn's log-softmax
+    // gathered at the targets and `entropy_of` of it, bit for bit.
+    let all: Vec<i64> = (0..b * t).map(|i| ((i * 53 + 7) % v) as i64).collect();
+    let (lp, ent) = flex::logprobs_and_entropies(&logits(&device), &all, true).expect("flex logits");
+    let log_p = burn::tensor::activation::log_softmax(logits(&device), 2);
+    let lp0 = to_vec_f32(log_p.clone().gather(2, i64_tensor(all.clone(), [b, t, 1], &device)));
+    assert_eq!(bits(lp), bits(lp0), "log-probs at every position");
+    assert_eq!(bits(ent), bits(to_vec_f32(s2rm::model::entropy_of(log_p))), "entropies");
     // The public entry point takes it too.
     let (y1, g1) = value_and_grad(&|x| next_token_logprobs(x, targets(&ad)));
     assert_eq!((y1, g1), (y0, g0), "s2rm::model::next_token_logprobs");

@@ -33,32 +33,35 @@ type AdTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
 /// 32 MiB mmap threshold (`main`'s `mallopt`), so its buffer is reused, not faulted in afresh.
 const ROWS_PER_TASK: usize = 64;
 
-/// `[B, T, V]` logits, their rows `(b, t < T-1)`, each row's target, max and sum of `exp(x - max)`.
+/// `[B, T, V]` logits, the rows read (`(b, t < used)`: `used = T-1` for next-token log-probs), each
+/// row's target, max and sum of `exp(x - max)`.
 #[derive(Clone, Debug)]
 struct Rows {
     x: FlexTensor,
     dims: [usize; 3],
+    used: usize,
     targets: Vec<usize>,
     max: Vec<f32>,
     sum: Vec<f32>,
 }
 
 impl Rows {
-    /// The logits of row `r` (position `t = r % (T-1)` of sequence `b = r / (T-1)`).
+    /// The logits of row `r` (position `r % used` of sequence `r / used`).
     fn row(&self, r: usize) -> &[f32] {
         let [_, t, v] = self.dims;
-        let start = (r / (t - 1) * t + r % (t - 1)) * v;
+        let start = (r / self.used * t + r % self.used) * v;
         &self.x.storage::<f32>()[start..start + v]
     }
 
-    fn new(x: FlexTensor, targets: Vec<i64>) -> Self {
+    fn new(x: FlexTensor, used: usize, targets: Vec<i64>) -> Self {
         let x = if x.layout().is_contiguous() && x.layout().start_offset() == 0 { x } else { x.to_contiguous() };
         let d = x.layout().shape().dims::<3>();
         let [b, t, v] = d;
-        let n = b * (t - 1);
-        assert_eq!(targets.len(), n, "next_token_logprobs: targets [B, T-1]");
+        assert!(used <= t);
+        let n = b * used;
+        assert_eq!(targets.len(), n, "flex log-probs: one target per row read");
         let targets: Vec<usize> = targets.iter().map(|&i| usize::try_from(i).ok().filter(|&i| i < v).expect("target token id outside the vocabulary")).collect();
-        let mut rows = Rows { x, dims: d, targets, max: vec![0.0; n], sum: vec![0.0; n] };
+        let mut rows = Rows { x, dims: d, used, targets, max: vec![0.0; n], sum: vec![0.0; n] };
         // burn: max_dim of the detached logits (exact in any order), then exp(x - max) summed
         // by flex's `sum_dim`, whose SIMD row sum we call on the same values.
         let stats: Vec<(Vec<f32>, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TASK))
@@ -83,11 +86,38 @@ impl Rows {
         rows
     }
 
-    /// `(x[target] - max) - ln(S)` per row, `[B, T-1]`.
+    /// `(x[target] - max) - ln(S)` per row.
+    fn logprob_vec(&self) -> Vec<f32> {
+        (0..self.targets.len()).map(|r| (self.row(r)[self.targets[r]] - self.max[r]) - self.sum[r].ln()).collect()
+    }
+
+    /// The log-probs as a `[B, used]` tensor.
     fn logprobs(&self) -> FlexTensor {
-        let [b, t, _] = self.dims;
-        let lp: Vec<f32> = (0..self.targets.len()).map(|r| (self.row(r)[self.targets[r]] - self.max[r]) - self.sum[r].ln()).collect();
-        FlexTensor::from_data(TensorData::new(lp, [b, t - 1]))
+        FlexTensor::from_data(TensorData::new(self.logprob_vec(), [self.dims[0], self.used]))
+    }
+
+    /// Entropy per row as burn's `entropy_of(log_softmax(x))` computes it: `lp = (x - max) - ln(S)`,
+    /// `-(Σ exp(lp) · lp)` with flex's row sum.
+    fn entropies(&self) -> Vec<f32> {
+        let v = self.dims[2];
+        let n = self.targets.len();
+        let sums: Vec<Vec<f32>> = (0..n.div_ceil(ROWS_PER_TASK))
+            .into_par_iter()
+            .map(|c| {
+                let rs = c * ROWS_PER_TASK..(n.min((c + 1) * ROWS_PER_TASK));
+                let mut plp = Vec::with_capacity(rs.len() * v);
+                for r in rs.clone() {
+                    let (m, lse) = (self.max[r], self.sum[r].ln());
+                    plp.extend(self.row(r).iter().map(|&xv| {
+                        let lp = (xv - m) - lse;
+                        lp.exp() * lp
+                    }));
+                }
+                let sum = Flex::float_sum_dim(FlexTensor::from_data(TensorData::new(plp, [rs.len(), v])), 1);
+                sum.storage::<f32>().to_vec()
+            })
+            .collect();
+        sums.into_iter().flatten().map(|s| -s).collect()
     }
 
     /// `dx [B, T, V]` for the incoming gradient `g [B, T-1]`: burn's backward of the composition,
@@ -100,10 +130,10 @@ impl Rows {
         let mut dx = vec![0.0f32; b * t * v];
         dx.par_chunks_mut(v).enumerate().for_each(|(i, out)| {
             let (bi, ti) = (i / t, i % t);
-            if ti == t - 1 {
+            if ti >= self.used {
                 return;
             }
-            let r = bi * (t - 1) + ti;
+            let r = bi * self.used + ti;
             let c = (-g[r]) * (1.0 / self.sum[r]);
             let m = self.max[r];
             for (o, &xv) in out.iter_mut().zip(self.row(r)) {
@@ -131,7 +161,8 @@ impl Backward<Flex, 1> for NextTokenBackward {
 }
 
 fn tracked_op<C: CheckpointStrategy>(x: AdTensor, targets: Vec<i64>) -> AdTensor {
-    let rows = Rows::new(x.primitive().clone(), targets);
+    let t = x.primitive().layout().shape().dims::<3>()[1];
+    let rows = Rows::new(x.primitive().clone(), t - 1, targets);
     let lp = rows.logprobs();
     match NextTokenBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => prep.finish(rows, lp),
@@ -144,7 +175,8 @@ pub fn next_token_logprobs(logits: Tensor<3>, targets: &Tensor<2, Int>) -> Resul
     let f32_ = DType::F32;
     match logits.into_dispatch() {
         DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(x)), autodiff } if x.dtype() == f32_ => {
-            let lp = Rows::new(x, crate::model::to_vec_i64(targets.clone())).logprobs();
+            let t = x.layout().shape().dims::<3>()[1];
+            let lp = Rows::new(x, t - 1, crate::model::to_vec_i64(targets.clone())).logprobs();
             Ok(Tensor::from_dispatch(DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(lp)), autodiff }))
         }
         DispatchTensor { kind: DispatchTensorKind::Autodiff(inner), autodiff: DispatchAutodiffContext::Enabled(s) } => match *inner {
@@ -160,5 +192,19 @@ pub fn next_token_logprobs(logits: Tensor<3>, targets: &Tensor<2, Int>) -> Resul
             other => Err(Tensor::from_dispatch(DispatchTensor { kind: DispatchTensorKind::Autodiff(Box::new(other)), autodiff: DispatchAutodiffContext::Enabled(s) })),
         },
         d => Err(Tensor::from_dispatch(d)),
+    }
+}
+
+/// Log-probs of `targets [B, T]` under untracked flex `logits [B, T, V]` at every position (no
+/// next-token shift), and with `entropy` the entropies: burn's `log_softmax(logits)` gathered at the
+/// targets, and `entropy_of` of it, bit for bit. `None` for any other tensor.
+pub fn logprobs_and_entropies(logits: &Tensor<3>, targets: &[i64], entropy: bool) -> Option<(Vec<f32>, Vec<f32>)> {
+    match logits.clone().into_dispatch() {
+        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(x)), .. } if x.dtype() == DType::F32 => {
+            let t = x.layout().shape().dims::<3>()[1];
+            let rows = Rows::new(x, t, targets.to_vec());
+            Some((rows.logprob_vec(), if entropy { rows.entropies() } else { Vec::new() }))
+        }
+        _ => None,
     }
 }

@@ -85,10 +85,17 @@ fn rollout_scores(model: &Lm, packed: &Packed, targets: &[i64], entropy: bool, d
     }
     let hidden = model.hidden_packed(packed, device).narrow(1, p - 1, c);
     let v = to_vec_f32(model.values(hidden.clone()));
-    let log_p = log_softmax(model.logits(hidden), 2);
+    let logits = model.logits(hidden);
     let tc: Vec<i64> = (0..b).flat_map(|r| targets[r * tm + p - 1..r * tm + p - 1 + c].iter().copied()).collect();
-    let l = to_vec_f32(log_p.clone().gather(2, i64_tensor(tc, [b, c, 1], device)));
-    let e = entropy.then(|| to_vec_f32(entropy_of(log_p)));
+    // On flex one pass per row gives both (the same bits as the composition below).
+    let (l, e) = match crate::fused::flex::logprobs_and_entropies(&logits, &tc, entropy) {
+        Some((l, e)) => (l, entropy.then_some(e)),
+        None => {
+            let log_p = log_softmax(logits, 2);
+            let l = to_vec_f32(log_p.clone().gather(2, i64_tensor(tc, [b, c, 1], device)));
+            (l, entropy.then(|| to_vec_f32(entropy_of(log_p))))
+        }
+    };
     for r in 0..b {
         for j in 0..c {
             let (at, k) = (r * tm + p - 1 + j, r * c + j);
