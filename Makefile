@@ -31,7 +31,7 @@ build:
 	$(CARGO) build
 
 reproduce-safety: build
-	@echo "profile default: from-scratch tiny models, about 10 min on a 2-core CPU (not evidence: they cannot do the task, see README). The pretrained tier: make reproduce-safety-pretrained (SmolLM2 LoRA roles, 3 seeds in about 105 min on a 2-core CPU, estimated) or, on a GPU, make reproduce-safety-gpu."
+	@echo "profile default: from-scratch tiny models, about 10 min on a 2-core CPU (not evidence: they cannot do the task, see README). The pretrained tier: make reproduce-safety-pretrained (SmolLM2 LoRA roles, 3 seeds in about 95-120 min on a 2-core CPU) or, on a GPU, make reproduce-safety-gpu."
 	$(BIN) run experiments/safety.toml --profile default
 
 # The pretrained tier: SmolLM2-135M-Instruct in every role as LoRA adapters over one frozen base.

@@ -40,7 +40,7 @@ enum Cmd {
     Run {
         #[command(flatten)]
         spec: SpecArgs,
-        /// Profile: smoke (seconds), default (minutes on a 2-core CPU, model `tiny`), small (the second model size, results/<name>_small), pretrained (SmolLM2-135M as LoRA adapters over one frozen base, with the committed judge; 3 seeds in about 105 min on a 2-core CPU, estimated) or gpu (SmolLM2-135M fine-tuned in full, for a GPU).
+        /// Profile: smoke (seconds), default (minutes on a 2-core CPU, model `tiny`), small (the second model size, results/<name>_small), pretrained (SmolLM2-135M as LoRA adapters over one frozen base, with the committed judge; 3 seeds in about 95-120 min on a 2-core CPU) or gpu (SmolLM2-135M fine-tuned in full, for a GPU).
         #[arg(long, default_value = "default")]
         profile: String,
         /// Seeds, comma-separated (overrides experiment.seeds), e.g. 1,2,3.
