@@ -61,28 +61,15 @@ impl Rows {
         let n = b * used;
         assert_eq!(targets.len(), n, "flex log-probs: one target per row read");
         let targets: Vec<usize> = targets.iter().map(|&i| usize::try_from(i).ok().filter(|&i| i < v).expect("target token id outside the vocabulary")).collect();
-        let mut rows = Rows { x, dims: d, used, targets, max: vec![0.0; n], sum: vec![0.0; n] };
+        let mut rows = Rows { x, dims: d, used, targets, max: Vec::new(), sum: Vec::new() };
         // burn: max_dim of the detached logits (exact in any order), then exp(x - max) summed
-        // by flex's `sum_dim`, whose SIMD row sum we call on the same values.
-        let stats: Vec<(Vec<f32>, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TASK))
-            .into_par_iter()
-            .map(|c| {
-                let rs = c * ROWS_PER_TASK..(n.min((c + 1) * ROWS_PER_TASK));
-                let mut e = Vec::with_capacity(rs.len() * v);
-                let mut max = Vec::with_capacity(rs.len());
-                for r in rs.clone() {
-                    let row = rows.row(r);
-                    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    e.extend(row.iter().map(|&xv| (xv - m).exp()));
-                    max.push(m);
-                }
-                let e = FlexTensor::from_data(TensorData::new(e, [rs.len(), v]));
-                let sum = Flex::float_sum_dim(e, 1);
-                (max, sum.storage::<f32>().to_vec())
-            })
-            .collect();
-        rows.max = stats.iter().flat_map(|s| s.0.iter().copied()).collect();
-        rows.sum = stats.into_iter().flat_map(|s| s.1).collect();
+        // by flex's `sum_dim`.
+        (rows.max, rows.sum) = row_sums(n, v, |r, e| {
+            let row = rows.row(r);
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            e.extend(row.iter().map(|&xv| (xv - m).exp()));
+            m
+        });
         rows
     }
 
@@ -99,25 +86,15 @@ impl Rows {
     /// Entropy per row as burn's `entropy_of(log_softmax(x))` computes it: `lp = (x - max) - ln(S)`,
     /// `-(Σ exp(lp) · lp)` with flex's row sum.
     fn entropies(&self) -> Vec<f32> {
-        let v = self.dims[2];
-        let n = self.targets.len();
-        let sums: Vec<Vec<f32>> = (0..n.div_ceil(ROWS_PER_TASK))
-            .into_par_iter()
-            .map(|c| {
-                let rs = c * ROWS_PER_TASK..(n.min((c + 1) * ROWS_PER_TASK));
-                let mut plp = Vec::with_capacity(rs.len() * v);
-                for r in rs.clone() {
-                    let (m, lse) = (self.max[r], self.sum[r].ln());
-                    plp.extend(self.row(r).iter().map(|&xv| {
-                        let lp = (xv - m) - lse;
-                        lp.exp() * lp
-                    }));
-                }
-                let sum = Flex::float_sum_dim(FlexTensor::from_data(TensorData::new(plp, [rs.len(), v])), 1);
-                sum.storage::<f32>().to_vec()
-            })
-            .collect();
-        sums.into_iter().flatten().map(|s| -s).collect()
+        let (_, sums) = row_sums(self.targets.len(), self.dims[2], |r, plp| {
+            let (m, lse) = (self.max[r], self.sum[r].ln());
+            plp.extend(self.row(r).iter().map(|&xv| {
+                let lp = (xv - m) - lse;
+                lp.exp() * lp
+            }));
+            0.0
+        });
+        sums.into_iter().map(|s| -s).collect()
     }
 
     /// `dx [B, T, V]` for the incoming gradient `g [B, T-1]`: burn's backward of the composition,
@@ -143,6 +120,28 @@ impl Rows {
         });
         FlexTensor::from_data(TensorData::new(dx, [b, t, v]))
     }
+}
+
+/// Rows `0..n` of `v` values each, in parallel tasks of [`ROWS_PER_TASK`] rows: `fill(r, buf)`
+/// appends row `r`'s values to the task's buffer and returns a value of its own; flex's `sum_dim`
+/// (the SIMD row sum burn's composition calls, so the same bits) sums each row. Returns the
+/// values `fill` returned and the row sums, in row order.
+fn row_sums(n: usize, v: usize, fill: impl Fn(usize, &mut Vec<f32>) -> f32 + Sync) -> (Vec<f32>, Vec<f32>) {
+    let tasks: Vec<(Vec<f32>, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|c| {
+            let rs = c * ROWS_PER_TASK..n.min((c + 1) * ROWS_PER_TASK);
+            let mut buf = Vec::with_capacity(rs.len() * v);
+            let own: Vec<f32> = rs.clone().map(|r| fill(r, &mut buf)).collect();
+            let sum = Flex::float_sum_dim(FlexTensor::from_data(TensorData::new(buf, [rs.len(), v])), 1);
+            (own, sum.storage::<f32>().to_vec())
+        })
+        .collect();
+    tasks.into_iter().fold((Vec::with_capacity(n), Vec::with_capacity(n)), |(mut own, mut sums), (o, s)| {
+        own.extend(o);
+        sums.extend(s);
+        (own, sums)
+    })
 }
 
 #[derive(Debug)]
