@@ -5,7 +5,7 @@
 //! `gpt` (learned positions) and `llama` (rotary positions, grouped-query attention, tied head).
 
 use burn::prelude::*;
-use s2rm::model::generate::{GenConfig, generate};
+use s2rm::model::generate::{GenConfig, Sampler, choose_on_device, generate, generate_with};
 use s2rm::model::{Arch, Lm, LmConfig, i64_tensor, next_token_logprobs, pack, to_vec_f32};
 
 const TOL: f32 = 1e-4;
@@ -140,6 +140,53 @@ fn kv_cache_greedy_decoding_equals_full_forward_argmax_on(device: Device) {
             }
         }
     }
+}
+
+#[test]
+fn device_sampling_chooses_the_host_samplers_tokens() {
+    for_each_device(device_sampling_chooses_the_host_samplers_tokens_on);
+}
+
+/// The device sampler draws the same uniform from each row's stream as the host sampler, so away
+/// from rounding at a boundary of the cumulative distribution it picks the same token; over these
+/// 6 rows × 16 tokens × 2 families no draw falls that close.
+fn device_sampling_chooses_the_host_samplers_tokens_on(device: Device) {
+    let rows: Vec<Vec<u32>> = prompts().into_iter().cycle().take(6).collect();
+    let seeds: Vec<u64> = (40..46).collect();
+    for (arch, model) in tiny_models(&device, 9) {
+        for greedy in [false, true] {
+            let cfg = GenConfig { max_new_tokens: 16, eos: 1, pad: 0, greedy };
+            let host = generate_with(&model, &rows, &seeds, &cfg, &device, Sampler::Host);
+            let on_device = generate_with(&model, &rows, &seeds, &cfg, &device, Sampler::Device);
+            assert_eq!(host.tokens, on_device.tokens, "{arch:?} greedy={greedy}: host and device samplers chose differently");
+            assert_eq!(host.finished, on_device.finished);
+            for (h, d) in host.logprobs.iter().flatten().zip(on_device.logprobs.iter().flatten()) {
+                assert!((h - d).abs() < TOL, "{arch:?} greedy={greedy}: log-prob {h} (host) vs {d} (device)");
+            }
+            assert!(host.tokens.iter().map(Vec::len).sum::<usize>() > 12, "{arch:?}: nothing was generated");
+        }
+    }
+}
+
+#[test]
+fn device_sampling_inverts_the_cumulative_distribution() {
+    let device = Device::flex();
+    // Probabilities 0.1, 0.2, 0, 0.7 in row 0 and 0.5, 0.5, 0, 0 in row 1 (`-1e30`: probability 0).
+    let (z, l) = (-1e30f32, |p: f32| p.ln());
+    let logits = Tensor::<2>::from_data(TensorData::new(vec![l(0.1), l(0.2), z, l(0.7), l(0.5), l(0.5), z, z], [2, 4]), &device);
+    let pick = |u0: f32, u1: f32| -> Vec<usize> { choose_on_device(logits.clone(), &[u0, u1], false).iter().map(|c| c.0).collect() };
+    assert_eq!(pick(0.05, 0.2), [0, 0]);
+    assert_eq!(pick(0.15, 0.6), [1, 1]);
+    // Past 0.3 the next token with probability is 3, not the zero-probability 2.
+    assert_eq!(pick(0.31, 0.75), [3, 1]);
+    // The largest uniform never falls past the last token that has probability.
+    let top = 1.0 - f32::EPSILON / 2.0;
+    assert_eq!(pick(top, top), [3, 1]);
+    let chosen = choose_on_device(logits.clone(), &[0.05, 0.6], false);
+    assert!((chosen[0].1 - 0.1f32.ln()).abs() < 1e-6 && (chosen[1].1 - 0.5f32.ln()).abs() < 1e-6, "log-probs {chosen:?}");
+    // Greedy: the argmax, the first of tied maxima.
+    let greedy: Vec<usize> = choose_on_device(logits, &[], true).iter().map(|c| c.0).collect();
+    assert_eq!(greedy, [3, 0]);
 }
 
 #[test]
