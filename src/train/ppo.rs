@@ -297,15 +297,17 @@ pub fn ppo_step(
             let (pg, clip_frac) = ppo_policy_loss(new_lp, t(&ro.old_lp), t(&ro.advantages), mask.clone(), cfg.clip_ratio);
             let vl = ppo_value_loss(new_v, t(&ro.old_values), t(&ro.returns), mask, cfg.value_clip);
             let loss = pg.clone() + vl.clone().mul_scalar(cfg.vf_coef);
-            let lv = to_vec_f32(loss.clone())[0];
+            // One host read for the four numbers (each read waits for a GPU to finish).
+            let read = to_vec_f32(Tensor::cat(vec![loss.clone(), pg, vl, clip_frac].into_iter().map(Tensor::detach).collect(), 0));
+            let lv = read[0];
             if !lv.is_finite() {
                 bail!("stage `{label}`: loss is {lv} at step {step}; lower ppo.lr ({:e})", cfg.lr);
             }
             let grads = GradientsParams::from_grads(loss.backward(), &policy);
             policy = optim.step(lr, policy, grads);
-            pl_sum += to_vec_f32(pg)[0] as f64;
-            vl_sum += to_vec_f32(vl)[0] as f64;
-            cf_sum += to_vec_f32(clip_frac)[0] as f64;
+            pl_sum += read[1] as f64;
+            vl_sum += read[2] as f64;
+            cf_sum += read[3] as f64;
             n_mb += 1.0;
         }
     }
