@@ -11,7 +11,9 @@
 //!   (tch does not expose `native_layer_norm_backward`);
 //! - next-token log-probs: one op for slice, log-softmax and gather (see [`next_token_logprobs`]).
 //!
-//! On flex, next-token log-probs are one op too ([`flex`]), computing burn's composition bit for bit.
+//! On flex, next-token log-probs ([`flex`]), the Llama MLP's `silu(gate) * up` ([`swiglu`]) and,
+//! under autodiff, softmax over the last axis ([`softmax`]) are one op each, computing burn's
+//! composition bit for bit.
 //!
 //! Every other tensor (wgpu, untracked LibTorch tensors, which burn already sends to LibTorch's
 //! fused forward kernels) takes burn's own op, unchanged: a default build computes the same bits as
@@ -21,7 +23,27 @@
 use burn::nn::LayerNorm;
 use burn::prelude::*;
 
+/// Runs a body generic over the checkpointing strategy type that burn picked at run time (burn
+/// prepares an autodiff op with the strategy as a type parameter).
+macro_rules! with_strategy {
+    ($s:expr, |$C:ident| $body:expr) => {
+        match $s {
+            burn::backend::GradientCheckpointingStrategy::Disabled => {
+                type $C = burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+                $body
+            }
+            burn::backend::GradientCheckpointingStrategy::Balanced => {
+                type $C = burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+                $body
+            }
+        }
+    };
+}
+
 pub mod flex;
+mod flex_dispatch;
+pub mod softmax;
+pub mod swiglu;
 
 /// Whether the ops of this module run LibTorch's fused kernels on `x` (a tracked LibTorch tensor),
 /// rather than burn's own op.
@@ -52,6 +74,14 @@ pub fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
         Ok(y) => return y,
         Err(x) => x,
     };
+    let x = if dim + 1 == D {
+        match softmax::softmax_last(x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        }
+    } else {
+        x
+    };
     burn::tensor::activation::softmax(x, dim)
 }
 
@@ -80,6 +110,14 @@ pub fn next_token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor
     let [b, t, _] = logits.dims();
     let lp = burn::tensor::activation::log_softmax(logits.narrow(1, 0, t - 1), 2);
     lp.gather(2, targets.unsqueeze_dim::<3>(2)).reshape([b, t - 1])
+}
+
+/// `silu(gate) * up`: one op on flex ([`swiglu::swiglu`]), burn's composition elsewhere.
+pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+    match swiglu::swiglu(gate, up) {
+        Ok(y) => y,
+        Err((gate, up)) => burn::tensor::activation::silu(gate) * up,
+    }
 }
 
 /// `ln.forward(x)`: LayerNorm over the last axis. `eps` must be the module's own epsilon (burn
@@ -147,21 +185,6 @@ mod tch_autodiff {
         Ok(wrap(op(ad, strategy), strategy))
     }
 
-    /// Runs a body generic over the checkpointing strategy type that burn picked at run time.
-    macro_rules! with_strategy {
-        ($s:expr, |$C:ident| $body:expr) => {
-            match $s {
-                GradientCheckpointingStrategy::Disabled => {
-                    type $C = NoCheckpointing;
-                    $body
-                }
-                GradientCheckpointingStrategy::Balanced => {
-                    type $C = BalancedCheckpointing;
-                    $body
-                }
-            }
-        };
-    }
 
     /// LibTorch's backward kernel of an op whose gradient needs only its output `y`:
     /// `(dy, y, dim, dtype) -> dx`. `_log_softmax_backward_data` is `dx = dy - exp(y) · Σ dy`,

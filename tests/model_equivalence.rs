@@ -407,3 +407,77 @@ fn flex_next_token_logprobs_equal_burns_composition_bit_for_bit() {
     let (y1, g1) = value_and_grad(&|x| next_token_logprobs(x, targets(&ad)));
     assert_eq!((y1, g1), (y0, g0), "s2rm::model::next_token_logprobs");
 }
+
+#[test]
+fn flex_swiglu_equals_burns_composition_bit_for_bit() {
+    use s2rm::model::f32_tensor;
+
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    let (b, t, f) = (2, 37, 1000);
+    // gate and up are the two halves of one [B, T, 2F] tensor, as in the model: non-contiguous views.
+    // Values span both branches of the sigmoid, large magnitudes and exact zeros.
+    let data: Vec<f32> = (0..b * t * 2 * f).map(|i| if i % 97 == 0 { 0.0 } else { (i as f32 * 0.377).sin() * 12.0 + (i % 5) as f32 * 0.01 }).collect();
+    let halves = |x: Tensor<3>| (x.clone().narrow(2, 0, f), x.narrow(2, f, f));
+    let composed = |gate: Tensor<3>, up: Tensor<3>| burn::tensor::activation::silu(gate) * up;
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+
+    let (gate, up) = halves(f32_tensor(data.clone(), [b, t, 2 * f], &device));
+    let fused = s2rm::fused::swiglu::swiglu(gate.clone(), up.clone()).unwrap_or_else(|_| panic!("flex tensors take the flex op"));
+    assert_eq!(bits(to_vec_f32(fused)), bits(to_vec_f32(composed(gate, up))), "plain values");
+
+    let w: Vec<f32> = (0..b * t * f).map(|i| if i == 3 { 0.0 } else { (i as f32 * 0.91).cos() * 3.0 }).collect();
+    let value_and_grad = |op: &dyn Fn(Tensor<3>, Tensor<3>) -> Tensor<3>| {
+        let x = f32_tensor(data.clone(), [b, t, 2 * f], &ad).require_grad();
+        let (gate, up) = halves(x.clone());
+        let y = op(gate, up);
+        let grads = (y.clone() * f32_tensor(w.clone(), [b, t, f], &ad)).sum().backward();
+        (bits(to_vec_f32(y)), bits(to_vec_f32(x.grad(&grads).expect("x has a gradient"))))
+    };
+    let (y, g) = value_and_grad(&|gate, up| s2rm::fused::swiglu::swiglu(gate, up).unwrap_or_else(|_| panic!("tracked flex tensors take the flex op")));
+    let (y0, g0) = value_and_grad(&|gate, up| composed(gate, up));
+    assert_eq!(y, y0, "tracked values");
+    assert_eq!(g, g0, "gradients of gate and up");
+    // Only up tracked (gate a constant), and the public entry point.
+    let x = f32_tensor(data.clone(), [b, t, 2 * f], &ad);
+    let (gate, _) = halves(x);
+    let up = f32_tensor(data[..b * t * f].to_vec(), [b, t, f], &ad).require_grad();
+    let grad_of_up = |y: Tensor<3>| bits(to_vec_f32(up.grad(&(y * f32_tensor(w.clone(), [b, t, f], &ad)).sum().backward()).expect("up has a gradient")));
+    assert_eq!(grad_of_up(s2rm::fused::swiglu(gate.clone(), up.clone())), grad_of_up(composed(gate, up.clone())), "gradient of up alone");
+}
+
+#[test]
+fn flex_autodiff_softmax_equals_burns_composition_bit_for_bit() {
+    use s2rm::model::{MASKED, f32_tensor};
+
+    let ad = Device::flex().autodiff();
+    // Attention-shaped scores [B, H, T, T] over 3 row chunks (ragged last), stored as [B, H, T, T]
+    // transposed: non-contiguous. A causal mask of MASKED entries, tied maxima and exact zeros.
+    let (b, h, t) = (2, 3, 29);
+    let n = b * h * t * t;
+    let data: Vec<f32> = (0..n)
+        .map(|i| {
+            let (q, k) = ((i / t) % t, i % t);
+            if k > q { MASKED } else if i % 13 == 0 { 2.5 } else { ((i as f32 * 0.613).sin() * 6.0).round() / 4.0 }
+        })
+        .collect();
+    let scores = |dev: &Device| f32_tensor(data.clone(), [b, h, t, t], dev).swap_dims(2, 3);
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    let w: Vec<f32> = (0..n).map(|i| if i % 17 == 0 { 0.0 } else { (i as f32 * 1.7).cos() * 2.0 }).collect();
+    let value_and_grad = |op: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        let x = scores(&ad).require_grad();
+        let y = op(x.clone());
+        let grads = (y.clone() * f32_tensor(w.clone(), [b, h, t, t], &ad)).sum().backward();
+        (bits(to_vec_f32(y)), bits(to_vec_f32(x.grad(&grads).expect("x has a gradient"))))
+    };
+    let (y, g) = value_and_grad(&|x| s2rm::fused::softmax::softmax_last(x).unwrap_or_else(|_| panic!("autodiff flex tensors take the op")));
+    let (y0, g0) = value_and_grad(&|x| burn::tensor::activation::softmax(x, 3));
+    assert_eq!(y, y0, "values");
+    assert_eq!(g, g0, "gradients");
+    // Untracked under autodiff (a frozen block), and the public entry point.
+    let plain = |y: Tensor<4>| bits(to_vec_f32(y));
+    assert_eq!(plain(s2rm::fused::softmax(scores(&ad), 3)), plain(burn::tensor::activation::softmax(scores(&ad), 3)), "untracked values");
+    assert_eq!(value_and_grad(&|x| s2rm::fused::softmax(x, 3)), (y0, g0), "s2rm::fused::softmax");
+    // Outside autodiff flex keeps its own fused softmax: the op declines.
+    assert!(s2rm::fused::softmax::softmax_last(scores(&Device::flex())).is_err());
+}

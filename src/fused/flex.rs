@@ -13,25 +13,21 @@
 //! same bits: `tests/model_equivalence.rs` compares them with `assert_eq!`, values and gradients. So
 //! a run on this op reproduces a run made before it existed, byte for byte.
 
-use burn::backend::autodiff::Autodiff;
+use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
-use burn::backend::{
-    BackendTensor, BackendTypes, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex, GradientCheckpointingStrategy,
-};
 use burn::prelude::*;
-use burn::tensor::DType;
 use rayon::prelude::*;
 
-type AdTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+use super::flex_dispatch::{AdTensor, FlexPrimitive, contiguous};
 
 /// Rows per parallel task: their `exp(x - max)` (at V = 49,152, 12.6 MB) stays below glibc's
 /// 32 MiB mmap threshold (`main`'s `mallopt`), so its buffer is reused, not faulted in afresh.
-const ROWS_PER_TASK: usize = 64;
+pub(super) const ROWS_PER_TASK: usize = 64;
 
 /// `[B, T, V]` logits, the rows read (`(b, t < used)`: `used = T-1` for next-token log-probs), each
 /// row's target, max and sum of `exp(x - max)`.
@@ -54,7 +50,7 @@ impl Rows {
     }
 
     fn new(x: FlexTensor, used: usize, targets: Vec<i64>) -> Self {
-        let x = if x.layout().is_contiguous() && x.layout().start_offset() == 0 { x } else { x.to_contiguous() };
+        let x = contiguous(x);
         let d = x.layout().shape().dims::<3>();
         let [b, t, v] = d;
         assert!(used <= t);
@@ -126,7 +122,7 @@ impl Rows {
 /// appends row `r`'s values to the task's buffer and returns a value of its own; flex's `sum_dim`
 /// (the SIMD row sum burn's composition calls, so the same bits) sums each row. Returns the
 /// values `fill` returned and the row sums, in row order.
-fn row_sums(n: usize, v: usize, fill: impl Fn(usize, &mut Vec<f32>) -> f32 + Sync) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn row_sums(n: usize, v: usize, fill: impl Fn(usize, &mut Vec<f32>) -> f32 + Sync) -> (Vec<f32>, Vec<f32>) {
     let tasks: Vec<(Vec<f32>, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TASK))
         .into_par_iter()
         .map(|c| {
@@ -171,39 +167,22 @@ fn tracked_op<C: CheckpointStrategy>(x: AdTensor, targets: Vec<i64>) -> AdTensor
 
 /// The op on flex logits (tracked by autodiff or not); any other tensor is handed back untouched.
 pub fn next_token_logprobs(logits: Tensor<3>, targets: &Tensor<2, Int>) -> Result<Tensor<2>, Tensor<3>> {
-    let f32_ = DType::F32;
-    match logits.into_dispatch() {
-        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(x)), autodiff } if x.dtype() == f32_ => {
+    let targets = || crate::model::to_vec_i64(targets.clone());
+    Ok(match FlexPrimitive::of(logits)? {
+        FlexPrimitive::Plain(x, ctx) => {
             let t = x.layout().shape().dims::<3>()[1];
-            let lp = Rows::new(x, t - 1, crate::model::to_vec_i64(targets.clone())).logprobs();
-            Ok(Tensor::from_dispatch(DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(lp)), autodiff }))
+            FlexPrimitive::Plain(Rows::new(x, t - 1, targets()).logprobs(), ctx).into_tensor()
         }
-        DispatchTensor { kind: DispatchTensorKind::Autodiff(inner), autodiff: DispatchAutodiffContext::Enabled(s) } => match *inner {
-            DispatchTensorKind::Flex(BackendTensor::Autodiff(ad)) if ad.primitive().dtype() == f32_ => {
-                let tg = crate::model::to_vec_i64(targets.clone());
-                let out = match s {
-                    GradientCheckpointingStrategy::Disabled => tracked_op::<NoCheckpointing>(ad, tg),
-                    GradientCheckpointingStrategy::Balanced => tracked_op::<BalancedCheckpointing>(ad, tg),
-                };
-                let kind = DispatchTensorKind::Autodiff(Box::new(DispatchTensorKind::Flex(BackendTensor::Autodiff(out))));
-                Ok(Tensor::from_dispatch(DispatchTensor { kind, autodiff: DispatchAutodiffContext::Enabled(s) }))
-            }
-            other => Err(Tensor::from_dispatch(DispatchTensor { kind: DispatchTensorKind::Autodiff(Box::new(other)), autodiff: DispatchAutodiffContext::Enabled(s) })),
-        },
-        d => Err(Tensor::from_dispatch(d)),
-    }
+        FlexPrimitive::Autodiff(ad, s) => FlexPrimitive::Autodiff(with_strategy!(s, |C| tracked_op::<C>(ad, targets())), s).into_tensor(),
+    })
 }
 
 /// Log-probs of `targets [B, T]` under untracked flex `logits [B, T, V]` at every position (no
 /// next-token shift), and with `entropy` the entropies: burn's `log_softmax(logits)` gathered at the
 /// targets, and `entropy_of` of it, bit for bit. `None` for any other tensor.
 pub fn logprobs_and_entropies(logits: &Tensor<3>, targets: &[i64], entropy: bool) -> Option<(Vec<f32>, Vec<f32>)> {
-    match logits.clone().into_dispatch() {
-        DispatchTensor { kind: DispatchTensorKind::Flex(BackendTensor::Float(x)), .. } if x.dtype() == DType::F32 => {
-            let t = x.layout().shape().dims::<3>()[1];
-            let rows = Rows::new(x, t, targets.to_vec());
-            Some((rows.logprob_vec(), if entropy { rows.entropies() } else { Vec::new() }))
-        }
-        _ => None,
-    }
+    let Ok(FlexPrimitive::Plain(x, _)) = FlexPrimitive::of(logits.clone()) else { return None };
+    let t = x.layout().shape().dims::<3>()[1];
+    let rows = Rows::new(x, t, targets.to_vec());
+    Some((rows.logprob_vec(), if entropy { rows.entropies() } else { Vec::new() }))
 }

@@ -21,7 +21,7 @@ use burn::prelude::*;
 use crate::fused::{log_softmax, softmax};
 use lora::{Adapter, adapted};
 pub use packed::{Packed, causal_bias, pack, positions_from_attn};
-use burn::tensor::activation::{gelu, silu};
+use burn::tensor::activation::gelu;
 use serde::{Deserialize, Serialize};
 
 /// Additive attention bias for keys that must not be seen. Finite, so that a fully masked row
@@ -183,7 +183,7 @@ impl Mlp {
                 let gu = adapted(&m.gate_up, &m.gate_up_lora, x);
                 let gate = gu.clone().narrow(2, 0, m.d_ff);
                 let up = gu.narrow(2, m.d_ff, m.d_ff);
-                adapted(&m.down, &m.down_lora, silu(gate) * up)
+                adapted(&m.down, &m.down_lora, crate::fused::swiglu(gate, up))
             }
         }
     }
