@@ -14,16 +14,13 @@
 //! a run on this op reproduces a run made before it existed, byte for byte.
 
 use burn::backend::Flex;
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::flex_dispatch::{AdTensor, FlexPrimitive, contiguous};
+use super::flex_dispatch::{AdTensor, FlexPrimitive, UnaryGrad, contiguous, record_unary};
 
 /// Rows per parallel task: their `exp(x - max)` (at V = 49,152, 12.6 MB) stays below glibc's
 /// 32 MiB mmap threshold (`main`'s `mallopt`), so its buffer is reused, not faulted in afresh.
@@ -140,18 +137,9 @@ pub(super) fn row_sums(n: usize, v: usize, fill: impl Fn(usize, &mut Vec<f32>) -
     })
 }
 
-#[derive(Debug)]
-struct NextTokenBackward;
-
-impl Backward<Flex, 1> for NextTokenBackward {
-    type State = Rows;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let rows = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            let g = grad.to_contiguous();
-            rows.backward(g.as_slice::<f32>().expect("contiguous gradient"))
-        });
+impl UnaryGrad for Rows {
+    fn grad(&self, g: &[f32]) -> FlexTensor {
+        self.backward(g)
     }
 }
 
@@ -159,10 +147,7 @@ fn tracked_op<C: CheckpointStrategy>(x: AdTensor, targets: Vec<i64>) -> AdTensor
     let t = x.primitive().layout().shape().dims::<3>()[1];
     let rows = Rows::new(x.primitive().clone(), t - 1, targets);
     let lp = rows.logprobs();
-    match NextTokenBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(rows, lp),
-        OpsKind::UnTracked(prep) => prep.finish(lp),
-    }
+    record_unary::<C, _>(&x, rows, lp)
 }
 
 /// The op on flex logits (tracked by autodiff or not); any other tensor is handed back untouched.

@@ -14,10 +14,7 @@
 //! compares values and gradients with `assert_eq!` on bits.
 
 use burn::backend::Flex;
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::prelude::*;
@@ -25,7 +22,7 @@ use burn::tensor::Shape;
 use rayon::prelude::*;
 
 use super::flex::{ROWS_PER_TASK, row_sums};
-use super::flex_dispatch::{AdTensor, FlexPrimitive, contiguous};
+use super::flex_dispatch::{AdTensor, FlexPrimitive, UnaryGrad, contiguous, record_unary};
 
 /// What the backward pass reads: `exp(x - max)` and each row's sum of it.
 #[derive(Clone, Debug)]
@@ -97,27 +94,15 @@ fn backward(st: &State, g: &[f32]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(dx, st.shape.clone()))
 }
 
-#[derive(Debug)]
-struct SoftmaxBackward;
-
-impl Backward<Flex, 1> for SoftmaxBackward {
-    type State = State;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let st = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            let g = grad.to_contiguous();
-            backward(&st, g.as_slice::<f32>().expect("contiguous gradient"))
-        });
+impl UnaryGrad for State {
+    fn grad(&self, g: &[f32]) -> FlexTensor {
+        backward(self, g)
     }
 }
 
 fn tracked_op<C: CheckpointStrategy>(x: AdTensor) -> AdTensor {
     let (y, st) = forward(&contiguous(x.primitive().clone()));
-    match SoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish(st, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    }
+    record_unary::<C, _>(&x, st, y)
 }
 
 /// The op on a flex f32 tensor under autodiff (tracked or not), softmax over its last axis; any
