@@ -169,6 +169,13 @@ fn device_sampling_chooses_the_host_samplers_tokens_on(device: Device) {
 }
 
 #[test]
+fn cpu_backends_sample_on_the_host() {
+    // CPU runs keep the host sampler, which every committed CPU result used.
+    assert_eq!(Sampler::for_device(&Device::flex()), Sampler::Host);
+    assert_eq!(Sampler::for_device(&Device::flex().autodiff()), Sampler::Host);
+}
+
+#[test]
 fn device_sampling_inverts_the_cumulative_distribution() {
     let device = Device::flex();
     // Probabilities 0.1, 0.2, 0, 0.7 in row 0 and 0.5, 0.5, 0, 0 in row 1 (`-1e30`: probability 0).
