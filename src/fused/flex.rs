@@ -115,6 +115,13 @@ impl Rows {
     }
 }
 
+/// The sum of each row of `v` values in `values`, by flex's `sum_dim` over the last axis: the SIMD
+/// row sum burn's compositions call, so the same bits. Every flex op here sums rows through it.
+pub(super) fn flex_row_sums(values: Vec<f32>, v: usize) -> Vec<f32> {
+    let n = values.len() / v;
+    Flex::float_sum_dim(FlexTensor::from_data(TensorData::new(values, [n, v])), 1).storage::<f32>()[..n].to_vec()
+}
+
 /// Rows `0..n` of `v` values each, in parallel tasks of [`ROWS_PER_TASK`] rows: `fill(r, buf)`
 /// appends row `r`'s values to the task's buffer and returns a value of its own; flex's `sum_dim`
 /// (the SIMD row sum burn's composition calls, so the same bits) sums each row. Returns the
@@ -126,8 +133,7 @@ pub(super) fn row_sums(n: usize, v: usize, fill: impl Fn(usize, &mut Vec<f32>) -
             let rs = c * ROWS_PER_TASK..n.min((c + 1) * ROWS_PER_TASK);
             let mut buf = Vec::with_capacity(rs.len() * v);
             let own: Vec<f32> = rs.clone().map(|r| fill(r, &mut buf)).collect();
-            let sum = Flex::float_sum_dim(FlexTensor::from_data(TensorData::new(buf, [rs.len(), v])), 1);
-            (own, sum.storage::<f32>().to_vec())
+            (own, flex_row_sums(buf, v))
         })
         .collect();
     tasks.into_iter().fold((Vec::with_capacity(n), Vec::with_capacity(n)), |(mut own, mut sums), (o, s)| {

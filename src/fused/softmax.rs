@@ -9,7 +9,7 @@
 //! the divisor's gradient and one for the result.
 //!
 //! Every float operation is the composition's, in its order, on the same values: libm's `expf`,
-//! flex's SIMD row sum (through [`super::flex::row_sums`]), IEEE `+ - * /`. The two gradient paths
+//! flex's SIMD row sum (through [`super::flex::flex_row_sums`]), IEEE `+ - * /`. The two gradient paths
 //! into `exp` are added in either order (IEEE addition commutes). `tests/model_equivalence.rs`
 //! compares values and gradients with `assert_eq!` on bits.
 
@@ -21,7 +21,7 @@ use burn::prelude::*;
 use burn::tensor::Shape;
 use rayon::prelude::*;
 
-use super::flex::{ROWS_PER_TASK, row_sums};
+use super::flex::{ROWS_PER_TASK, flex_row_sums, row_sums};
 use super::flex_dispatch::{AdTensor, FlexPrimitive, UnaryGrad, contiguous, record_unary};
 
 /// What the backward pass reads: `exp(x - max)` and each row's sum of it.
@@ -53,8 +53,7 @@ fn forward(x: &FlexTensor) -> (FlexTensor, State) {
                     *e = (xv - m).exp();
                 }
             }
-            let s = Flex::float_sum_dim(FlexTensor::from_data(TensorData::new(e.to_vec(), [e.len() / v, v])), 1);
-            let s = s.storage::<f32>()[..e.len() / v].to_vec();
+            let s = flex_row_sums(e.to_vec(), v);
             for ((o, e), &s) in o.chunks_mut(v).zip(e.chunks(v)).zip(&s) {
                 for (o, &ev) in o.iter_mut().zip(e) {
                     *o = ev / s;
@@ -82,7 +81,7 @@ fn backward(st: &State, g: &[f32]) -> FlexTensor {
         buf.extend(e.iter().zip(g).map(|(&ev, &gv)| gv * ((-ev) / s2)));
         0.0
     });
-    let d_sum = Flex::float_sum_dim(FlexTensor::from_data(TensorData::new(d_sum, [n, 1])), 1).storage::<f32>()[..n].to_vec();
+    let d_sum = flex_row_sums(d_sum, 1);
     let mut dx = vec![0.0f32; n * v];
     dx.par_chunks_mut(v).enumerate().for_each(|(r, out)| {
         let (e, g) = (&st.exp[r * v..(r + 1) * v], &g[r * v..(r + 1) * v]);
