@@ -209,7 +209,7 @@ fn world_smoke_runs_are_judged_by_the_gold_and_gated() {
         assert_eq!(info["judge"], "gold", "{experiment}");
         assert!(!info["stage_seconds"].as_object().unwrap().contains_key("judge"), "{experiment}: a world trains no judge");
         let gates: Vec<String> = rows(&out.join("gates.csv")).iter().map(|r| r[3].to_string()).collect();
-        for g in ["sft_parse_rate", "scalar_rm_accuracy", "seq2seq_copy_chosen", "seq2seq_diverges_on_rejected"] {
+        for g in ["sft_parse_rate", "scalar_rm_accuracy", "seq2seq_rm_accuracy", "seq2seq_copy_chosen", "seq2seq_diverges_on_rejected"] {
             assert!(gates.iter().any(|x| x == g), "{experiment}: gate {g} missing from {gates:?}");
         }
         let spec = spec::load(Path::new(&format!("experiments/{experiment}.toml")), "smoke", &[]).unwrap().spec;

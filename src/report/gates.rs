@@ -40,6 +40,15 @@ pub const SCALAR_RM_GOAL: f64 = 0.6;
 pub const COPY_GOAL: f64 = 0.95;
 /// Share of rejected responses on which the seq2seq RM departs somewhere.
 pub const DIVERGE_GOAL: f64 = 0.8;
+/// Held-out pairs in which the seq2seq RM's summed divergence reward prefers the chosen response:
+/// no worse than a coin. The copy and departure gates alone pass an untrained SmolLM2 start (it
+/// departs from 0.875 of rejected responses) whose summed reward prefers the rejected response in
+/// 62% of pairs (results/diagnostics/seq2seq_smollm2_2026-12-05); PPO on such a reward is pushed
+/// towards the rejected behaviour. Chance, not the scalar RM's 0.6: where the labels carry a length
+/// bias, not learning it is the method's claim.
+pub const SEQ2SEQ_RANK_GOAL: f64 = 0.5;
+/// What the seq2seq ranking gate measures (one wording for real data and worlds).
+pub const SEQ2SEQ_RANK_WHAT: &str = "seq2seq RM: held-out pairs whose summed divergence reward prefers the chosen response (below 0.5 it rewards the rejected behaviour)";
 
 /// The gates of a real-data run from its reward-model rows `(seed, model, metric, value)`: the
 /// judge (at its own, shared seed), and per seed the scalar RM's accuracy and the seq2seq RM's
@@ -67,6 +76,10 @@ pub fn real_data<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, f64)> + 
         gate(seed, "scalar_rm_accuracy", get(seed, "scalar_rm", "pair_accuracy"), Some(SCALAR_RM_GOAL), "scalar RM's held-out pair accuracy");
         for (_, kind, v) in kinds("scalar_rm").filter(|r| r.0 == seed) {
             gate(seed, &format!("scalar_rm_accuracy_{kind}"), Some(v), None, &format!("scalar RM's held-out pair accuracy on {kind} prompts"));
+        }
+        gate(seed, "seq2seq_rm_accuracy", get(seed, "seq2seq_rm", "pair_accuracy"), Some(SEQ2SEQ_RANK_GOAL), SEQ2SEQ_RANK_WHAT);
+        for (_, kind, v) in kinds("seq2seq_rm").filter(|r| r.0 == seed) {
+            gate(seed, &format!("seq2seq_rm_accuracy_{kind}"), Some(v), None, &format!("seq2seq RM's held-out pair accuracy (summed reward) on {kind} prompts"));
         }
         gate(seed, "seq2seq_copy_chosen", get(seed, "seq2seq_rm", "token_copy_rate"), Some(COPY_GOAL), "seq2seq RM: share of chosen-response tokens its argmax reproduces (input: the chosen response)");
         let departs = get(seed, "seq2seq_rm", "copy_rate_rejected").map(|c| 1.0 - c);
@@ -204,5 +217,24 @@ mod tests {
         assert_eq!(find(1, "scalar_rm_accuracy_harmful"), Some((0.80, None)));
         assert!(!g.iter().any(|x| x.gate.contains("mean_logprob")), "{g:?}");
         assert_eq!(failed(&g), ["judge_accuracy"]);
+    }
+
+    #[test]
+    fn a_seq2seq_rm_whose_summed_reward_prefers_rejected_responses_fails_even_when_it_copies_and_departs() {
+        // The untrained SmolLM2 start: it copies and departs as the gates ask, and ranks pairs backwards.
+        let rows = |acc: f64| {
+            vec![
+                (1, "seq2seq_rm", "token_copy_rate", 0.96),
+                (1, "seq2seq_rm", "copy_rate_rejected", 0.125),
+                (1, "seq2seq_rm", "pair_accuracy", acc),
+                (1, "seq2seq_rm", "pair_accuracy_harmful", 0.40),
+            ]
+        };
+        let g = real_data(rows(0.383).into_iter());
+        assert_eq!(failed(&g), ["seq2seq_rm_accuracy"], "{g:?}");
+        let harmful = g.iter().find(|x| x.gate == "seq2seq_rm_accuracy_harmful").unwrap();
+        assert_eq!((harmful.value, harmful.goal), (0.40, None));
+        assert!(failed(&real_data(rows(0.5).into_iter())).is_empty(), "chance is the floor, not a failure");
+        assert!(failed(&real_data(rows(0.62).into_iter())).is_empty());
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 pub const SFT_PARSE_GOAL: f64 = 0.95;
 /// Held-out pair accuracy of the scalar RM against the world's labels: it learned its data. (Not
 /// against the gold: where the labels carry a planted bias, learning the bias is the point.)
-pub use crate::report::gates::{COPY_GOAL, DIVERGE_GOAL, SCALAR_RM_GOAL};
+pub use crate::report::gates::{COPY_GOAL, DIVERGE_GOAL, SCALAR_RM_GOAL, SEQ2SEQ_RANK_GOAL, SEQ2SEQ_RANK_WHAT};
 
 pub(super) fn measure(world: &World, g: &Gathered, seeds: &[u64]) -> Vec<Gate> {
     let text: HashMap<(&str, usize), &str> = g.tokens.eval_prompts.iter().map(|p| ((p.set.as_str(), p.id), p.text.as_str())).collect();
@@ -29,6 +29,7 @@ pub(super) fn measure(world: &World, g: &Gathered, seeds: &[u64]) -> Vec<Gate> {
         gate("sft_parse_rate", parses / n, Some(SFT_PARSE_GOAL), "SFT answers to in-distribution eval prompts that parse in the world's grammar");
         gate("sft_gold_mean", gold, None, "mean gold score of those SFT answers");
         gate("scalar_rm_accuracy", rm(seed, "scalar_rm", "pair_accuracy"), Some(SCALAR_RM_GOAL), "scalar RM's held-out pair accuracy against the world's labels (noise and planted bias included)");
+        gate("seq2seq_rm_accuracy", rm(seed, "seq2seq_rm", "pair_accuracy"), Some(SEQ2SEQ_RANK_GOAL), &format!("{SEQ2SEQ_RANK_WHAT}; against the world's labels"));
         gate("seq2seq_copy_chosen", rm(seed, "seq2seq_rm", "token_copy_rate"), Some(COPY_GOAL), "seq2seq RM: share of chosen-response tokens its argmax reproduces (input: the chosen response)");
         gate("seq2seq_diverges_on_rejected", 1.0 - rm(seed, "seq2seq_rm", "copy_rate_rejected"), Some(DIVERGE_GOAL), "seq2seq RM: share of rejected responses it departs from (input: the rejected response)");
         gate("seq2seq_diverges_at_difference", rm(seed, "seq2seq_rm", "diverges_where_rejected_differs"), None, "seq2seq RM: share of rejected responses whose first divergence is where they first differ from the chosen one");
