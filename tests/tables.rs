@@ -225,6 +225,7 @@ fn gates_column_matches_gates_csv() {
             let measured: Vec<bool> = [
                 v("judge", "pair_accuracy").into_iter().map(|x| x < 0.65).collect::<Vec<_>>(),
                 v("scalar_rm", "pair_accuracy").into_iter().map(|x| x < 0.6).collect(),
+                v("seq2seq_rm", "pair_accuracy").into_iter().map(|x| x < 0.5).collect(),
                 v("seq2seq_rm", "token_copy_rate").into_iter().map(|x| x < 0.95).collect(),
                 v("seq2seq_rm", "copy_rate_rejected").into_iter().map(|x| 1.0 - x < 0.8).collect(),
             ]
