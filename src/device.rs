@@ -46,6 +46,16 @@ impl Selected {
         }
         let _ = n;
     }
+
+    /// The device as the stage cache keys it: its name, and on LibTorch also the threads each
+    /// stage's pool gets, since LibTorch's kernels sum in another order with another count (flex
+    /// shares one pool, already in the name).
+    pub fn cache_name(&self, stage_threads: usize) -> String {
+        match self.backend {
+            Backend::LibTorch => format!("{}, {stage_threads} per stage", self.name),
+            _ => self.name.clone(),
+        }
+    }
 }
 
 /// The thread count a CPU pool sized by the environment variable `var` gets.
@@ -114,6 +124,19 @@ mod tests {
     fn libtorch_without_the_feature_names_the_build_command() {
         let err = select("libtorch").err().expect("no LibTorch in this build").to_string();
         assert!(err.contains("--features libtorch") && err.contains("--device cpu"), "{err}");
+    }
+
+    /// flex's stage keys are its name alone (the committed runs' caches stay valid); LibTorch's
+    /// add the threads a stage gets, so `--sequential` (all of them) and two workers (half each)
+    /// never share a cache entry computed in another summation order.
+    #[test]
+    fn only_libtorch_stage_keys_name_the_threads_per_stage() {
+        let flex = cpu("requested".into());
+        assert_eq!(flex.cache_name(1), flex.name);
+        assert_eq!(flex.cache_name(2), flex.name);
+        let tch = Selected { backend: Backend::LibTorch, name: "cpu (burn tch / LibTorch, 2 threads)".into(), ..cpu(String::new()) };
+        assert_ne!(tch.cache_name(1), tch.cache_name(2));
+        assert!(tch.cache_name(2).starts_with(&tch.name), "{}", tch.cache_name(2));
     }
 
     #[test]

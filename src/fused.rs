@@ -141,7 +141,7 @@ mod tch_autodiff {
     use burn::prelude::*;
     use burn_autodiff::Autodiff;
     use burn_autodiff::checkpoint::base::Checkpointer;
-    use burn_autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+    use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
     use burn_autodiff::grads::Gradients;
     use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn_tch::TchTensor;

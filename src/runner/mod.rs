@@ -100,6 +100,9 @@ fn prepare<'a>(resolved: &'a Resolved, opts: &RunOptions, table: &[Stage]) -> Re
     let cache_dir = opts.cache.clone().unwrap_or_else(|| out.join(".cache"));
     let sel = device::select(opts.device.as_deref().unwrap_or(&ex.device))?;
     eprintln!("device: {} — {}", sel.name, sel.reason);
+    // Stages that do not take the whole machine share it with the other worker, or have it to
+    // themselves under `--sequential` (on LibTorch, 1 thread instead of 2 on 2 cores: 1.6-1.8x).
+    let share = (sel.threads / workers(opts)).max(1);
     let ctx = Ctx {
         spec,
         dev: sel.device.clone(),
@@ -107,14 +110,18 @@ fn prepare<'a>(resolved: &'a Resolved, opts: &RunOptions, table: &[Stage]) -> Re
         data_dir: opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(&ex.data_dir)),
         manifest: Manifest::load(Path::new(&spec.data.manifest))?,
         refusal: RefusalDetector::load(Path::new(&spec.data.refusal_patterns))?,
-        stages: StageCache::new(cache_dir.join("stages"), shared_dir.as_ref().map(|d| d.join("stages")), table, spec, &sel.name)?,
+        stages: StageCache::new(cache_dir.join("stages"), shared_dir.as_ref().map(|d| d.join("stages")), table, spec, &sel.cache_name(share))?,
         cache_dir,
         shared_dir,
         timer: Timer::default(),
     };
-    let half = (sel.threads / 2).max(1);
-    let threads = table.iter().map(|s| (s.name, if s.threads == Threads::All { sel.threads } else { half })).collect();
+    let threads = table.iter().map(|s| (s.name, if s.threads == Threads::All { sel.threads } else { share })).collect();
     Ok(Prepared { out, sel, ctx, threads, _writing })
+}
+
+/// Stages run at once: two, or one under `--sequential`.
+fn workers(opts: &RunOptions) -> usize {
+    if opts.sequential { 1 } else { 2 }
 }
 
 /// Runs an experiment; returns the output directory.
@@ -125,7 +132,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<PathBuf> {
     let table = stages::table(spec);
     let Prepared { out, sel, ctx, threads, _writing } = prepare(resolved, opts, &table)?;
     let seeds: &[u64] = if opts.shared_only { &[] } else { &ex.seeds };
-    let done = schedule::run(if opts.sequential { 1 } else { 2 }, graph(&ctx, &table, seeds), Out::release, |key: &Key| {
+    let done = schedule::run(workers(opts), graph(&ctx, &table, seeds), Out::release, |key: &Key| {
         sel.use_threads_on_this_thread(threads[key.0])
     })?;
     if let (true, Some(dir)) = (opts.shared_only, &ctx.shared_dir) {
@@ -273,10 +280,11 @@ pub fn train_judge(resolved: &Resolved, opts: &RunOptions, file: &Path) -> Resul
         }
     }
     table.retain(|s| keep.contains(&s.name));
-    // Each stage gets the threads it gets in a run (the judge: half the machine), so that this
-    // computes the bits a run's judge stage computes; its stage cache serves both.
+    // Each stage gets the threads it gets in a run with the same `--sequential` (the judge: half
+    // the machine, or all of it), so that this computes the bits that run's judge stage computes;
+    // its stage cache serves both.
     let Prepared { sel, ctx, threads, .. } = prepare(resolved, opts, &table)?;
-    let mut done = schedule::run(if opts.sequential { 1 } else { 2 }, graph(&ctx, &table, &[]), |_: &mut Out| {}, |key: &Key| sel.use_threads_on_this_thread(threads[key.0]))?;
+    let mut done = schedule::run(workers(opts), graph(&ctx, &table, &[]), |_: &mut Out| {}, |key: &Key| sel.use_threads_on_this_thread(threads[key.0]))?;
     let Some(Out::Lm(Some(judge), _, metrics)) = done.remove(&("judge", spec.experiment.base_seed)) else {
         unreachable!("the judge stage hands on its model")
     };
