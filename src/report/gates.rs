@@ -73,13 +73,16 @@ pub fn real_data<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, f64)> + 
         }
     }
     for seed in seeds {
-        gate(seed, "scalar_rm_accuracy", get(seed, "scalar_rm", "pair_accuracy"), Some(SCALAR_RM_GOAL), "scalar RM's held-out pair accuracy");
-        for (_, kind, v) in kinds("scalar_rm").filter(|r| r.0 == seed) {
-            gate(seed, &format!("scalar_rm_accuracy_{kind}"), Some(v), None, &format!("scalar RM's held-out pair accuracy on {kind} prompts"));
-        }
-        gate(seed, "seq2seq_rm_accuracy", get(seed, "seq2seq_rm", "pair_accuracy"), Some(SEQ2SEQ_RANK_GOAL), SEQ2SEQ_RANK_WHAT);
-        for (_, kind, v) in kinds("seq2seq_rm").filter(|r| r.0 == seed) {
-            gate(seed, &format!("seq2seq_rm_accuracy_{kind}"), Some(v), None, &format!("seq2seq RM's held-out pair accuracy (summed reward) on {kind} prompts"));
+        // Each RM's pair accuracy against its goal, then per kind of prompt beside it.
+        let accuracies = [
+            ("scalar_rm", SCALAR_RM_GOAL, "scalar RM's held-out pair accuracy", "scalar RM's held-out pair accuracy"),
+            ("seq2seq_rm", SEQ2SEQ_RANK_GOAL, SEQ2SEQ_RANK_WHAT, "seq2seq RM's held-out pair accuracy (summed reward)"),
+        ];
+        for (model, goal, what, per_kind) in accuracies {
+            gate(seed, &format!("{model}_accuracy"), get(seed, model, "pair_accuracy"), Some(goal), what);
+            for (_, kind, v) in kinds(model).filter(|r| r.0 == seed) {
+                gate(seed, &format!("{model}_accuracy_{kind}"), Some(v), None, &format!("{per_kind} on {kind} prompts"));
+            }
         }
         gate(seed, "seq2seq_copy_chosen", get(seed, "seq2seq_rm", "token_copy_rate"), Some(COPY_GOAL), "seq2seq RM: share of chosen-response tokens its argmax reproduces (input: the chosen response)");
         let departs = get(seed, "seq2seq_rm", "copy_rate_rejected").map(|c| 1.0 - c);
