@@ -9,7 +9,7 @@ BIN := target/debug/s2rm
 .PHONY: help build test reproduce-worlds bench bench-venv bench-libtorch build-libtorch reproduce-safety-libtorch reproduce-small reproduce-all reproduce-summarization reproduce-helpfulness reproduce-safety reproduce-safety-pretrained reproduce-safety-pretrained-libtorch reproduce-safety-mean-scaling reproduce-safety-gpu gpu-check figures validate model-smollm2
 
 help:
-	@echo "make reproduce-safety   run the safety experiment (default profile) -> results/safety/"
+	@echo "make reproduce-safety   the safety experiment: on a GPU the pretrained profile -> results/safety_pretrained/, on a CPU the default one -> results/safety/"
 	@echo "make reproduce-summarization   TL;DR summarization, length bias -> results/summarization/"
 	@echo "make reproduce-helpfulness     HH-RLHF helpfulness dialogue + OOD prompts -> results/helpfulness/"
 	@echo "make reproduce-small    every task at the second model size (profile small) -> results/<task>_small/"
@@ -31,9 +31,17 @@ help:
 build:
 	$(CARGO) build
 
+# The profile follows the device `auto` selects (`s2rm device`): on a real GPU the pretrained tier,
+# whose models write language; on a CPU the default profile, which finishes in minutes but whose
+# from-scratch models cannot do the task. The first line says which and why.
 reproduce-safety: build
-	@echo "profile default: from-scratch tiny models, about 10 min on a 2-core CPU (not evidence: they cannot do the task, see README). The pretrained tier: make reproduce-safety-pretrained (SmolLM2 LoRA roles, 3 seeds in about 95-120 min on a 2-core CPU) or, on a GPU, make reproduce-safety-gpu."
-	$(BIN) run experiments/safety.toml --profile default
+	@if d=$$($(BIN) device --require-gpu 2>/dev/null); then \
+	  echo "profile pretrained: a GPU was found ($$d), so the tier whose models write language runs (SmolLM2-135M LoRA roles, 3 seeds) -> results/safety_pretrained/. The quick from-scratch run: $(BIN) run experiments/safety.toml --profile default"; \
+	  $(MAKE) --no-print-directory model-smollm2 && $(BIN) run experiments/safety.toml --profile pretrained; \
+	else \
+	  echo "profile default: no GPU here ($$($(BIN) device 2>/dev/null)), so from-scratch tiny models, about 10 min on a 2-core CPU (not evidence: they cannot do the task, see README). The pretrained tier: make reproduce-safety-pretrained (SmolLM2 LoRA roles, 3 seeds in about 95-120 min on a 2-core CPU)."; \
+	  $(BIN) run experiments/safety.toml --profile default; \
+	fi
 
 # The pretrained tier: SmolLM2-135M-Instruct in every role as LoRA adapters over one frozen base.
 reproduce-safety-pretrained: build model-smollm2

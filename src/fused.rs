@@ -40,6 +40,7 @@ macro_rules! with_strategy {
     };
 }
 
+mod expf;
 pub mod flex;
 mod flex_dispatch;
 pub mod softmax;

@@ -172,6 +172,16 @@ enum Cmd {
         #[arg(long, default_value = "experiments/safety.toml")]
         ppo_spec: PathBuf,
     },
+    /// Print the device `--device` selects on this machine and why (`auto`: a real GPU through
+    /// wgpu, else the CPU). `make reproduce-safety` asks it which profile to run.
+    Device {
+        /// auto, cpu, wgpu or libtorch.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Exit with status 1 unless it selects wgpu (with `auto`: a real GPU, not a software renderer).
+        #[arg(long)]
+        require_gpu: bool,
+    },
     /// Check specs (the base tables and every profile they define) without running anything.
     Validate {
         /// Spec files.
@@ -406,6 +416,13 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Tables(a) => print!("{}", s2rm::frame::query::run(&a.results.clone(), &a.query())?),
         Cmd::Bench { presets, benchmarks, runs, warmup, device, output, ppo_spec } => {
             s2rm::bench::run(&s2rm::bench::BenchOptions { presets, benchmarks, runs, warmup, device, output, ppo_spec })?;
+        }
+        Cmd::Device { device, require_gpu } => {
+            let sel = s2rm::device::select(&device)?;
+            println!("{} — {}", sel.name, sel.reason);
+            if require_gpu && sel.backend != s2rm::device::Backend::Wgpu {
+                anyhow::bail!("--require-gpu: `{device}` selects {}, not a GPU", sel.name);
+            }
         }
         Cmd::Validate { specs, stages } => {
             for file in specs {

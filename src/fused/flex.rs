@@ -9,7 +9,7 @@
 //! one pass writing `dx = g·[v = target] + (-g · 1/S) · exp(x - max)`; rows run in parallel.
 //!
 //! Every float operation is the one burn's composition performs, in the same order, on the same
-//! values (libm's `expf` and `logf`, flex's SIMD row sum, IEEE `+ - * /`), so the results are the
+//! values (libm's `expf`, sixteen at a time in [`super::expf`], and `logf`, flex's SIMD row sum, IEEE `+ - * /`), so the results are the
 //! same bits: `tests/model_equivalence.rs` compares them with `assert_eq!`, values and gradients. So
 //! a run on this op reproduces a run made before it existed, byte for byte.
 
@@ -20,6 +20,7 @@ use burn::backend::ops::FloatTensorOps;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::expf::exp_in_place;
 use super::flex_dispatch::{AdTensor, FlexPrimitive, UnaryGrad, contiguous, record_unary};
 
 /// Rows per parallel task: their `exp(x - max)` (at V = 49,152, 12.6 MB) stays below glibc's
@@ -60,7 +61,9 @@ impl Rows {
         (rows.max, rows.sum) = row_sums(n, v, |r, e| {
             let row = rows.row(r);
             let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            e.extend(row.iter().map(|&xv| (xv - m).exp()));
+            let at = e.len();
+            e.extend(row.iter().map(|&xv| xv - m));
+            exp_in_place(&mut e[at..]);
             m
         });
         rows
@@ -81,10 +84,13 @@ impl Rows {
     fn entropies(&self) -> Vec<f32> {
         let (_, sums) = row_sums(self.targets.len(), self.dims[2], |r, plp| {
             let (m, lse) = (self.max[r], self.sum[r].ln());
-            plp.extend(self.row(r).iter().map(|&xv| {
-                let lp = (xv - m) - lse;
-                lp.exp() * lp
-            }));
+            let at = plp.len();
+            plp.extend(self.row(r).iter().map(|&xv| (xv - m) - lse));
+            let mut p = plp[at..].to_vec();
+            exp_in_place(&mut p);
+            for (lp, p) in plp[at..].iter_mut().zip(p) {
+                *lp = p * *lp;
+            }
             0.0
         });
         sums.into_iter().map(|s| -s).collect()
@@ -107,7 +113,11 @@ impl Rows {
             let c = (-g[r]) * (1.0 / self.sum[r]);
             let m = self.max[r];
             for (o, &xv) in out.iter_mut().zip(self.row(r)) {
-                *o = 0.0 + c * (xv - m).exp();
+                *o = xv - m;
+            }
+            exp_in_place(out);
+            for o in out.iter_mut() {
+                *o = 0.0 + c * *o;
             }
             out[self.targets[r]] = (0.0 + g[r]) + c * (self.row(r)[self.targets[r]] - m).exp();
         });

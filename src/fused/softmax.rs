@@ -21,6 +21,7 @@ use burn::prelude::*;
 use burn::tensor::Shape;
 use rayon::prelude::*;
 
+use super::expf::exp_in_place;
 use super::flex::{ROWS_PER_TASK, flex_row_sums, row_sums};
 use super::flex_dispatch::{AdTensor, FlexPrimitive, UnaryGrad, contiguous, record_unary};
 
@@ -50,9 +51,10 @@ fn forward(x: &FlexTensor) -> (FlexTensor, State) {
             for (e, x) in e.chunks_mut(v).zip(x.chunks(v)) {
                 let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 for (e, &xv) in e.iter_mut().zip(x) {
-                    *e = (xv - m).exp();
+                    *e = xv - m;
                 }
             }
+            exp_in_place(e);
             let s = flex_row_sums(e.to_vec(), v);
             for ((o, e), &s) in o.chunks_mut(v).zip(e.chunks(v)).zip(&s) {
                 for (o, &ev) in o.iter_mut().zip(e) {

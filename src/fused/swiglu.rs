@@ -21,20 +21,22 @@ use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::expf::exp_in_place;
 use super::flex_dispatch::{AdTensor, FlexPrimitive, contiguous};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
 
-/// flex's `sigmoid_f32` (`burn-flex` `ops/activation.rs`), which burn's `sigmoid` runs on flex.
-#[inline]
-fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
+/// flex's `sigmoid_f32` (`burn-flex` `ops/activation.rs`), which burn's `sigmoid` runs on flex:
+/// `1 / (1 + exp(-x))` for `x ≥ 0`, else `e / (1 + e)` with `e = exp(x)`. Both take `exp(-|x|)`,
+/// so the exps run as one slice ([`exp_in_place`]).
+fn sigmoids(x: &[f32]) -> Vec<f32> {
+    let mut e: Vec<f32> = x.iter().map(|&xv| -xv.abs()).collect();
+    exp_in_place(&mut e);
+    for (s, &xv) in e.iter_mut().zip(x) {
+        *s = if xv >= 0.0 { 1.0 / (1.0 + *s) } else { *s / (1.0 + *s) };
     }
+    e
 }
 
 fn f32s(x: &FlexTensor) -> &[f32] {
@@ -46,10 +48,9 @@ fn forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
     let (x, u) = (f32s(gate), f32s(up));
     let mut out = vec![0.0f32; x.len()];
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let at = c * CHUNK;
-        for (i, o) in o.iter_mut().enumerate() {
-            let xv = x[at + i];
-            *o = (xv * sigmoid(xv)) * u[at + i];
+        let (x, u) = (&x[c * CHUNK..][..o.len()], &u[c * CHUNK..][..o.len()]);
+        for (((o, &xv), &uv), s) in o.iter_mut().zip(x).zip(u).zip(sigmoids(x)) {
+            *o = (xv * s) * uv;
         }
     });
     FlexTensor::from_data(TensorData::new(out, gate.layout().shape().clone()))
@@ -63,9 +64,9 @@ fn backward(gate: &FlexTensor, up: &FlexTensor, g: &[f32]) -> (FlexTensor, FlexT
     let (mut dx, mut du) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
     dx.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK)).enumerate().for_each(|(c, (dx, du))| {
         let at = c * CHUNK;
+        let s = sigmoids(&x[at..at + dx.len()]);
         for (i, (dx, du)) in dx.iter_mut().zip(du.iter_mut()).enumerate() {
-            let (xv, uv, gv) = (x[at + i], u[at + i], g[at + i]);
-            let s = sigmoid(xv);
+            let (xv, uv, gv, s) = (x[at + i], u[at + i], g[at + i], s[i]);
             let da = gv * uv;
             *du = gv * (xv * s);
             let through_sigmoid = da * xv;
