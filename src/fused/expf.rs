@@ -1,26 +1,35 @@
-//! `exp` over a slice of `f32`, sixteen at a time, bit for bit equal to the libm `expf` that
-//! `f32::exp` calls.
+//! `exp` over a slice of `f32`, sixteen (AVX-512) or eight (AVX2) at a time, bit for bit equal to the
+//! libm `expf` that `f32::exp` calls.
 //!
 //! The fused flex ops reproduce burn's compositions exactly, so they must use the same `exp`:
 //! glibc's (2.27 and later: `sysdeps/ieee754/flt-32/e_expf.c`), which on a CPU with FMA resolves
 //! to `__expf_fma`. Called once per element, it was 6–7 % of a SmolLM2 LoRA training step on flex
 //! (over 50 million calls a step in the log-softmax over a vocabulary of 49,152, forward and
-//! backward). Here the same algorithm runs in AVX-512 registers, eight doubles to a register:
+//! backward). Here the same algorithm runs in AVX-512 registers, eight doubles to a register (or
+//! AVX2, four):
 //! `x·32/ln2 = k + r`, `2^(k/32)` from glibc's 32-entry table, a cubic in `r`, and the same fused
 //! multiply-adds in the same places as glibc's FMA build (read from its machine code), so the same
 //! bits. Inputs outside glibc's fast path (|x| ≥ 85.2, inf, NaN) take `f32::exp` itself.
 //!
-//! Only on x86-64 Linux with glibc, on a CPU with AVX-512F and FMA; anywhere else `f32::exp`
+//! Only on x86-64 Linux with glibc, on a CPU with AVX-512F or AVX2, and FMA; anywhere else `f32::exp`
 //! element by element, as before (another libm, or glibc without FMA, rounds differently). The
 //! unit test compares the two on every 97th `f32` bit pattern; an ignored test on all of them.
 
 /// `exp` of every element of `xs`, in place.
 pub fn exp_in_place(xs: &mut [f32]) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for (checked just above).
-        unsafe { avx512::exp_in_place(xs) };
-        return;
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for (checked just above).
+            unsafe { simd::exp_in_place_avx512(xs) };
+            return;
+        }
+        if has!("avx2") && has!("fma") {
+            // SAFETY: as above.
+            unsafe { simd::exp_in_place_avx2(xs) };
+            return;
+        }
     }
     for x in xs {
         *x = x.exp();
@@ -28,7 +37,7 @@ pub fn exp_in_place(xs: &mut [f32]) {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-mod avx512 {
+mod simd {
     use std::arch::x86_64::*;
 
     /// glibc's `__exp2f_data`: `tab[i] = bits(2^(i/32)) - (i << 47)`.
@@ -47,9 +56,11 @@ mod avx512 {
     /// glibc leaves its fast path when the top 12 bits of |x| pass this (|x| ≥ 2^6.33 ≈ 85.2).
     const TOP12_LIMIT: i32 = 0x42a;
 
-    /// Eight `expf`s, computed in double precision as glibc computes one:
-    /// `kd = fma(x, 32/ln2, shift)`, `r = fma(x, 32/ln2, -(kd - shift))`, `s = 2^(k/32)`,
-    /// `((C0·r + C1)·r² + (C2·r + 1))·s` with each `a·b + c` one fused multiply-add.
+    // Each `expN` computes N `expf`s in double precision as glibc computes one:
+    // `kd = fma(x, 32/ln2, shift)`, `r = fma(x, 32/ln2, -(kd - shift))`, `s = 2^(k/32)`,
+    // `((C0·r + C1)·r² + (C2·r + 1))·s` with each `a·b + c` one fused multiply-add.
+
+    /// Eight at once (AVX-512).
     #[target_feature(enable = "avx512f,fma")]
     fn exp8(x: __m256) -> __m256 {
         let xd = _mm512_cvtps_pd(x);
@@ -69,25 +80,69 @@ mod avx512 {
         _mm512_cvtpd_ps(_mm512_mul_pd(y, s))
     }
 
+    /// Four at once (AVX2).
+    #[target_feature(enable = "avx2,fma")]
+    fn exp4(x: __m128) -> __m128 {
+        let xd = _mm256_cvtps_pd(x);
+        let inv = _mm256_set1_pd(INV_LN2_N);
+        let shift = _mm256_set1_pd(SHIFT);
+        let kd = _mm256_fmadd_pd(inv, xd, shift);
+        let ki = _mm256_castpd_si256(kd);
+        let r = _mm256_fmsub_pd(inv, xd, _mm256_sub_pd(kd, shift));
+        let z = _mm256_fmadd_pd(r, _mm256_set1_pd(C0), _mm256_set1_pd(C1));
+        let r2 = _mm256_mul_pd(r, r);
+        let y = _mm256_fmadd_pd(r, _mm256_set1_pd(C2), _mm256_set1_pd(1.0));
+        let y = _mm256_fmadd_pd(z, r2, y);
+        let idx = _mm256_and_si256(ki, _mm256_set1_epi64x(31));
+        // SAFETY: every index is in 0..32, inside `TAB`.
+        let t = unsafe { _mm256_i64gather_epi64::<8>(TAB.as_ptr() as *const i64, idx) };
+        let s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64::<47>(ki)));
+        _mm256_cvtpd_ps(_mm256_mul_pd(y, s))
+    }
+
+    /// Lanes whose input leaves glibc's fast path (bit `i` for lane `i`) take `f32::exp` itself.
+    fn patch_special(out: &mut [f32], x: &[f32], special: u32) {
+        if special != 0 {
+            for (i, o) in out.iter_mut().enumerate().filter(|(i, _)| special >> i & 1 == 1) {
+                *o = x[i].exp();
+            }
+        }
+    }
+
     /// Sixteen at a time; lanes outside the fast path, and the last `len % 16`, by `f32::exp`.
     #[target_feature(enable = "avx512f,fma")]
-    pub(super) fn exp_in_place(xs: &mut [f32]) {
+    pub(super) fn exp_in_place_avx512(xs: &mut [f32]) {
         let mut chunks = xs.chunks_exact_mut(16);
         for c in &mut chunks {
             // SAFETY: `c` holds 16 floats; unaligned loads and stores.
             let x = unsafe { _mm512_loadu_ps(c.as_ptr()) };
             let top = _mm512_and_si512(_mm512_srli_epi32::<20>(_mm512_castps_si512(x)), _mm512_set1_epi32(0x7ff));
-            let special = _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(TOP12_LIMIT));
+            let special = _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(TOP12_LIMIT)) as u32;
             let lo = exp8(_mm512_castps512_ps256(x));
             let hi = exp8(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))));
             let y = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi)));
+            let x: [f32; 16] = unsafe { std::mem::transmute(x) };
             unsafe { _mm512_storeu_ps(c.as_mut_ptr(), y) };
-            if special != 0 {
-                let x: [f32; 16] = unsafe { std::mem::transmute(x) };
-                for (i, o) in c.iter_mut().enumerate().filter(|(i, _)| special >> i & 1 == 1) {
-                    *o = x[i].exp();
-                }
-            }
+            patch_special(c, &x, special);
+        }
+        for x in chunks.into_remainder() {
+            *x = x.exp();
+        }
+    }
+
+    /// Eight at a time; lanes outside the fast path, and the last `len % 8`, by `f32::exp`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn exp_in_place_avx2(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // SAFETY: `c` holds 8 floats; unaligned loads and stores.
+            let x = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+            let top = _mm256_and_si256(_mm256_srli_epi32::<20>(_mm256_castps_si256(x)), _mm256_set1_epi32(0x7ff));
+            let special = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(TOP12_LIMIT)))) as u32;
+            let y = _mm256_set_m128(exp4(_mm256_extractf128_ps::<1>(x)), exp4(_mm256_castps256_ps128(x)));
+            let x: [f32; 8] = unsafe { std::mem::transmute(x) };
+            unsafe { _mm256_storeu_ps(c.as_mut_ptr(), y) };
+            patch_special(c, &x, special);
         }
         for x in chunks.into_remainder() {
             *x = x.exp();
@@ -99,8 +154,24 @@ mod avx512 {
 mod tests {
     use super::*;
 
-    /// `exp_in_place` against `f32::exp` on the bit patterns `start, start + step, ...` (as bits).
-    fn mismatches(start: u32, step: u32) -> Vec<(f32, f32, f32)> {
+    /// The paths this CPU can run: the dispatcher, and each SIMD path it has.
+    fn paths() -> Vec<(&'static str, fn(&mut [f32]))> {
+        let mut p: Vec<(&'static str, fn(&mut [f32]))> = vec![("exp_in_place", exp_in_place)];
+        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("fma") {
+                p.push(("avx512", |xs| unsafe { simd::exp_in_place_avx512(xs) }));
+            }
+            if has!("avx2") && has!("fma") {
+                p.push(("avx2", |xs| unsafe { simd::exp_in_place_avx2(xs) }));
+            }
+        }
+        p
+    }
+
+    /// `exp` by `f` against `f32::exp` on the bit patterns `start, start + step, ...` (as bits).
+    fn mismatches(f: fn(&mut [f32]), start: u32, step: u32) -> Vec<(f32, f32, f32)> {
         let mut bad = Vec::new();
         let mut buf = Vec::with_capacity(1 << 16);
         let mut bits = start as u64;
@@ -111,7 +182,7 @@ mod tests {
                 bits += step as u64;
             }
             let mut out = buf.clone();
-            exp_in_place(&mut out);
+            f(&mut out);
             for (&x, &y) in buf.iter().zip(&out) {
                 let want = x.exp();
                 if want.to_bits() != y.to_bits() && !(want.is_nan() && y.is_nan()) {
@@ -124,23 +195,29 @@ mod tests {
 
     #[test]
     fn exp_equals_libm_bit_for_bit() {
-        // The fast path's edges, glibc's thresholds, specials, and a tail shorter than 16.
+        // The fast path's edges, glibc's thresholds, specials, and tails shorter than a register.
         let mut xs = vec![0.0, -0.0, 1.0, -1.0, 85.0, -85.0, 85.2, -85.2, 88.72, 88.73, -103.2, -103.3, -103.97, -104.0, -150.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-30, -1e-30, 0.5, -0.5, 20.0, -20.0];
         xs.extend((0..1000).map(|i| -60.0 + i as f32 * 0.123));
-        let mut out = xs.clone();
-        exp_in_place(&mut out);
-        for (&x, &y) in xs.iter().zip(&out) {
-            assert!(y.to_bits() == x.exp().to_bits() || (y.is_nan() && x.is_nan()), "exp({x}) = {y}, libm {}", x.exp());
+        for (name, f) in paths() {
+            for len in [xs.len(), 7, 15, 17] {
+                let mut out = xs[..len].to_vec();
+                f(&mut out);
+                for (&x, &y) in xs.iter().zip(&out) {
+                    assert!(y.to_bits() == x.exp().to_bits() || (y.is_nan() && x.is_nan()), "{name}: exp({x}) = {y}, libm {}", x.exp());
+                }
+            }
+            let bad = mismatches(f, 0, 97);
+            assert!(bad.is_empty(), "{name}: {} of every 97th f32 differ from libm, e.g. {:?}", bad.len(), &bad[..bad.len().min(5)]);
         }
-        let bad = mismatches(0, 97);
-        assert!(bad.is_empty(), "{} of every 97th f32 differ from libm, e.g. {:?}", bad.len(), &bad[..bad.len().min(5)]);
     }
 
-    /// Every `f32` (about a minute): `cargo test --lib exp_equals_libm_on_every_f32 -- --ignored`.
+    /// Every `f32`, every path (about 30 s each): `cargo test --lib exp_equals_libm_on_every_f32 -- --ignored`.
     #[test]
     #[ignore]
     fn exp_equals_libm_on_every_f32() {
-        let bad = mismatches(0, 1);
-        assert!(bad.is_empty(), "{} f32s differ from libm, e.g. {:?}", bad.len(), &bad[..bad.len().min(5)]);
+        for (name, f) in paths() {
+            let bad = mismatches(f, 0, 1);
+            assert!(bad.is_empty(), "{name}: {} f32s differ from libm, e.g. {:?}", bad.len(), &bad[..bad.len().min(5)]);
+        }
     }
 }
