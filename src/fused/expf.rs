@@ -56,49 +56,38 @@ mod simd {
     /// glibc leaves its fast path when the top 12 bits of |x| pass this (|x| ≥ 2^6.33 ≈ 85.2).
     const TOP12_LIMIT: i32 = 0x42a;
 
-    // Each `expN` computes N `expf`s in double precision as glibc computes one:
-    // `kd = fma(x, 32/ln2, shift)`, `r = fma(x, 32/ln2, -(kd - shift))`, `s = 2^(k/32)`,
-    // `((C0·r + C1)·r² + (C2·r + 1))·s` with each `a·b + c` one fused multiply-add.
-
-    /// Eight at once (AVX-512).
-    #[target_feature(enable = "avx512f,fma")]
-    fn exp8(x: __m256) -> __m256 {
-        let xd = _mm512_cvtps_pd(x);
-        let inv = _mm512_set1_pd(INV_LN2_N);
-        let shift = _mm512_set1_pd(SHIFT);
-        let kd = _mm512_fmadd_pd(inv, xd, shift);
-        let ki = _mm512_castpd_si512(kd);
-        let r = _mm512_fmsub_pd(inv, xd, _mm512_sub_pd(kd, shift));
-        let z = _mm512_fmadd_pd(r, _mm512_set1_pd(C0), _mm512_set1_pd(C1));
-        let r2 = _mm512_mul_pd(r, r);
-        let y = _mm512_fmadd_pd(r, _mm512_set1_pd(C2), _mm512_set1_pd(1.0));
-        let y = _mm512_fmadd_pd(z, r2, y);
-        let idx = _mm512_and_si512(ki, _mm512_set1_epi64(31));
-        // SAFETY: every index is in 0..32, inside `TAB`.
-        let t = unsafe { _mm512_i64gather_epi64::<8>(idx, TAB.as_ptr() as *const i64) };
-        let s = _mm512_castsi512_pd(_mm512_add_epi64(t, _mm512_slli_epi64::<47>(ki)));
-        _mm512_cvtpd_ps(_mm512_mul_pd(y, s))
+    /// `fn $name` computes a register of `expf`s in double precision as glibc computes one:
+    /// `kd = fma(x, 32/ln2, shift)`, `r = fma(x, 32/ln2, -(kd - shift))`, `s = 2^(k/32)`,
+    /// `((C0·r + C1)·r² + (C2·r + 1))·s` with each `a·b + c` one fused multiply-add. One body for
+    /// both widths; the arguments name each width's intrinsics, and `$gather(idx)` reads `TAB`.
+    macro_rules! glibc_expf {
+        ($doc:literal, $features:literal, fn $name:ident($f:ty) -> $g:ty, $cvt:ident, $set1:ident, $fmadd:ident, $fmsub:ident,
+         $sub:ident, $mul:ident, $bits:ident, $and:ident, $set1_i64:ident, $gather:expr, $from_bits:ident, $add_i64:ident, $shl:ident, $narrow:ident) => {
+            #[doc = $doc]
+            #[target_feature(enable = $features)]
+            fn $name(x: $f) -> $g {
+                let xd = $cvt(x);
+                let (inv, shift) = ($set1(INV_LN2_N), $set1(SHIFT));
+                let kd = $fmadd(inv, xd, shift);
+                let ki = $bits(kd);
+                let r = $fmsub(inv, xd, $sub(kd, shift));
+                let z = $fmadd(r, $set1(C0), $set1(C1));
+                let r2 = $mul(r, r);
+                let y = $fmadd(r, $set1(C2), $set1(1.0));
+                let y = $fmadd(z, r2, y);
+                // SAFETY: every index is in 0..32, inside `TAB`.
+                let t = unsafe { $gather($and(ki, $set1_i64(31))) };
+                let s = $from_bits($add_i64(t, $shl::<47>(ki)));
+                $narrow($mul(y, s))
+            }
+        };
     }
-
-    /// Four at once (AVX2).
-    #[target_feature(enable = "avx2,fma")]
-    fn exp4(x: __m128) -> __m128 {
-        let xd = _mm256_cvtps_pd(x);
-        let inv = _mm256_set1_pd(INV_LN2_N);
-        let shift = _mm256_set1_pd(SHIFT);
-        let kd = _mm256_fmadd_pd(inv, xd, shift);
-        let ki = _mm256_castpd_si256(kd);
-        let r = _mm256_fmsub_pd(inv, xd, _mm256_sub_pd(kd, shift));
-        let z = _mm256_fmadd_pd(r, _mm256_set1_pd(C0), _mm256_set1_pd(C1));
-        let r2 = _mm256_mul_pd(r, r);
-        let y = _mm256_fmadd_pd(r, _mm256_set1_pd(C2), _mm256_set1_pd(1.0));
-        let y = _mm256_fmadd_pd(z, r2, y);
-        let idx = _mm256_and_si256(ki, _mm256_set1_epi64x(31));
-        // SAFETY: every index is in 0..32, inside `TAB`.
-        let t = unsafe { _mm256_i64gather_epi64::<8>(TAB.as_ptr() as *const i64, idx) };
-        let s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64::<47>(ki)));
-        _mm256_cvtpd_ps(_mm256_mul_pd(y, s))
-    }
+    glibc_expf!("Eight at once (AVX-512).", "avx512f,fma", fn exp8(__m256) -> __m256, _mm512_cvtps_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_fmsub_pd,
+        _mm512_sub_pd, _mm512_mul_pd, _mm512_castpd_si512, _mm512_and_si512, _mm512_set1_epi64, |i| _mm512_i64gather_epi64::<8>(i, TAB.as_ptr() as *const i64),
+        _mm512_castsi512_pd, _mm512_add_epi64, _mm512_slli_epi64, _mm512_cvtpd_ps);
+    glibc_expf!("Four at once (AVX2).", "avx2,fma", fn exp4(__m128) -> __m128, _mm256_cvtps_pd, _mm256_set1_pd, _mm256_fmadd_pd, _mm256_fmsub_pd,
+        _mm256_sub_pd, _mm256_mul_pd, _mm256_castpd_si256, _mm256_and_si256, _mm256_set1_epi64x, |i| _mm256_i64gather_epi64::<8>(TAB.as_ptr() as *const i64, i),
+        _mm256_castsi256_pd, _mm256_add_epi64, _mm256_slli_epi64, _mm256_cvtpd_ps);
 
     /// Lanes whose input leaves glibc's fast path (bit `i` for lane `i`) take `f32::exp` itself.
     fn patch_special(out: &mut [f32], x: &[f32], special: u32) {
