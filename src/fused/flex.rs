@@ -9,9 +9,10 @@
 //! one pass writing `dx = g·[v = target] + (-g · 1/S) · exp(x - max)`; rows run in parallel.
 //!
 //! Every float operation is the one burn's composition performs, in the same order, on the same
-//! values (libm's `expf`, sixteen at a time in [`super::expf`], and `logf`, flex's SIMD row sum, IEEE `+ - * /`), so the results are the
-//! same bits: `tests/model_equivalence.rs` compares them with `assert_eq!`, values and gradients. So
-//! a run on this op reproduces a run made before it existed, byte for byte.
+//! values (libm's `expf`, computed sixteen at a time by [`super::expf`]; `logf`; flex's SIMD row
+//! sum; IEEE `+ - * /`), so the results are the same bits: `tests/model_equivalence.rs` compares
+//! them with `assert_eq!`, values and gradients. So a run on this op reproduces a run made before
+//! it existed, byte for byte.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
