@@ -4,7 +4,7 @@
 # (fe4704b's build, sha256 d457ffdd...), "after" the same with this change, then PyTorch 2.5.1 eager.
 # Generation and a PPO step at pretrained-lora-top8. Run twice: first with the grouping in every
 # forward (after: sha256 eaf860c2..., CSVs here), then only where a KV cache is in use (after:
-# sha256 7c3c8a7f..., O=.../gqa/decode_only; the version committed).
+# sha256 ba287729..., O=.../gqa/decode_only; the version committed).
 O=${O:-results/bench/2026-12-05-flex-expf/gqa}; cd /work/main
 A="--presets pretrained-lora-top8 --benchmarks generate,ppo --runs 3 --warmup 1"
 for round in ${ROUNDS:-1 2}; do
