@@ -33,13 +33,14 @@ build:
 
 # The profile follows the device `auto` selects (`s2rm device`): on a real GPU the pretrained tier,
 # whose models write language; on a CPU the default profile, which finishes in minutes but whose
-# from-scratch models cannot do the task. The first line says which and why.
+# from-scratch models cannot do the task. The first line says which and why (`d`: what `device`
+# printed, also when it exits 1).
 reproduce-safety: build
 	@if d=$$($(BIN) device --require-gpu 2>/dev/null); then \
 	  echo "profile pretrained: a GPU was found ($$d), so the tier whose models write language runs (SmolLM2-135M LoRA roles, 3 seeds) -> results/safety_pretrained/. The quick from-scratch run: $(BIN) run experiments/safety.toml --profile default"; \
 	  $(MAKE) --no-print-directory model-smollm2 && $(BIN) run experiments/safety.toml --profile pretrained; \
 	else \
-	  echo "profile default: no GPU here ($$($(BIN) device 2>/dev/null)), so from-scratch tiny models, about 10 min on a 2-core CPU (not evidence: they cannot do the task, see README). The pretrained tier: make reproduce-safety-pretrained (SmolLM2 LoRA roles, 3 seeds in about 95-120 min on a 2-core CPU)."; \
+	  echo "profile default: no GPU here ($$d), so from-scratch tiny models, about 10 min on a 2-core CPU (not evidence: they cannot do the task, see README). The pretrained tier: make reproduce-safety-pretrained (SmolLM2 LoRA roles, 3 seeds in about 95-120 min on a 2-core CPU)."; \
 	  $(BIN) run experiments/safety.toml --profile default; \
 	fi
 

@@ -89,53 +89,52 @@ mod simd {
         _mm256_sub_pd, _mm256_mul_pd, _mm256_castpd_si256, _mm256_and_si256, _mm256_set1_epi64x, |i| _mm256_i64gather_epi64::<8>(TAB.as_ptr() as *const i64, i),
         _mm256_castsi256_pd, _mm256_add_epi64, _mm256_slli_epi64, _mm256_cvtpd_ps);
 
-    /// Lanes whose input leaves glibc's fast path (bit `i` for lane `i`) take `f32::exp` itself.
-    fn patch_special(out: &mut [f32], x: &[f32], special: u32) {
-        if special != 0 {
-            for (i, o) in out.iter_mut().enumerate().filter(|(i, _)| special >> i & 1 == 1) {
-                *o = x[i].exp();
+    /// `W` floats at a time: `block` writes a block's exps in place and returns the mask of lanes
+    /// (bit `i` for lane `i`) outside glibc's fast path, which, like the last `len % W`, take
+    /// `f32::exp` itself. Inlined into each width's `target_feature` function below.
+    #[inline(always)]
+    fn in_blocks<const W: usize>(xs: &mut [f32], mut block: impl FnMut(&mut [f32]) -> u32) {
+        let mut chunks = xs.chunks_exact_mut(W);
+        for c in &mut chunks {
+            let x: [f32; W] = c.try_into().expect("a whole block");
+            let special = block(c);
+            if special != 0 {
+                for (i, o) in c.iter_mut().enumerate().filter(|(i, _)| special >> i & 1 == 1) {
+                    *o = x[i].exp();
+                }
             }
+        }
+        for x in chunks.into_remainder() {
+            *x = x.exp();
         }
     }
 
-    /// Sixteen at a time; lanes outside the fast path, and the last `len % 16`, by `f32::exp`.
+    /// Sixteen at a time (AVX-512).
     #[target_feature(enable = "avx512f,fma")]
     pub(super) fn exp_in_place_avx512(xs: &mut [f32]) {
-        let mut chunks = xs.chunks_exact_mut(16);
-        for c in &mut chunks {
+        in_blocks::<16>(xs, |c| {
             // SAFETY: `c` holds 16 floats; unaligned loads and stores.
             let x = unsafe { _mm512_loadu_ps(c.as_ptr()) };
             let top = _mm512_and_si512(_mm512_srli_epi32::<20>(_mm512_castps_si512(x)), _mm512_set1_epi32(0x7ff));
-            let special = _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(TOP12_LIMIT)) as u32;
             let lo = exp8(_mm512_castps512_ps256(x));
             let hi = exp8(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))));
             let y = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi)));
-            let x: [f32; 16] = unsafe { std::mem::transmute(x) };
             unsafe { _mm512_storeu_ps(c.as_mut_ptr(), y) };
-            patch_special(c, &x, special);
-        }
-        for x in chunks.into_remainder() {
-            *x = x.exp();
-        }
+            _mm512_cmpgt_epi32_mask(top, _mm512_set1_epi32(TOP12_LIMIT)) as u32
+        });
     }
 
-    /// Eight at a time; lanes outside the fast path, and the last `len % 8`, by `f32::exp`.
+    /// Eight at a time (AVX2).
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn exp_in_place_avx2(xs: &mut [f32]) {
-        let mut chunks = xs.chunks_exact_mut(8);
-        for c in &mut chunks {
+        in_blocks::<8>(xs, |c| {
             // SAFETY: `c` holds 8 floats; unaligned loads and stores.
             let x = unsafe { _mm256_loadu_ps(c.as_ptr()) };
             let top = _mm256_and_si256(_mm256_srli_epi32::<20>(_mm256_castps_si256(x)), _mm256_set1_epi32(0x7ff));
-            let special = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(TOP12_LIMIT)))) as u32;
             let y = _mm256_set_m128(exp4(_mm256_extractf128_ps::<1>(x)), exp4(_mm256_castps256_ps128(x)));
-            let x: [f32; 8] = unsafe { std::mem::transmute(x) };
             unsafe { _mm256_storeu_ps(c.as_mut_ptr(), y) };
-            patch_special(c, &x, special);
-        }
-        for x in chunks.into_remainder() {
-            *x = x.exp();
-        }
+            _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(TOP12_LIMIT)))) as u32
+        });
     }
 }
 
