@@ -40,7 +40,7 @@ macro_rules! with_strategy {
     };
 }
 
-mod expf;
+pub mod exp;
 pub mod flex;
 mod flex_dispatch;
 pub mod softmax;

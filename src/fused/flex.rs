@@ -9,7 +9,7 @@
 //! one pass writing `dx = g·[v = target] + (-g · 1/S) · exp(x - max)`; rows run in parallel.
 //!
 //! Every float operation is the one burn's composition performs, in the same order, on the same
-//! values (libm's `expf`, computed sixteen at a time by [`super::expf`]; `logf`; flex's SIMD row
+//! values (libm's `expf`, computed sixteen at a time by [`super::exp`]; `logf`; flex's SIMD row
 //! sum; IEEE `+ - * /`), so the results are the same bits: `tests/model_equivalence.rs` compares
 //! them with `assert_eq!`, values and gradients. So a run on this op reproduces a run made before
 //! it existed, byte for byte.
@@ -21,7 +21,7 @@ use burn::backend::ops::FloatTensorOps;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::expf::exp_in_place;
+use super::exp::exp_in_place;
 use super::flex_dispatch::{AdTensor, FlexPrimitive, UnaryGrad, contiguous, record_unary};
 
 /// Rows per parallel task: their `exp(x - max)` (at V = 49,152, 12.6 MB) stays below glibc's

@@ -21,7 +21,7 @@ use burn::prelude::*;
 use burn::tensor::Shape;
 use rayon::prelude::*;
 
-use super::expf::exp_in_place;
+use super::exp::exp_in_place;
 use super::flex::{ROWS_PER_TASK, flex_row_sums, row_sums};
 use super::flex_dispatch::{AdTensor, FlexPrimitive, UnaryGrad, contiguous, record_unary};
 

@@ -21,7 +21,7 @@ use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::expf::exp_in_place;
+use super::exp::exp_in_place;
 use super::flex_dispatch::{AdTensor, FlexPrimitive, contiguous};
 
 /// Elements per parallel task.

@@ -10,6 +10,7 @@
 //! remains. Both draw the same uniform from each row's stream.
 
 use super::{KvCache, Lm, MASKED, f32_tensor, i64_tensor, pack, to_vec_f32};
+use crate::fused::exp::exp_f64_in_place;
 use crate::util::SplitMix64;
 use burn::prelude::*;
 
@@ -32,14 +33,18 @@ pub struct Generation {
     pub finished: Vec<bool>,
 }
 
-/// Log-softmax of one row of logits, in f64 for a stable reference value.
+/// Log-softmax of one row of logits, in f64 for a stable reference value. The exps run a register at
+/// a time ([`exp_f64_in_place`], the same bits as `f64::exp`), the sum in order.
 fn log_softmax_row(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-    let lse = logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max;
+    let mut e: Vec<f64> = logits.iter().map(|&x| x as f64 - max).collect();
+    exp_f64_in_place(&mut e);
+    let lse = e.iter().sum::<f64>().ln() + max;
     logits.iter().map(|&x| x as f64 - lse).collect()
 }
 
 /// Draws a token from `log_probs` (inverse CDF with one uniform draw) or takes the argmax.
+/// The probabilities are exponentiated a block at a time and summed in order, as one by one.
 pub fn choose(log_probs: &[f64], rng: &mut SplitMix64, greedy: bool) -> usize {
     if greedy {
         let mut best = 0;
@@ -50,17 +55,24 @@ pub fn choose(log_probs: &[f64], rng: &mut SplitMix64, greedy: bool) -> usize {
         }
         return best;
     }
+    const BLOCK: usize = 512;
     let u = rng.next_f64();
     let mut acc = 0.0;
     let mut last_nonzero = 0;
-    for (i, &lp) in log_probs.iter().enumerate() {
-        let p = lp.exp();
-        if p > 0.0 {
-            last_nonzero = i;
-        }
-        acc += p;
-        if u < acc {
-            return i;
+    let mut buf = [0.0f64; BLOCK];
+    for (b, lps) in log_probs.chunks(BLOCK).enumerate() {
+        let ps = &mut buf[..lps.len()];
+        ps.copy_from_slice(lps);
+        exp_f64_in_place(ps);
+        for (j, &p) in ps.iter().enumerate() {
+            let i = b * BLOCK + j;
+            if p > 0.0 {
+                last_nonzero = i;
+            }
+            acc += p;
+            if u < acc {
+                return i;
+            }
         }
     }
     last_nonzero // rounding left u above the total mass
@@ -146,6 +158,37 @@ fn choose_step(logits: Tensor<2>, live: &[bool], rngs: &mut [SplitMix64], greedy
     }
 }
 
+/// The output projection of decode steps. A tied head multiplies by `E^T` `[D, V]`; through the
+/// strided view of [`Lm::logits`], gemm copies all of `E` element by element at every decode step
+/// (16% of SmolLM2's generation time on flex), so a tied head is made contiguous once per call.
+/// The same products summed in the same order: the logits are the same bits as [`Lm::logits`],
+/// except for a single row, where gemm's matrix-vector path sums in an order that depends on the
+/// layout; one row keeps the view.
+struct DecodeHead(Option<Tensor<2>>);
+
+impl DecodeHead {
+    fn new(model: &Lm) -> Self {
+        DecodeHead(model.lm_head.is_none().then(|| contiguous_t(model.tok_emb.weight.val())))
+    }
+
+    fn logits(&self, model: &Lm, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = hidden.dims();
+        match &self.0 {
+            Some(w_t) if b * t > 1 => {
+                let v = w_t.dims()[1];
+                hidden.reshape([b * t, d]).matmul(w_t.clone()).reshape([b, t, v])
+            }
+            _ => model.logits(hidden),
+        }
+    }
+}
+
+/// `w^T` in contiguous memory: a reshape of the transposed view materialises it, on every backend.
+fn contiguous_t(w: Tensor<2>) -> Tensor<2> {
+    let [r, c] = w.dims();
+    w.transpose().reshape([r * c]).reshape([c, r])
+}
+
 /// Generates continuations of `prefixes` (token ids, e.g. a chat-formatted prompt). `seeds[i]`
 /// seeds row `i`'s sampling stream. Tokens are chosen where [`Sampler::for_device`] says.
 pub fn generate(model: &Lm, prefixes: &[Vec<u32>], seeds: &[u64], cfg: &GenConfig, device: &Device) -> Generation {
@@ -169,7 +212,8 @@ pub fn generate_with(model: &Lm, prefixes: &[Vec<u32>], seeds: &[u64], cfg: &Gen
         packed.bias_tensor(device),
         &mut cache,
     );
-    let mut last_logits: Tensor<2> = model.logits(hidden.narrow(1, p - 1, 1)).squeeze_dim(1);
+    let head = DecodeHead::new(model);
+    let mut last_logits: Tensor<2> = head.logits(model, hidden.narrow(1, p - 1, 1)).squeeze_dim(1);
 
     // Attention history per row: which cached positions are real tokens.
     let mut attn: Vec<Vec<bool>> = (0..b).map(|r| packed.attn[r * p..(r + 1) * p].to_vec()).collect();
@@ -218,7 +262,31 @@ pub fn generate_with(model: &Lm, prefixes: &[Vec<u32>], seeds: &[u64], cfg: &Gen
             f32_tensor(bias, [b, 1, 1, k], device),
             &mut cache,
         );
-        last_logits = model.logits(hidden).squeeze_dim(1);
+        last_logits = head.logits(model, hidden).squeeze_dim(1);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Through the contiguous copy the tied head's products are the same bits as through the strided
+    /// view, at SmolLM2's output shape (D 576, V 49,152), from 2 rows (a single row keeps the view,
+    /// see [`DecodeHead`]) to a batch larger than any profile's.
+    #[test]
+    fn the_decode_head_gives_the_bits_of_the_strided_view() {
+        let device = Device::flex();
+        let (v, d) = (49_152, 576);
+        let mut rng = SplitMix64::new(3);
+        let mut uniform = |n: usize, scale: f32| (0..n).map(|_| (rng.next_f64() as f32 - 0.5) * scale).collect::<Vec<f32>>();
+        let e = f32_tensor(uniform(v * d, 0.1), [v, d], &device);
+        let e_t = contiguous_t(e.clone());
+        for rows in [2, 3, 8, 16, 17, 48, 65, 160] {
+            let h = f32_tensor(uniform(rows * d, 1.0), [rows, d], &device);
+            let want = to_vec_f32(h.clone().matmul(e.clone().transpose()));
+            let got = to_vec_f32(h.matmul(e_t.clone()));
+            assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows: the logits differ");
+        }
+    }
 }
