@@ -159,26 +159,27 @@ fn choose_step(logits: Tensor<2>, live: &[bool], rngs: &mut [SplitMix64], greedy
 }
 
 /// The output projection of decode steps. A tied head multiplies by `E^T` `[D, V]`; through the
-/// strided view of [`Lm::logits`], gemm copies all of `E` element by element at every decode step
-/// (16% of SmolLM2's generation time on flex), so a tied head is made contiguous once per call.
-/// The same products summed in the same order: the logits are the same bits as [`Lm::logits`],
-/// except for a single row, where gemm's matrix-vector path sums in an order that depends on the
-/// layout; one row keeps the view.
+/// strided view of [`Lm::logits`], gemm (flex) copies all of `E` element by element at every decode
+/// step (16–22% of SmolLM2's generation time), so a tied head is made contiguous once per call.
+/// gemm then forms the same products and sums them in the same order: the logits are the same bits
+/// as [`Lm::logits`]. Except for a single row, where gemm's matrix-vector path sums in an order that
+/// depends on the layout: a call with one row keeps the view.
 struct DecodeHead(Option<Tensor<2>>);
 
 impl DecodeHead {
-    fn new(model: &Lm) -> Self {
-        DecodeHead(model.lm_head.is_none().then(|| contiguous_t(model.tok_emb.weight.val())))
+    fn new(model: &Lm, rows: usize) -> Self {
+        DecodeHead((model.lm_head.is_none() && rows > 1).then(|| contiguous_t(model.tok_emb.weight.val())))
     }
 
+    /// Logits of `hidden` `[rows, 1, D]`.
     fn logits(&self, model: &Lm, hidden: Tensor<3>) -> Tensor<3> {
-        let [b, t, d] = hidden.dims();
         match &self.0 {
-            Some(w_t) if b * t > 1 => {
+            Some(w_t) => {
+                let [b, t, d] = hidden.dims();
                 let v = w_t.dims()[1];
                 hidden.reshape([b * t, d]).matmul(w_t.clone()).reshape([b, t, v])
             }
-            _ => model.logits(hidden),
+            None => model.logits(hidden),
         }
     }
 }
@@ -212,7 +213,7 @@ pub fn generate_with(model: &Lm, prefixes: &[Vec<u32>], seeds: &[u64], cfg: &Gen
         packed.bias_tensor(device),
         &mut cache,
     );
-    let head = DecodeHead::new(model);
+    let head = DecodeHead::new(model, b);
     let mut last_logits: Tensor<2> = head.logits(model, hidden.narrow(1, p - 1, 1)).squeeze_dim(1);
 
     // Attention history per row: which cached positions are real tokens.
