@@ -8,6 +8,7 @@
 //! builds exactly this layout token by token, which is why log-probs recorded while sampling equal
 //! those of the training forward pass (tested below).
 
+mod attention;
 pub mod generate;
 pub mod load;
 pub mod lora;
@@ -18,7 +19,7 @@ use burn::nn::{
     RmsNormConfig,
 };
 use burn::prelude::*;
-use crate::fused::{log_softmax, softmax};
+use crate::fused::log_softmax;
 use lora::{Adapter, adapted};
 pub use packed::{Packed, causal_bias, pack, positions_from_attn};
 use burn::tensor::activation::gelu;
@@ -385,7 +386,6 @@ impl Block {
             q = apply_rope(q, cos, sin);
             k = apply_rope(k, cos, sin);
         }
-        let decoding = cache.is_some();
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.take() {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -393,27 +393,7 @@ impl Block {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        // Grouped-query attention: query head j reads key/value head j / g. In generation (a
-        // cache, a few new rows) the g query heads of a group share one batch entry of keys and
-        // values that the matmul broadcasts, instead of copying the whole cache g times per token
-        // (1.01-1.10x generation); the batched forwards keep the copy, measured faster there.
-        // Every per-head product has the same shape and strides either way, so the same bits.
-        let g = h / hkv;
-        let scale = (dh as f64).sqrt();
-        let ctx = if g == 1 || !decoding {
-            let repeat = |z: Tensor<4>| {
-                let [_, _, tk, _] = z.dims();
-                z.unsqueeze_dim::<5>(2).repeat_dim(2, g).reshape([b, h, tk, dh])
-            };
-            let (k, v) = if g == 1 { (k, v) } else { (repeat(k), repeat(v)) };
-            softmax(q.matmul(k.swap_dims(2, 3)).div_scalar(scale) + bias, 3).matmul(v)
-        } else {
-            let tk = k.dims()[2];
-            let grouped = |z: Tensor<4>, rows: usize, cols: usize| z.reshape([b, hkv, g, rows, cols]);
-            let shared = |z: Tensor<4>| z.unsqueeze_dim::<5>(2);
-            let scores = grouped(q, t, dh).matmul(shared(k).swap_dims(3, 4)).reshape([b, h, t, tk]).div_scalar(scale) + bias;
-            grouped(softmax(scores, 3), t, tk).matmul(shared(v)).reshape([b, h, t, dh])
-        };
+        let ctx = attention::attend(q, k, v, bias);
         let ctx = ctx.swap_dims(1, 2).reshape([b, t, d]);
         let x = x + adapted(&self.proj, &self.proj_lora, ctx);
         let m = self.mlp.forward(self.ln2.forward(x.clone()));
